@@ -1,0 +1,121 @@
+"""Settings: embedded defaults, overridden by a TOML file and ``GITOPS_BRIDGE_*`` variables.
+
+Nested settings use ``__`` in variable names, e.g. ``GITOPS_BRIDGE_LIMITS__MAX_REPLICAS=10``.
+A file given by ``GITOPS_BRIDGE_CONFIG`` (TOML) is read first; variables win over it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gitops_bridge import models
+
+
+class FrpSettings(BaseModel):
+    """How exposed deployments reach frps (the token lives in a Secret, never in Git)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server_addr: str = "frps.frp.svc.cluster.local"
+    server_port: int = 7000
+    namespace: str = "frp"
+    token_secret: str = "frp-token"
+    token_key: str = "token"
+    image: str = "registry:5000/platform/frpc:0.65.0"
+    cpu: str = "10m"
+    memory: str = "32Mi"
+
+
+class ChartSettings(BaseModel):
+    """Where HelmReleases get the generic chart from: the GitOps repo itself, or OCI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["git", "oci"] = "git"
+    path: str = "./charts/generic-app"
+    git_repository: str = "flux-system"
+    git_namespace: str = "flux-system"
+    oci_url: str = "oci://registry:5000/charts/generic-app"
+    oci_tag: str = "0.1.0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".gitops-bridge")
+    repo_url: str | None = None
+    branch: str = "main"
+    cluster: str = "dev"
+    domain: str = "code-hub.com"
+    identity: Literal["dev", "proxy"] = "dev"
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    admins: list[str] = Field(default_factory=lambda: ["admin"])
+    admin_group: str = "platform-admins"
+    secret_key: str | None = None
+    committer_name: str = "gitops-bridge"
+    committer_email: str = "gitops-bridge@code-hub.com"
+    push_attempts: int = Field(default=5, ge=1, le=50)
+    fetch_interval: float = 2.0
+    demo_group: bool = True
+    limits: models.Limits = Field(default_factory=models.Limits)
+    frp: FrpSettings = Field(default_factory=FrpSettings)
+    chart: ChartSettings = Field(default_factory=ChartSettings)
+    helm_interval: str = "10m"
+    remediation_retries: int = 3
+    helm_bin: str | None = None
+    kubectl_bin: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("GITOPS_BRIDGE_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @property
+    def remote_url(self) -> str:
+        return self.repo_url or (self.data_dir.resolve() / "remote.git").as_uri()
+
+    @property
+    def embedded_remote(self) -> Path | None:
+        return None if self.repo_url else self.data_dir.resolve() / "remote.git"
+
+    @property
+    def clone_dir(self) -> Path:
+        return self.data_dir.resolve() / "clone.git"
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings from explicit overrides, then the environment, then GITOPS_BRIDGE_CONFIG (TOML)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)

@@ -1,0 +1,349 @@
+"""The data gitops-bridge works with, and every validation rule for user input.
+
+Rules are checked here once; later stages (quota, render, git) assume valid models.
+Every rejection names the field and the rule (``replicas: must be 0..20, got 50``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gitops_bridge import quantity
+from gitops_bridge.errors import FieldProblem, InvalidRequest
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+ID_PATTERN = re.compile(r"^[a-z0-9]{6}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,252}$")
+ID_LENGTH = 6
+RELEASE_NAME_MAX = 53  # Helm release names
+NAMESPACE_PREFIX = "group-"
+GROUP_NAME_MAX = 63 - len(NAMESPACE_PREFIX)
+APP_NAME_MAX = RELEASE_NAME_MAX - 1 - ID_LENGTH
+
+# OCI distribution reference grammar (distribution/reference), anchored.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
+_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(
+    rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+IMAGE_RULE = (
+    "must be an image reference registry[:port]/path[:tag][@sha256:digest] "
+    "(lowercase path, tag of letters, digits, '_', '.', '-')"
+)
+
+
+class Limits(BaseModel):
+    """Installation policy that bounds what users may request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_replicas: int = 20
+    cpu_min: str = "10m"
+    cpu_max: str = "4"
+    memory_min: str = "16Mi"
+    memory_max: str = "8Gi"
+    allowed_registries: list[str] = Field(default_factory=list)
+    max_env: int = 100
+    max_env_value_bytes: int = 32 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    limits = context.get("limits", DEFAULT_LIMITS)
+    assert isinstance(limits, Limits)
+    return limits
+
+
+def check_dns_label(value: str, *, max_length: int) -> str:
+    if not DNS_LABEL.match(value) or len(value) > max_length:
+        raise ValueError(
+            f"must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter "
+            f"or digit; max {max_length}), got {value!r}"
+        )
+    return value
+
+
+def check_quantity(value: object, *, kind: str) -> str:
+    try:
+        q = quantity.parse(value)  # type: ignore[arg-type]
+    except quantity.QuantityError as exc:
+        raise ValueError(str(exc)) from None
+    if q.value <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return q.format_cpu() if kind == "cpu" else q.format_memory()
+
+
+def _in_range(value: str, *, low: str, high: str, kind: str) -> str:
+    q, lo, hi = quantity.parse(value), quantity.parse(low), quantity.parse(high)
+    if not lo <= q <= hi:
+        raise ValueError(f"must be {low}..{high}, got {value}")
+    return value
+
+
+class QuotaSpec(BaseModel):
+    """A group's quota: requests it may use, registry storage, number of deployments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str
+    memory: str
+    storage: str = "10Gi"
+    deployments: Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> str:
+        return check_quantity(value, kind="cpu")
+
+    @field_validator("memory", "storage", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str:
+        return check_quantity(value, kind="memory")
+
+
+class Group(BaseModel):
+    """A team: a namespace ``group-<name>`` with members and a quota."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    members: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    quota: QuotaSpec
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns_label(value, max_length=GROUP_NAME_MAX)
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: list[str]) -> list[str]:
+        seen: list[str] = []
+        for i, member in enumerate(value):
+            if not USER_NAME.match(member):
+                raise ValueError(
+                    f"[{i}] must be a user name (letters, digits, '.', '_', '@', '+', '-'; "
+                    f"max 253), got {member!r}"
+                )
+            if member not in seen:
+                seen.append(member)
+        return seen
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE_PREFIX + self.name
+
+
+class EnvVar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    value: StrictStr = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ENV_NAME.match(value) or len(value) > 256:
+            raise ValueError(
+                f"must be a C identifier (letters, digits, '_'; not starting with a digit), "
+                f"got {value!r}"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        size = len(value.encode())
+        if size > _limits(info).max_env_value_bytes:
+            raise ValueError(f"must be at most {_limits(info).max_env_value_bytes} bytes")
+        return value
+
+
+class Resources(BaseModel):
+    """Requests per pod of the app container; limits are derived (see render)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str = "100m"
+    memory: str = "128Mi"
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object, info: ValidationInfo) -> str:
+        limits = _limits(info)
+        text = check_quantity(value, kind="cpu")
+        return _in_range(text, low=limits.cpu_min, high=limits.cpu_max, kind="cpu")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object, info: ValidationInfo) -> str:
+        limits = _limits(info)
+        text = check_quantity(value, kind="memory")
+        return _in_range(text, low=limits.memory_min, high=limits.memory_max, kind="memory")
+
+
+class DeploymentSpec(BaseModel):
+    """What a user asks for: the fields of the deployment form / API body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    image: StrictStr
+    replicas: StrictInt = 1
+    port: StrictInt = 8080
+    env: list[EnvVar] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    expose: StrictBool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns_label(value, max_length=APP_NAME_MAX)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str, info: ValidationInfo) -> str:
+        match = IMAGE_REFERENCE.match(value)
+        if match is None or len(match["name"]) > 255:
+            raise ValueError(f"{IMAGE_RULE}, got {value!r}")
+        allowed = _limits(info).allowed_registries
+        if allowed and match["domain"] not in allowed:
+            raise ValueError(
+                f"must come from an allowed registry ({', '.join(allowed)}), got {value!r}"
+            )
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int, info: ValidationInfo) -> int:
+        high = _limits(info).max_replicas
+        if not 0 <= value <= high:
+            raise ValueError(f"must be 0..{high}, got {value}")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"must be 1..65535, got {value}")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: list[EnvVar], info: ValidationInfo) -> list[EnvVar]:
+        high = _limits(info).max_env
+        if len(value) > high:
+            raise ValueError(f"must have at most {high} entries, got {len(value)}")
+        seen: set[str] = set()
+        for i, var in enumerate(value):
+            if var.name in seen:
+                raise ValueError(f"[{i}].name: duplicate name {var.name!r}")
+            seen.add(var.name)
+        return value
+
+
+class Deployment(BaseModel):
+    """A deployment as recorded in the GitOps repository."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str
+    id: str
+    spec: DeploymentSpec
+    owner: str = ""
+    restarted_at: str = ""
+
+    @model_validator(mode="after")
+    def _id(self) -> Deployment:
+        if not ID_PATTERN.match(self.id):
+            raise ValueError(f"id: must be {ID_LENGTH} characters of a-z0-9, got {self.id!r}")
+        return self
+
+    @property
+    def app(self) -> str:
+        return self.spec.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}-{self.id}"
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE_PREFIX + self.group
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "is required"
+        if message.startswith("[") and "]" in message:  # list item detail: "[2].name: ..."
+            item, _, message = message.partition(": ")
+            loc = f"{loc}{item}"
+        field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        problems.append(FieldProblem(field, message))
+    return problems
+
+
+def parse_deployment(data: object, *, limits: Limits = DEFAULT_LIMITS) -> DeploymentSpec:
+    """Validate a deployment request body; raise InvalidRequest naming each bad field."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequest.field("", "the body must be a JSON object")
+    try:
+        return DeploymentSpec.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        raise InvalidRequest.of(_problems(exc)) from None
+
+
+def parse_group(data: object) -> Group:
+    if not isinstance(data, Mapping):
+        raise InvalidRequest.field("", "the body must be a JSON object")
+    try:
+        return Group.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest.of(_problems(exc)) from None
+
+
+def merge_patch(spec: DeploymentSpec, patch: Mapping[str, Any], *, limits: Limits) -> DeploymentSpec:
+    """Apply a JSON merge patch (RFC 7386 style, one level for resources) and re-validate."""
+    data = spec.model_dump()
+    for key, value in patch.items():
+        if key == "resources" and isinstance(value, Mapping):
+            data["resources"] = {**data["resources"], **value}
+        else:
+            data[key] = value
+    return parse_deployment(data, limits=limits)
