@@ -45,12 +45,13 @@ _DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_REFERENCE = re.compile(
     rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
 )
+DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 IMAGE_RULE = (
     "must be an image reference registry[:port]/path[:tag][@sha256:digest] "
     "(lowercase path, tag of letters, digits, '_', '.', '-')"
@@ -83,7 +84,7 @@ def _limits(info: ValidationInfo) -> Limits:
 
 
 def check_dns_label(value: str, *, max_length: int) -> str:
-    if not DNS_LABEL.match(value) or len(value) > max_length:
+    if not DNS_LABEL.fullmatch(value) or len(value) > max_length:
         raise ValueError(
             f"must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter "
             f"or digit; max {max_length}), got {value!r}"
@@ -148,9 +149,9 @@ class Group(BaseModel):
     def _members(cls, value: list[str]) -> list[str]:
         seen: list[str] = []
         for i, member in enumerate(value):
-            if not USER_NAME.match(member):
+            if not USER_NAME.fullmatch(member):
                 raise ValueError(
-                    f"[{i}] must be a user name (letters, digits, '.', '_', '@', '+', '-'; "
+                    f"[{i}]: must be a user name (letters, digits, '.', '_', '@', '+', '-'; "
                     f"max 253), got {member!r}"
                 )
             if member not in seen:
@@ -171,7 +172,7 @@ class EnvVar(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ENV_NAME.match(value) or len(value) > 256:
+        if not ENV_NAME.fullmatch(value) or len(value) > 256:
             raise ValueError(
                 f"must be a C identifier (letters, digits, '_'; not starting with a digit), "
                 f"got {value!r}"
@@ -233,11 +234,25 @@ class DeploymentSpec(BaseModel):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str, info: ValidationInfo) -> str:
-        match = IMAGE_REFERENCE.match(value)
+        match = IMAGE_REFERENCE.fullmatch(value)
         if match is None or len(match["name"]) > 255:
             raise ValueError(f"{IMAGE_RULE}, got {value!r}")
+        domain = match["domain"]
+        if domain and not ("." in domain or ":" in domain or domain == "localhost"):
+            # like docker: a first component without '.' or ':' is a path, so lowercase
+            if not re.fullmatch(_PATH_COMPONENT, domain):
+                raise ValueError(f"{IMAGE_RULE}, got {value!r}")
+            domain = None
+        digest = match["digest"]
+        if digest:
+            algorithm, _, hexpart = digest.partition(":")
+            expected = DIGEST_LENGTHS.get(algorithm)
+            if expected is not None and len(hexpart) != expected:
+                raise ValueError(
+                    f"{IMAGE_RULE}; a {algorithm} digest has {expected} hex digits, got {value!r}"
+                )
         allowed = _limits(info).allowed_registries
-        if allowed and match["domain"] not in allowed:
+        if allowed and domain not in allowed:
             raise ValueError(
                 f"must come from an allowed registry ({', '.join(allowed)}), got {value!r}"
             )
@@ -285,7 +300,7 @@ class Deployment(BaseModel):
 
     @model_validator(mode="after")
     def _id(self) -> Deployment:
-        if not ID_PATTERN.match(self.id):
+        if not ID_PATTERN.fullmatch(self.id):
             raise ValueError(f"id: must be {ID_LENGTH} characters of a-z0-9, got {self.id!r}")
         return self
 
@@ -305,14 +320,16 @@ class Deployment(BaseModel):
 def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     problems = []
     for error in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in error["loc"])
+        loc = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).lstrip(".")
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "missing":
             message = "is required"
-        if message.startswith("[") and "]" in message:  # list item detail: "[2].name: ..."
-            item, _, message = message.partition(": ")
+        if message.startswith("[") and "]: " in message or "].name: " in message:
+            item, _, message = message.partition(": ")  # list item detail: "[2].name: ..."
             loc = f"{loc}{item}"
         field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
         problems.append(FieldProblem(field, message))
