@@ -317,6 +317,16 @@ class Deployment(BaseModel):
         return NAMESPACE_PREFIX + self.group
 
 
+_TYPE_RULES = {
+    "int_type": "must be a whole number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
 def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     problems = []
     for error in exc.errors(include_url=False):
@@ -324,9 +334,12 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
         ).lstrip(".")
         message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        kind = error["type"]
+        if kind in _TYPE_RULES:
+            message = f"{_TYPE_RULES[kind]}, got {error.get('input')!r}"
+        elif kind == "extra_forbidden":
             message = "unknown field"
-        elif error["type"] == "missing":
+        elif kind == "missing":
             message = "is required"
         if message.startswith("[") and "]: " in message or "].name: " in message:
             item, _, message = message.partition(": ")  # list item detail: "[2].name: ..."

@@ -1,0 +1,233 @@
+"""Command line: ``gitops-bridge serve | init-repo | group create | deploy | render | validate``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from gitops_bridge import bootstrap, config, gitrepo, service, tools, validate
+from gitops_bridge.errors import BridgeError
+from gitops_bridge.identity import User
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.load(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=args.data_dir,
+        repo_url=args.repo_url,
+        branch=args.branch,
+        domain=args.domain,
+    )
+
+
+def _user(args: argparse.Namespace, settings: config.Settings) -> User:
+    name = args.as_user or getpass.getuser()
+    return User(
+        name=name,
+        email=args.email or f"{name}@{settings.domain}",
+        admin=name in settings.admins or args.as_user is None,
+    )
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gitops_bridge import webapp
+
+    settings = _settings(args)
+    app = webapp.create_app(settings)
+    svc = app.extensions["gitops_bridge"]
+    print(f"gitops-bridge on http://{settings.host}:{settings.port}")
+    print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})")
+    app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    return 0
+
+
+def cmd_init_repo(args: argparse.Namespace) -> int:
+    files = bootstrap.template_files(cluster=args.cluster)
+    bridge = gitrepo.Author("gitops-bridge", "gitops-bridge@localhost")
+    sha = gitrepo.init_worktree(
+        Path(args.path),
+        files=files,
+        author=bridge,
+        committer=bridge,
+        message=f"Initialise the GitOps repository for cluster {args.cluster}",
+    )
+    print(f"initialised {args.path} for cluster {args.cluster}: {len(files)} files, commit {sha}")
+    return 0
+
+
+def cmd_group_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = service.open_service(settings)
+    body = {
+        "name": args.name,
+        "members": [m for m in (args.members or "").split(",") if m],
+        "quota": {
+            "cpu": args.cpu,
+            "memory": args.memory,
+            "storage": args.storage,
+            "deployments": args.deployments,
+        },
+    }
+    written = svc.create_group(_user(args, settings), body)
+    _print({"group": args.name, "commit": written.commit.sha})
+    return 0
+
+
+def _deployment_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.file:
+        data = json.loads(Path(args.file).read_text())
+        if not isinstance(data, dict):
+            raise SystemExit("--file: must hold a JSON object")
+        return data
+    env = []
+    for item in args.env or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--env: expected NAME=VALUE, got {item!r}")
+        env.append({"name": name, "value": value})
+    return {
+        "name": args.name,
+        "image": args.image,
+        "replicas": args.replicas,
+        "port": args.port_number,
+        "env": env,
+        "resources": {"cpu": args.cpu, "memory": args.memory},
+        "expose": args.expose,
+    }
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = service.open_service(settings)
+    written = svc.create_deployment(_user(args, settings), args.group, _deployment_body(args))
+    assert written.deployment is not None
+    _print(
+        {
+            "name": written.deployment.name,
+            "id": written.deployment.id,
+            "group": args.group,
+            "commit": written.commit.sha,
+            "url": svc.url(written.deployment),
+        }
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = service.open_service(settings)
+    change = svc.preview_deployment(_user(args, settings), args.group, _deployment_body(args))
+    for manifest in change.writes:
+        print(f"# --- {manifest.path}")
+        print(manifest.text, end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    report = validate.validate_repo(
+        Path(args.path), helm=tools.binary("helm"), kubectl=tools.binary("kubectl")
+    )
+    for finding in report.findings:
+        print(finding)
+    if report.findings:
+        print(f"{len(report.findings)} findings, {report.valid} valid objects", file=sys.stderr)
+        return 1
+    print(f"{report.valid} valid objects")
+    return 0
+
+
+def _repo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="state directory (default .gitops-bridge)")
+    parser.add_argument("--repo-url", help="GitOps remote (default: embedded, under data dir)")
+    parser.add_argument("--branch", help="branch Flux follows (default main)")
+    parser.add_argument("--domain", help="platform domain of public URLs (default code-hub.com)")
+
+
+def _user_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as", dest="as_user", help="act as this user (default: you, as admin)")
+    parser.add_argument("--email", help="author e-mail (default <user>@<domain>)")
+
+
+def _deployment_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("group")
+    parser.add_argument("--file", help="a JSON body as the API takes it")
+    parser.add_argument("--name")
+    parser.add_argument("--image")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--port", dest="port_number", type=int, default=8080)
+    parser.add_argument("--env", action="append", metavar="NAME=VALUE")
+    parser.add_argument("--cpu", default="100m")
+    parser.add_argument("--memory", default="128Mi")
+    parser.add_argument("--expose", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="gitops-bridge", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web UI and API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    _repo_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    init = sub.add_parser("init-repo", help="create a new GitOps repository at PATH")
+    init.add_argument("path")
+    init.add_argument("--cluster", default="dev")
+    init.set_defaults(func=cmd_init_repo)
+
+    group = sub.add_parser("group", help="manage groups").add_subparsers(dest="action", required=True)
+    create = group.add_parser("create", help="create a group (admins)")
+    create.add_argument("name")
+    create.add_argument("--members", help="comma separated user names")
+    create.add_argument("--cpu", required=True)
+    create.add_argument("--memory", required=True)
+    create.add_argument("--storage", default="10Gi")
+    create.add_argument("--deployments", type=int, required=True)
+    _repo_options(create)
+    _user_options(create)
+    create.set_defaults(func=cmd_group_create)
+
+    deploy = sub.add_parser("deploy", help="deploy an image into a group (one commit)")
+    _deployment_options(deploy)
+    _repo_options(deploy)
+    _user_options(deploy)
+    deploy.set_defaults(func=cmd_deploy)
+
+    rendered = sub.add_parser("render", help="print the manifests a deploy would commit")
+    _deployment_options(rendered)
+    _repo_options(rendered)
+    _user_options(rendered)
+    rendered.set_defaults(func=cmd_render)
+
+    check = sub.add_parser("validate", help="build and schema-check a GitOps repository")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_validate)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except BridgeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2 if not exc.retryable else 3
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

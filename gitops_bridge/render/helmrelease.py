@@ -1,0 +1,149 @@
+"""One HelmRelease (helm.toolkit.fluxcd.io/v2) per deployment, values inline, and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops_bridge import quantity
+from gitops_bridge.config import Settings
+from gitops_bridge.models import Deployment, DeploymentSpec
+from gitops_bridge.render import layout
+from gitops_bridge.render.manifest import Manifest
+from gitops_bridge.render.tenant import LIMIT_FACTOR
+from gitops_bridge.render.yamlio import dump
+
+
+def app_path(group: str, name: str) -> str:
+    return f"{layout.group_dir(group)}/{layout.APPS_DIR}/{name}.yaml"
+
+
+def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
+    """The chart values: the seed's names (image, replicas, port, env, resources) plus ours."""
+    spec = deployment.spec
+    cpu, memory = quantity.parse(spec.resources.cpu), quantity.parse(spec.resources.memory)
+    result: dict[str, Any] = {
+        "image": spec.image,
+        "replicas": spec.replicas,
+        "port": spec.port,
+        "env": [{"name": var.name, "value": var.value} for var in spec.env],
+        "resources": {
+            "cpu": spec.resources.cpu,
+            "memory": spec.resources.memory,
+            "limits": {
+                "cpu": (cpu * LIMIT_FACTOR).format_cpu(),
+                "memory": (memory * LIMIT_FACTOR).format_memory(),
+            },
+        },
+        "expose": spec.expose,
+        "labels": _labels(deployment),
+    }
+    if deployment.restarted_at:
+        result["restartedAt"] = deployment.restarted_at
+    if spec.expose:
+        frp = settings.frp
+        sidecar_cpu, sidecar_memory = quantity.parse(frp.cpu), quantity.parse(frp.memory)
+        result["frpc"] = {
+            "image": frp.image,
+            "serverAddr": frp.server_addr,
+            "serverPort": frp.server_port,
+            "tokenSecret": frp.token_secret,
+            "tokenKey": frp.token_key,
+            "subdomain": deployment.name,
+            "resources": {
+                "requests": {"cpu": sidecar_cpu.format_cpu(), "memory": sidecar_memory.format_memory()},
+                "limits": {
+                    "cpu": (sidecar_cpu * LIMIT_FACTOR).format_cpu(),
+                    "memory": (sidecar_memory * LIMIT_FACTOR).format_memory(),
+                },
+            },
+        }
+    return result
+
+
+def _labels(deployment: Deployment) -> dict[str, str]:
+    return {
+        layout.LABEL_MANAGED_BY: layout.MANAGED_BY,
+        layout.LABEL_GROUP: deployment.group,
+        layout.LABEL_APP: deployment.app,
+        layout.LABEL_ID: deployment.id,
+    }
+
+
+def _chart(settings: Settings) -> dict[str, Any]:
+    chart = settings.chart
+    if chart.source == "oci":
+        return {"chartRef": {"kind": "OCIRepository", "name": layout.CHART_NAME}}
+    return {
+        "chart": {
+            "spec": {
+                "chart": chart.path,
+                "reconcileStrategy": "Revision",
+                "sourceRef": {
+                    "kind": "GitRepository",
+                    "name": chart.git_repository,
+                    "namespace": chart.git_namespace,
+                },
+            }
+        }
+    }
+
+
+def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
+    retries = settings.remediation_retries
+    metadata: dict[str, Any] = {
+        "name": deployment.name,
+        "namespace": deployment.namespace,
+        "labels": _labels(deployment),
+    }
+    if deployment.owner:
+        metadata["annotations"] = {layout.ANNOTATION_OWNER: deployment.owner}
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": metadata,
+        "spec": {
+            "interval": settings.helm_interval,
+            "releaseName": deployment.name,
+            "serviceAccountName": layout.SERVICE_ACCOUNT,
+            **_chart(settings),
+            "install": {"remediation": {"retries": retries}},
+            "upgrade": {
+                "cleanupOnFail": True,
+                "remediation": {"retries": retries, "remediateLastFailure": True},
+            },
+            "driftDetection": {"mode": "enabled"},
+            "values": values(deployment, settings=settings),
+        },
+    }
+
+
+def helmrelease(deployment: Deployment, *, settings: Settings) -> Manifest:
+    return Manifest(
+        app_path(deployment.group, deployment.name), dump(document(deployment, settings=settings))
+    )
+
+
+def parse_helmrelease(doc: Any) -> Deployment:
+    """The deployment back from its HelmRelease (raises KeyError/ValueError if not ours)."""
+    meta = doc["metadata"]
+    labels = meta["labels"]
+    vals = doc["spec"]["values"]
+    resources = vals.get("resources") or {}
+    spec = DeploymentSpec.model_validate(
+        {
+            "name": labels[layout.LABEL_APP],
+            "image": vals["image"],
+            "replicas": vals.get("replicas", 1),
+            "port": vals.get("port", 8080),
+            "env": vals.get("env") or [],
+            "resources": {k: resources[k] for k in ("cpu", "memory") if k in resources},
+            "expose": vals.get("expose", False),
+        }
+    )
+    return Deployment(
+        group=labels[layout.LABEL_GROUP],
+        id=labels[layout.LABEL_ID],
+        spec=spec,
+        owner=(meta.get("annotations") or {}).get(layout.ANNOTATION_OWNER, ""),
+        restarted_at=vals.get("restartedAt", ""),
+    )

@@ -1,0 +1,73 @@
+"""The one YAML emitter and loader of gitops-bridge.
+
+Output is byte-stable (insertion order, fixed width, no anchors) and safe for the
+YAML 1.1 readers Kubernetes tools use (go-yaml): every string that such a reader could
+take for something else (``yes``, ``on``, ``0123``, ``1e3``, ``~``, dates...) is
+double-quoted, so values always arrive as the strings the user typed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.representer import SafeRepresenter
+
+HEADER = "# Managed by gitops-bridge: change it through gitops-bridge, Flux applies it.\n"
+
+# Strings safe to write plain: start with a letter or '/', no YAML indicators (a ':' only
+# inside), not a YAML 1.1 bool/null word; or a quantity with a unit suffix (100m, 128Mi).
+_PLAIN = re.compile(
+    r"^(?:[A-Za-z/](?:[A-Za-z0-9_./@+-]|:(?=[A-Za-z0-9_./@+-]))*"
+    r"|[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti))$"
+)
+_YAML11_WORDS = {
+    "y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", "inf",
+}  # fmt: skip
+
+
+def _represent_str(representer: SafeRepresenter, data: str) -> Any:
+    plain = _PLAIN.match(data) is not None and data.lower() not in _YAML11_WORDS
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=None if plain else '"')
+
+
+def _new_yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=False)
+    yaml.default_flow_style = False
+    yaml.width = 1 << 16
+    yaml.allow_unicode = True
+    yaml.representer.sort_base_mapping_type_on_output = False
+    yaml.representer.add_representer(str, _represent_str)
+    yaml.representer.ignore_aliases = lambda data: True
+    return yaml
+
+
+_DUMPER = _new_yaml()
+_LOADER = YAML(typ="safe", pure=False)
+
+
+def dump(document: Any, *, header: bool = True) -> str:
+    """One YAML document as text, with the managed-by header."""
+    return dump_all([document], header=header)
+
+
+def dump_all(documents: Iterable[Any], *, header: bool = True) -> str:
+    parts = []
+    for doc in documents:
+        stream = io.StringIO()
+        _DUMPER.dump(doc, stream)
+        parts.append(stream.getvalue())
+    body = "---\n".join(parts)
+    return (HEADER if header else "") + body
+
+
+def load(text: str | bytes) -> Any:
+    """One YAML document (raises ruamel's YAMLError on bad input)."""
+    return _LOADER.load(text)
+
+
+def load_all(text: str | bytes) -> list[Any]:
+    return [doc for doc in _LOADER.load_all(text) if doc is not None]

@@ -1,0 +1,52 @@
+"""The Flask application: ``create_app(settings=None)``, one blueprint per area."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from gitops_bridge import assets, config, service
+from gitops_bridge.webapp import api, auth, errors, ui
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: config.Settings | None = None, *, svc: service.Service | None = None
+) -> Flask:
+    settings = settings or config.load()
+    svc = svc or service.open_service(settings)
+    web = assets.web()
+    app = Flask(
+        __name__,
+        template_folder=str(web / "templates"),
+        static_folder=str(web / "static"),
+        static_url_path="/static",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key or _local_secret(settings.data_dir),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["gitops_bridge"] = svc
+    app.extensions["gitops_bridge.settings"] = settings
+    auth.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ui.bp)
+    return app
+
+
+def _local_secret(data_dir: Path) -> str:
+    """A per-installation session key kept in the data dir (set secret_key for replicas)."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
