@@ -29,6 +29,9 @@ from gitops_bridge.errors import FieldProblem, InvalidRequest
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 ID_PATTERN = re.compile(r"^[a-z0-9]{6}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Kubernetes' YAML/JSON decoders refuse or fold these (kustomize: "control characters are
+# not allowed"); tab, newline and carriage return are fine.
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\ufffe\uffff]")
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,252}$")
 ID_LENGTH = 6
 RELEASE_NAME_MAX = 53  # Helm release names
@@ -184,6 +187,12 @@ class EnvVar(BaseModel):
     def _value(cls, value: str, info: ValidationInfo) -> str:
         if "\x00" in value:
             raise ValueError("must not contain a NUL character")
+        bad = _CONTROL.search(value)
+        if bad:
+            raise ValueError(
+                f"must not contain control characters other than tab, newline and carriage "
+                f"return, got U+{ord(bad.group()):04X}"
+            )
         size = len(value.encode())
         if size > _limits(info).max_env_value_bytes:
             raise ValueError(f"must be at most {_limits(info).max_env_value_bytes} bytes")

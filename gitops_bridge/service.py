@@ -124,11 +124,22 @@ class Service:
             )
         return views
 
+    def fresh_state(self, *, group: str | None = None, deployment: str | None = None) -> State:
+        """The state, fetched anew when it lacks the named group/deployment (another
+        replica may have just created it), so a stale clone never answers 404 wrongly."""
+        state = self.state()
+        if (group is not None and group not in state.groups) or (
+            deployment is not None and deployment not in state.deployments
+        ):
+            self.repo.refresh(max_age=0)
+            state = self.state()
+        return state
+
     def group(self, user: User, name: str) -> Group:
-        return self._member_group(self.state(), user, name)
+        return self._member_group(self.fresh_state(group=name), user, name)
 
     def deployments(self, user: User, group: str | None = None) -> list[Deployment]:
-        state = self.state()
+        state = self.fresh_state(group=group)
         if group is not None:
             self._member_group(state, user, group)
         result = []
@@ -142,7 +153,7 @@ class Service:
         return sorted(result, key=lambda d: (d.group, d.app, d.id))
 
     def deployment(self, user: User, name: str) -> Deployment:
-        state = self.state()
+        state = self.fresh_state(deployment=name)
         deployment = state.deployments.get(name)
         if deployment is None:
             raise NotFound(f"deployment {name!r} not found")
@@ -177,7 +188,7 @@ class Service:
 
     def create_deployment(self, user: User, group_name: str, data: object) -> Written:
         spec = models.parse_deployment(data, limits=self.settings.limits)
-        self._member_group(self.state(), user, group_name)  # fail fast, before the lock
+        self._member_group(self.fresh_state(group=group_name), user, group_name)  # fail fast
         created: list[Deployment] = []
 
         def build(snapshot: Snapshot) -> render.Change:

@@ -737,8 +737,21 @@ def images(draw: st.DrawFn) -> str:
     )
 
 
+@pytest.mark.parametrize("char", ["\x01", "\x1b", "\x7f", "\x85", "\ufeff"])
+def test_env_value_control_characters_rejected(char: str) -> None:
+    field, message = only_problem(body(env=[{"name": "A", "value": f"a{char}b"}]))
+    assert field == "env[0].value"
+    assert message.startswith("must not contain control characters")
+    assert f"U+{ord(char):04X}" in message
+
+
 env_values = st.text(
-    st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=200
+    st.characters(
+        exclude_characters="\ufeff\ufffe\uffff",
+        exclude_categories=["Cs", "Cc"],
+    )
+    | st.sampled_from("\t\n\r"),
+    max_size=200,
 )
 env_lists = st.lists(
     st.fixed_dictionaries(

@@ -1,0 +1,44 @@
+"""Build the real app on a temporary data dir (embedded bare remote) for API tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gitops_bridge import config, webapp
+
+TEAM_A: dict[str, Any] = {
+    "name": "team-a",
+    "members": ["alice", "bob"],
+    "quota": {"cpu": "2", "memory": "4Gi", "storage": "10Gi", "deployments": 5},
+}
+
+
+def make_app(data_dir: Path, **overrides: Any) -> Flask:
+    settings = config.load(data_dir=data_dir, **overrides)
+    app = webapp.create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+def as_user(name: str, groups: str = "") -> dict[str, str]:
+    headers = {"X-Forwarded-User": name}
+    if groups:
+        headers["X-Forwarded-Groups"] = groups
+    return headers
+
+
+def web(name: str = "web", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "image": "registry:5000/team-a/web:1.0"}
+    body.update(fields)
+    return body
+
+
+def create_group(client: FlaskClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = client.post("/api/v1/groups", json=body or TEAM_A)
+    assert response.status_code == 201, response.json
+    data: dict[str, Any] = response.json  # type: ignore[assignment]
+    return data

@@ -1,0 +1,231 @@
+"""The JSON API end to end on a real bare remote: what is committed, and what is refused."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gitops_bridge import service
+from gitops_bridge.render import yamlio
+from tests.apputil import TEAM_A, as_user, create_group, make_app, web
+from tests.gitutil import files, git, head, show
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return make_app(tmp_path / "data")
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "remote.git"
+
+
+def test_embedded_default_has_template_and_demo_group(client: FlaskClient, remote: Path) -> None:
+    groups = client.get("/api/v1/groups").json
+    assert [g["name"] for g in groups] == ["demo"]
+    assert {"clusters/dev/tenants.yaml", "charts/generic-app/Chart.yaml"} <= set(files(remote))
+    assert "tenants/demo/namespace.yaml" in files(remote)
+
+
+def test_create_group_commits_tenant_files_as_the_admin(client: FlaskClient, remote: Path) -> None:
+    body = create_group(client)
+    assert body["namespace"] == "group-team-a" and body["commit"] == head(remote)
+    assert git(remote, "log", "-1", "--format=%an|%s") == "admin|Create group team-a"
+    tenant = {p for p in files(remote) if p.startswith("tenants/team-a/")}
+    assert tenant == {
+        f"tenants/team-a/{name}.yaml"
+        for name in ("kustomization", "namespace", "quota", "rbac", "networkpolicy")
+    }
+    index = yamlio.load(show(remote, "tenants/kustomization.yaml"))
+    assert index["resources"] == ["demo", "team-a"]
+
+
+def test_create_deployment_commits_one_helmrelease_authored_by_the_user(
+    client: FlaskClient, remote: Path
+) -> None:
+    create_group(client)
+    env = [{"name": "GREETING", "value": 'say "hi"\n{{ .Values.x }}\n'}]
+    response = client.post(
+        "/api/v1/groups/team-a/deployments",
+        json=web(replicas=2, expose=True, env=env),
+        headers=as_user("alice"),
+    )
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["name"] == f"web-{body['id']}" and len(body["id"]) == 6
+    assert body["group"] == "team-a" and body["commit"] == head(remote)
+    assert body["url"] == f"https://web-{body['id']}.code-hub.com"
+    assert response.headers["Location"].endswith(f"/api/v1/deployments/{body['name']}")
+    assert git(remote, "log", "-1", "--format=%an <%ae>|%cn") == (
+        "alice <alice@code-hub.com>|gitops-bridge"
+    )
+    assert git(remote, "diff", "--name-only", "main~1", "main").splitlines() == [
+        f"tenants/team-a/apps/{body['name']}.yaml",
+        "tenants/team-a/kustomization.yaml",
+    ]
+    release = yamlio.load(show(remote, f"tenants/team-a/apps/{body['name']}.yaml"))
+    assert release["spec"]["values"]["env"] == env
+    assert release["spec"]["serviceAccountName"] == "flux-reconciler"
+    got = client.get(f"/api/v1/deployments/{body['name']}", headers=as_user("bob")).json
+    assert got["env"] == env and got["commit"] == body["commit"] and got["owner"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        (web(name="My_App"), "name", "must be a DNS label"),
+        (web(replicas=50), "replicas", "must be 0..20, got 50"),
+        (web(port=0), "port", "must be 1..65535, got 0"),
+        (web(image="Not An Image"), "image", "must be an image reference"),
+        (web(env=[{"name": "1A", "value": ""}]), "env[0].name", "must be a C identifier"),
+        (web(resources={"cpu": "100", "memory": "1Gi"}), "resources.cpu", "must be 10m..4"),
+        (web(extra=True), "extra", "unknown field"),
+        ({"image": "nginx"}, "name", "is required"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field_and_writes_nothing(
+    client: FlaskClient, remote: Path, body: dict[str, object], field: str, rule: str
+) -> None:
+    create_group(client)
+    before, refs = head(remote), git(remote, "for-each-ref")
+    response = client.post("/api/v1/groups/team-a/deployments", json=body)
+    assert response.status_code == 422
+    problems = {p["field"]: p["message"] for p in response.json["problems"]}
+    assert rule in problems[field], problems
+    assert head(remote) == before and git(remote, "for-each-ref") == refs
+
+
+def test_quota_rejection_says_used_requested_allowed(client: FlaskClient, remote: Path) -> None:
+    create_group(client)
+    ok = client.post("/api/v1/groups/team-a/deployments", json=web(replicas=3))
+    assert ok.status_code == 201
+    before = head(remote)
+    response = client.post(
+        "/api/v1/groups/team-a/deployments",
+        json=web("api", replicas=10, resources={"cpu": "200m", "memory": "128Mi"}),
+    )
+    assert response.status_code == 422 and response.json["error"] == "QuotaExceeded"
+    message = response.json["message"]
+    assert "cpu: used 400m, requested 2200m, allowed 2" in message
+    assert "10 replicas + 1 rolling-update pod" in message
+    assert head(remote) == before
+
+
+def test_requests_that_cannot_be_read_are_400(client: FlaskClient) -> None:
+    create_group(client)
+    not_json = client.post("/api/v1/groups/team-a/deployments", data="name=web")
+    assert not_json.status_code == 400 and "application/json" in not_json.json["message"]
+    broken = client.post(
+        "/api/v1/groups/team-a/deployments", data="{", content_type="application/json"
+    )
+    assert broken.status_code == 400
+    array = client.post("/api/v1/groups/team-a/deployments", json=[1])
+    assert array.status_code == 422
+
+
+def test_membership_and_existence_rules(client: FlaskClient, remote: Path) -> None:
+    create_group(client)
+    outsider = client.post(
+        "/api/v1/groups/team-a/deployments", json=web(), headers=as_user("mallory")
+    )
+    assert (
+        outsider.status_code == 403 and "not a member of group team-a" in outsider.json["message"]
+    )
+    by_idp_group = client.post(
+        "/api/v1/groups/team-a/deployments", json=web(), headers=as_user("carol", "team-a")
+    )
+    assert by_idp_group.status_code == 201
+    assert client.post("/api/v1/groups/nope/deployments", json=web()).status_code == 404
+    assert client.get("/api/v1/deployments/web-zzzzzz").status_code == 404
+    duplicate = client.post("/api/v1/groups/team-a/deployments", json=web())
+    assert duplicate.status_code == 409 and "exists in group team-a" in duplicate.json["message"]
+    name = by_idp_group.json["name"]
+    assert client.get(f"/api/v1/deployments/{name}", headers=as_user("mallory")).status_code == 403
+    assert client.get("/api/v1/groups", headers=as_user("mallory")).json == []
+
+
+def test_only_admins_create_groups_and_names_are_unique(client: FlaskClient, remote: Path) -> None:
+    denied = client.post("/api/v1/groups", json=TEAM_A, headers=as_user("alice"))
+    assert denied.status_code == 403
+    via_admin_group = client.post(
+        "/api/v1/groups", json=TEAM_A, headers=as_user("root", "platform-admins")
+    )
+    assert via_admin_group.status_code == 201
+    before = head(remote)
+    again = client.post("/api/v1/groups", json=TEAM_A)
+    assert again.status_code == 409 and head(remote) == before
+    bad = client.post("/api/v1/groups", json={**TEAM_A, "name": "Team A", "quota": {}})
+    fields = {p["field"] for p in bad.json["problems"]}
+    assert bad.status_code == 422 and {"name", "quota.cpu", "quota.deployments"} <= fields
+
+
+def test_proxy_identity_trusts_only_configured_addresses(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "data", identity="proxy", trusted_proxies=["10.1.2.0/24"])
+    client = app.test_client()
+    trusted = {"REMOTE_ADDR": "10.1.2.7"}
+    assert client.get("/api/v1/groups", environ_base=trusted).status_code == 401  # no header
+    stranger = client.get(
+        "/api/v1/groups", headers=as_user("admin"), environ_base={"REMOTE_ADDR": "10.9.9.9"}
+    )
+    assert stranger.status_code == 401
+    ok = client.get("/api/v1/groups", headers=as_user("admin"), environ_base=trusted)
+    assert ok.status_code == 200 and [g["name"] for g in ok.json] == ["demo"]
+
+
+def test_dev_identity_refuses_non_loopback(client: FlaskClient) -> None:
+    response = client.get("/api/v1/groups", environ_base={"REMOTE_ADDR": "192.0.2.1"})
+    assert response.status_code == 403
+
+
+def test_concurrent_creates_never_overshoot_the_quota(tmp_path: Path) -> None:
+    """Two bridge instances (separate clones) race for the last deployment slots."""
+    first = make_app(tmp_path / "one")
+    remote = tmp_path / "one" / "remote.git"
+    second = make_app(tmp_path / "two", repo_url=remote.as_uri(), push_attempts=30)
+    create_group(first.test_client(), {**TEAM_A, "quota": {**TEAM_A["quota"], "deployments": 4}})
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def create(app: Flask, index: int) -> None:
+        response = app.test_client().post(
+            "/api/v1/groups/team-a/deployments", json=web(f"app{index}")
+        )
+        with lock:
+            results.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=create, args=(first if i % 2 else second, i)) for i in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    apps = [p for p in files(remote) if p.startswith("tenants/team-a/apps/")]
+    assert sorted(results) == [201] * 4 + [422] * 6
+    assert len(apps) == 4
+    index = yamlio.load(show(remote, "tenants/team-a/kustomization.yaml"))
+    assert sorted(r for r in index["resources"] if r.startswith("apps/")) == sorted(
+        p.removeprefix("tenants/team-a/") for p in apps
+    )
+
+
+def test_deployment_ids_are_unique_even_when_the_generator_repeats(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "data")
+    svc: service.Service = app.extensions["gitops_bridge"]
+    ids = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
+    svc.new_id = lambda: next(ids)
+    client = app.test_client()
+    create_group(client)
+    one = client.post("/api/v1/groups/team-a/deployments", json=web("one")).json
+    two = client.post("/api/v1/groups/team-a/deployments", json=web("two")).json
+    assert (one["id"], two["id"]) == ("aaaaaa", "bbbbbb")
