@@ -40,6 +40,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from gitops_bridge import tools
+from gitops_bridge.render import yamlio
 from gitops_bridge.errors import InvalidRequest, ToolMissing
 
 Obj = dict[str, Any]
@@ -417,8 +418,9 @@ def _helm_template(
     release: _Release, *, helm: str, kube_version: str
 ) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="gitops-bridge-") as tmp:
-        values = Path(tmp) / "values.json"
-        values.write_text(json.dumps(release.values), encoding="utf-8")
+        values = Path(tmp) / "values.yaml"
+        # YAML, not JSON: helm's parser refuses JSON's surrogate-pair escapes of emoji
+        values.write_text(yamlio.dump(release.values, header=False), encoding="utf-8")
         cmd = [helm, "template", release.name, str(release.chart), "--namespace", release.namespace]
         cmd += ["-f", str(values), "--kube-version", kube_version, "--include-crds"]
         return _run(cmd, cwd=Path(tmp))

@@ -146,7 +146,9 @@ def test_stale_lock_files_are_cleared_on_open(tmp_path: Path, remote: Path) -> N
 
 def test_snapshot_reads_content_and_last_changes(tmp_path: Path, remote: Path) -> None:
     repo = clone(tmp_path, remote.as_uri())
-    first = repo.apply(lambda s: write(("t/a.yaml", "a: 1\n"), ("t/b.yaml", "b: 1\n")), author=ALICE)
+    first = repo.apply(
+        lambda s: write(("t/a.yaml", "a: 1\n"), ("t/b.yaml", "b: 1\n")), author=ALICE
+    )
     second = repo.apply(lambda s: write(("t/b.yaml", "b: 2\n")), author=BRIDGE)
     snap = repo.snapshot()
     assert snap.read("t/a.yaml") == b"a: 1\n" and snap.yaml("t/b.yaml") == {"b": 2}

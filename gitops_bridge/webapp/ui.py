@@ -15,6 +15,11 @@ from gitops_bridge.webapp import context, views
 bp = Blueprint("ui", __name__)
 
 
+@bp.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {"domain": context.settings().domain}
+
+
 @bp.get("/")
 def index() -> Response:
     return redirect(url_for(".deployments"))
@@ -77,7 +82,8 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
     names = form.getlist("env_name")
     values = form.getlist("env_value")
     env = [
-        {"name": name.strip(), "value": value}
+        # browsers send textarea line breaks as CRLF (HTML form encoding); users typed LF
+        {"name": name.strip(), "value": value.replace("\r\n", "\n")}
         for name, value in zip(names, values, strict=False)
         if name.strip() or value
     ]
