@@ -47,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     svc = app.extensions["gitops_bridge"]
     print(f"gitops-bridge on http://{settings.host}:{settings.port}")
     print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})")
-    app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    import waitress
+
+    waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="gitops-bridge")
     return 0
 
 
@@ -186,7 +188,9 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--cluster", default="dev")
     init.set_defaults(func=cmd_init_repo)
 
-    group = sub.add_parser("group", help="manage groups").add_subparsers(dest="action", required=True)
+    group = sub.add_parser("group", help="manage groups").add_subparsers(
+        dest="action", required=True
+    )
     create = group.add_parser("create", help="create a group (admins)")
     create.add_argument("name")
     create.add_argument("--members", help="comma separated user names")

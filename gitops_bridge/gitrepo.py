@@ -176,9 +176,11 @@ class GitRepo:
     def fetch(self) -> None:
         try:
             self.repo.git.fetch(
-                "--quiet", "--no-tags", "origin",
+                "--quiet",
+                "--no-tags",
+                "origin",
                 f"+refs/heads/{self.branch}:{self.tracking_ref}",
-            )  # fmt: skip
+            )
         except git.GitCommandError as exc:
             if "couldn't find remote ref" in str(exc.stderr):
                 self._last_fetch = time.monotonic()
@@ -251,9 +253,13 @@ class GitRepo:
             if walk == commit:
                 known = {}
             out = self.repo.git.log(
-                "--format=%x01%H%x00%an%x00%at", "--name-only", "--no-renames", walk,
-                "--", prefix,
-            )  # fmt: skip
+                "--format=%x01%H%x00%an%x00%at",
+                "--name-only",
+                "--no-renames",
+                walk,
+                "--",
+                prefix,
+            )
             fresh: dict[str, LastChange] = {}
             for block in out.split("\x01")[1:]:
                 header, _, names = block.partition("\n")
@@ -346,7 +352,9 @@ class GitRepo:
                 entries[name] = (TREE_MODE, bytes.fromhex(new_sub))
         if not entries:
             return None
-        ordered = sorted(entries.items(), key=lambda kv: kv[0] + ("/" if kv[1][0] == TREE_MODE else ""))
+        ordered = sorted(
+            entries.items(), key=lambda kv: kv[0] + ("/" if kv[1][0] == TREE_MODE else "")
+        )
         stream = io.BytesIO()
         tree_to_stream([(binsha, mode, name) for name, (mode, binsha) in ordered], stream.write)
         return self._store(b"tree", stream.getvalue())
@@ -395,9 +403,14 @@ def init_bare(path: Path, *, branch: str = "main") -> None:
 
 
 def init_worktree(
-    path: Path, *, files: dict[str, bytes], author: Author, committer: Author, message: str,
+    path: Path,
+    *,
+    files: dict[str, bytes],
+    author: Author,
+    committer: Author,
+    message: str,
     branch: str = "main",
-) -> str:  # fmt: skip
+) -> str:
     """A new repository with a work tree at path holding files, in one commit; its sha."""
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} exists and is not empty")
@@ -408,8 +421,10 @@ def init_worktree(
         target.write_bytes(data)
     repo.git.add("--all")
     env = {
-        "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
-        "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
-    }  # fmt: skip
+        "GIT_AUTHOR_NAME": author.name,
+        "GIT_AUTHOR_EMAIL": author.email,
+        "GIT_COMMITTER_NAME": committer.name,
+        "GIT_COMMITTER_EMAIL": committer.email,
+    }
     repo.git.commit("--quiet", "-m", message, env=env)
     return str(repo.head.commit.hexsha)

@@ -350,7 +350,7 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
             message = "unknown field"
         elif kind == "missing":
             message = "is required"
-        if message.startswith("[") and "]: " in message or "].name: " in message:
+        if (message.startswith("[") and "]: " in message) or "].name: " in message:
             item, _, message = message.partition(": ")  # list item detail: "[2].name: ..."
             loc = f"{loc}{item}"
         field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
@@ -377,7 +377,9 @@ def parse_group(data: object) -> Group:
         raise InvalidRequest.of(_problems(exc)) from None
 
 
-def merge_patch(spec: DeploymentSpec, patch: Mapping[str, Any], *, limits: Limits) -> DeploymentSpec:
+def merge_patch(
+    spec: DeploymentSpec, patch: Mapping[str, Any], *, limits: Limits
+) -> DeploymentSpec:
     """Apply a JSON merge patch (RFC 7386 style, one level for resources) and re-validate."""
     data = spec.model_dump()
     for key, value in patch.items():

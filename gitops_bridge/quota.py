@@ -110,8 +110,7 @@ def check(
         )
     if total.deployments > group.quota.deployments and total.deployments > used.deployments:
         problems.append(
-            f"deployments: used {used.deployments}, requested 1, "
-            f"allowed {group.quota.deployments}"
+            f"deployments: used {used.deployments}, requested 1, allowed {group.quota.deployments}"
         )
     if problems and after is not None:
         cpu, memory = pod_requests(after, sidecar=sidecar)

@@ -304,8 +304,11 @@ def open_service(settings: Settings) -> Service:
         initial = bootstrap.initial_change(cluster=settings.cluster)
         repo.apply(lambda snap: initial if snap.commit is None else None, author=committer)
         if settings.demo_group:
-            admin = User(name=settings.admins[0] if settings.admins else "admin",
-                         email=settings.committer_email, admin=True)  # fmt: skip
+            admin = User(
+                name=settings.admins[0] if settings.admins else "admin",
+                email=settings.committer_email,
+                admin=True,
+            )
             service.create_group(admin, DEMO_GROUP | {"members": list(settings.admins)})
     return service
 
@@ -326,5 +329,3 @@ def _summary(spec: DeploymentSpec) -> str:
         f"expose: {'yes' if spec.expose else 'no'}",
     ]
     return "\n".join(parts)
-
-

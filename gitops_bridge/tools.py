@@ -32,4 +32,6 @@ def binary(name: str, *, explicit: str | None = None) -> str:
     found = shutil.which(name)
     if found:
         return found
-    raise ToolMissing(f"{name}: not found; run scripts/tools or set GITOPS_BRIDGE_{name.upper()}_BIN")
+    raise ToolMissing(
+        f"{name}: not found; run scripts/tools or set GITOPS_BRIDGE_{name.upper()}_BIN"
+    )

@@ -40,8 +40,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from gitops_bridge import tools
-from gitops_bridge.render import yamlio
 from gitops_bridge.errors import InvalidRequest, ToolMissing
+from gitops_bridge.render import yamlio
 
 Obj = dict[str, Any]
 

@@ -176,11 +176,19 @@ def git_daemon(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [
-            "git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
-            "--export-all", "--enable=receive-pack", f"--base-path={served}", str(served),
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={served}",
+            str(served),
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as sock:

@@ -51,7 +51,9 @@ def _settings(**overrides: object) -> config.Settings:
 def _cases() -> dict[str, str]:
     git_mode = _settings()
     oci_mode = _settings(chart={"source": "oci"})
-    cases = {m.path.replace("/", "__"): m.text for m in render.group_files(GROUP, settings=git_mode)}
+    cases = {
+        m.path.replace("/", "__"): m.text for m in render.group_files(GROUP, settings=git_mode)
+    }
     cases["helmrelease-git.yaml"] = render.helmrelease(DEPLOYMENT, settings=git_mode).text
     stopped = DEPLOYMENT.model_copy(
         update={"spec": SPEC.model_copy(update={"replicas": 0, "expose": False})}
@@ -61,9 +63,16 @@ def _cases() -> dict[str, str]:
     oci_files = render.group_files(GROUP, settings=oci_mode)
     cases["oci-source.yaml"] = next(m.text for m in oci_files if m.path.endswith("source.yaml"))
     cases["group-kustomization.yaml"] = render.group_kustomization(
-        "team-a", files=["apps/web-k3x9q2.yaml", "rbac.yaml", "namespace.yaml", "quota.yaml",
-                         "networkpolicy.yaml", "apps/api-aaaaaa.yaml"],
-    ).text  # fmt: skip
+        "team-a",
+        files=[
+            "apps/web-k3x9q2.yaml",
+            "rbac.yaml",
+            "namespace.yaml",
+            "quota.yaml",
+            "networkpolicy.yaml",
+            "apps/api-aaaaaa.yaml",
+        ],
+    ).text
     cases["tenants-kustomization.yaml"] = render.tenants_kustomization(["team-b", "team-a"]).text
     return cases
 
@@ -100,11 +109,47 @@ def test_group_parses_back_from_its_namespace() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["yes", "No", "on", "OFF", "y", "~", "null", "true", "0123", "1e3", "0x1F", "1:20",
-     "2001-12-14", ".inf", "- a", "a: b", "#x", "{{ x }}", "'q'", '"dq"', " lead", "trail ",
-     "multi\nline\n", "tab\there", "ünïcode ✓", "@at", "`tick`", "!tag", "&anchor", "*alias",
-     "%pct", "|", ">", "?", ",", "[x]", "=", "registry:5000/a:b"],
-)  # fmt: skip
+    [
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "~",
+        "null",
+        "true",
+        "0123",
+        "1e3",
+        "0x1F",
+        "1:20",
+        "2001-12-14",
+        ".inf",
+        "- a",
+        "a: b",
+        "#x",
+        "{{ x }}",
+        "'q'",
+        '"dq"',
+        " lead",
+        "trail ",
+        "multi\nline\n",
+        "tab\there",
+        "ünïcode ✓",
+        "@at",
+        "`tick`",
+        "!tag",
+        "&anchor",
+        "*alias",
+        "%pct",
+        "|",
+        ">",
+        "?",
+        ",",
+        "[x]",
+        "=",
+        "registry:5000/a:b",
+    ],
+)
 def test_strings_reach_kubernetes_yaml_readers_unchanged(kubectl: str, value: str) -> None:
     """kubectl (go-yaml, YAML 1.1 rules) reads back exactly the string we wrote."""
     doc = {
@@ -116,6 +161,10 @@ def test_strings_reach_kubernetes_yaml_readers_unchanged(kubectl: str, value: st
     text = yamlio.dump(doc)
     out = subprocess.run(
         [kubectl, "annotate", "--local", "-o", "json", "-f", "-", "probe=1"],
-        input=text, capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     assert json.loads(out.stdout)["data"]["value"] == value

@@ -20,7 +20,7 @@ from tests.gitutil import files, head
 TRICKY_ENV = [
     {"name": "QUOTES", "value": "he said \"hi\" and 'bye'"},
     {"name": "NEWLINES", "value": "line one\nline two\n\nlast"},
-    {"name": "TEMPLATE", "value": "{{ .Values.image }} {{ include \"x\" . }} {{"},
+    {"name": "TEMPLATE", "value": '{{ .Values.image }} {{ include "x" . }} {{'},
     {"name": "YAMLISH", "value": "yes"},
     {"name": "NUMBERISH", "value": "0755"},
     {"name": "EMPTY", "value": ""},
@@ -35,8 +35,10 @@ def checkout(remote: Path, target: Path) -> Path:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gitops_bridge", *args],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,18 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requests: list[tuple[str, str, dict[str, Any]]] = [
         ("team-a", "alice", web("web", replicas=2, expose=True, env=TRICKY_ENV)),
         ("team-a", "bob", web("worker", replicas=0, port=9000)),
-        ("team-b", "carol", web("api", image="registry:5000/team-b/api@sha256:" + "a" * 64,
-                                resources={"cpu": "500m", "memory": "1Gi"}, expose=True)),
+        (
+            "team-b",
+            "carol",
+            web(
+                "api",
+                image="registry:5000/team-b/api@sha256:" + "a" * 64,
+                resources={"cpu": "500m", "memory": "1Gi"},
+                expose=True,
+            ),
+        ),
         ("demo", "admin", web("hello", image="nginx:1.27")),
-    ]  # fmt: skip
+    ]
     for group, user, body in requests:
         response = client.post(
             f"/api/v1/groups/{group}/deployments", json=body, headers=as_user(user)
@@ -105,7 +115,9 @@ env_text = st.text(
 valid_bodies = st.fixed_dictionaries(
     {
         "name": names,
-        "image": st.sampled_from(["nginx", "registry:5000/a/b:1.0", "ghcr.io/x/y@sha256:" + "0" * 64]),
+        "image": st.sampled_from(
+            ["nginx", "registry:5000/a/b:1.0", "ghcr.io/x/y@sha256:" + "0" * 64]
+        ),
         "replicas": st.integers(0, 3),
         "port": st.integers(1, 65535),
         "env": st.lists(
@@ -116,9 +128,11 @@ valid_bodies = st.fixed_dictionaries(
             unique_by=lambda item: item["name"],
         ),
         "resources": st.fixed_dictionaries(
-            {"cpu": st.sampled_from(["10m", "0.1", "250m", "1"]),
-             "memory": st.sampled_from(["16Mi", "100M", "0.5Gi"])}
-        ),  # fmt: skip
+            {
+                "cpu": st.sampled_from(["10m", "0.1", "250m", "1"]),
+                "memory": st.sampled_from(["16Mi", "100M", "0.5Gi"]),
+            }
+        ),
         "expose": st.booleans(),
     }
 )
@@ -139,8 +153,13 @@ invalid_bodies = st.tuples(valid_bodies, st.sampled_from(sorted(BAD_VALUES))).fl
 @pytest.fixture(scope="module")
 def property_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     app = make_app(tmp_path_factory.mktemp("prop") / "data")
-    create_group(app.test_client(), {**TEAM_A, "quota": {**TEAM_A["quota"], "deployments": 10_000,
-                                                         "cpu": "1000", "memory": "1000Gi"}})  # fmt: skip
+    create_group(
+        app.test_client(),
+        {
+            **TEAM_A,
+            "quota": {**TEAM_A["quota"], "deployments": 10_000, "cpu": "1000", "memory": "1000Gi"},
+        },
+    )
     return app
 
 

@@ -50,7 +50,10 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
             "tokenKey": frp.token_key,
             "subdomain": deployment.name,
             "resources": {
-                "requests": {"cpu": sidecar_cpu.format_cpu(), "memory": sidecar_memory.format_memory()},
+                "requests": {
+                    "cpu": sidecar_cpu.format_cpu(),
+                    "memory": sidecar_memory.format_memory(),
+                },
                 "limits": {
                     "cpu": (sidecar_cpu * LIMIT_FACTOR).format_cpu(),
                     "memory": (sidecar_memory * LIMIT_FACTOR).format_memory(),

@@ -102,7 +102,11 @@ def rbac(group: Group) -> list[dict[str, Any]]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": _meta(layout.SERVICE_ACCOUNT, group),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "admin",
+        },
         "subjects": [
             {"kind": "ServiceAccount", "name": layout.SERVICE_ACCOUNT, "namespace": group.namespace}
         ],

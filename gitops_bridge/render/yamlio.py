@@ -25,8 +25,18 @@ _PLAIN = re.compile(
     r"|[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|Ki|Mi|Gi|Ti))$"
 )
 _YAML11_WORDS = {
-    "y", "yes", "n", "no", "true", "false", "on", "off", "null", "nan", "inf",
-}  # fmt: skip
+    "y",
+    "yes",
+    "n",
+    "no",
+    "true",
+    "false",
+    "on",
+    "off",
+    "null",
+    "nan",
+    "inf",
+}
 
 
 def _represent_str(representer: SafeRepresenter, data: str) -> Any:

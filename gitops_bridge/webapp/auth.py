@@ -68,9 +68,10 @@ def _identify() -> None:
     if not models.USER_NAME.match(name):
         raise Unauthenticated(f"X-Forwarded-User: not a valid user name: {name!r}")
     groups = frozenset(
-        part.strip() for part in request.headers.get("X-Forwarded-Groups", "").split(",")
+        part.strip()
+        for part in request.headers.get("X-Forwarded-Groups", "").split(",")
         if part.strip()
-    )  # fmt: skip
+    )
     email = request.headers.get("X-Forwarded-Email", "").strip() or f"{name}@{settings.domain}"
     admin = name in settings.admins or settings.admin_group in groups
     g.user = User(name=name, email=email, groups=groups, admin=admin)

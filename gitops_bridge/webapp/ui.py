@@ -147,7 +147,9 @@ def create_group() -> Response | tuple[str, int]:
     form = request.form
     problems: list[FieldProblem] = []
     deployments = _int_field(form, "deployments", problems)
-    values = {key: form.get(key, "").strip() for key in ("name", "members", "cpu", "memory", "storage")}
+    values = {
+        key: form.get(key, "").strip() for key in ("name", "members", "cpu", "memory", "storage")
+    }
     members = [m.strip() for m in values["members"].replace("\n", ",").split(",") if m.strip()]
     try:
         if problems:
