@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gitops_bridge import bootstrap, config, gitrepo, service, tools, validate
+from gitops_bridge import bootstrap, config, gitrepo, runtime, tools, validate
 from gitops_bridge.errors import BridgeError
 from gitops_bridge.identity import User
 
@@ -69,7 +69,7 @@ def cmd_init_repo(args: argparse.Namespace) -> int:
 
 def cmd_group_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    svc = service.open_service(settings)
+    svc = runtime.open_service(settings)
     body = {
         "name": args.name,
         "members": [m for m in (args.members or "").split(",") if m],
@@ -110,7 +110,7 @@ def _deployment_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    svc = service.open_service(settings)
+    svc = runtime.open_service(settings)
     written = svc.create_deployment(_user(args, settings), args.group, _deployment_body(args))
     assert written.deployment is not None
     _print(
@@ -127,7 +127,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    svc = service.open_service(settings)
+    svc = runtime.open_service(settings)
     change = svc.preview_deployment(_user(args, settings), args.group, _deployment_body(args))
     for manifest in change.writes:
         print(f"# --- {manifest.path}")

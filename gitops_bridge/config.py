@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,22 @@ class ChartSettings(BaseModel):
     oci_tag: str = "0.1.0"
 
 
+class ReviewSettings(BaseModel):
+    """Direct commits to main, or one review branch + change request per change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["direct", "pull-request"] = "direct"
+    approvers: Literal["members", "admins"] = "members"  # who may approve a change
+    self_approval: bool = False  # may the author approve their own change?
+    forge: Literal["none", "github", "gitea"] = "none"  # none = built-in review
+    forge_url: str = ""
+    forge_repo: str = ""  # owner/name
+    forge_token: SecretStr = SecretStr("")
+    webhook_secret: SecretStr = SecretStr("")
+    poll_interval: float = 60.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -75,6 +91,7 @@ class Settings(BaseSettings):
     limits: models.Limits = Field(default_factory=models.Limits)
     frp: FrpSettings = Field(default_factory=FrpSettings)
     chart: ChartSettings = Field(default_factory=ChartSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     helm_interval: str = "10m"
     remediation_retries: int = 3
     helm_bin: str | None = None

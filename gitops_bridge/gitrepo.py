@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import logging
 import re
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -27,11 +29,12 @@ import git
 from git.objects.fun import tree_entries_from_data, tree_to_stream
 from gitdb.base import IStream
 
-from gitops_bridge.errors import RepoUnavailable
+from gitops_bridge.errors import Conflict, RepoUnavailable
 from gitops_bridge.render import Change, yamlio
 
 log = logging.getLogger(__name__)
 
+CHANGES_PREFIX = "changes/"  # review branches: changes/<group>/<deployment>/<change>
 TREE_MODE = 0o040000
 BLOB_MODE = 0o100644
 _REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|stale info")
@@ -66,6 +69,45 @@ class LastChange:
     time: int
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    sha: str
+    parent: str | None
+    author: str
+    email: str
+    time: int
+    message: str
+    paths: tuple[str, ...]
+
+    @property
+    def subject(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+    def trailer(self, key: str) -> str | None:
+        for line in reversed(self.message.splitlines()):
+            name, sep, value = line.partition(": ")
+            if sep and name == key:
+                return value.strip()
+        return None
+
+
+@dataclass(frozen=True)
+class BranchTip:
+    branch: str
+    sha: str
+
+
+@dataclass
+class _Request:
+    """One queued write and, once done, its outcome."""
+
+    build: Callable[[Snapshot], Change | None]
+    author: Author
+    done: bool = False
+    result: CommitResult | None = None
+    error: BaseException | None = None
+
+
 class _Rejected(Exception):
     """The remote refused the push because its main moved on."""
 
@@ -89,6 +131,16 @@ class Snapshot:
         """The parsed YAML document at path (cached by content); None if absent."""
         sha = self.files.get(path)
         return None if sha is None else self._repo.parsed_blob(sha)
+
+    def derive(self, commit: str, changes: dict[str, bytes | None]) -> Snapshot:
+        """The snapshot of a child commit that applied changes to this one."""
+        files = dict(self.files)
+        for path, content in changes.items():
+            if content is None:
+                files.pop(path, None)
+            else:
+                files[path] = blob_id(content)
+        return Snapshot(self._repo, commit, files)
 
     def under(self, prefix: str) -> dict[str, str]:
         prefix = prefix.rstrip("/") + "/"
@@ -120,6 +172,8 @@ class GitRepo:
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._parsed: OrderedDict[str, Any] = OrderedDict()
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
+        self._queue: list[_Request] = []
+        self._queue_lock = threading.Lock()
         self.repo = self._open()
 
     # ---- set-up and recovery -------------------------------------------------
@@ -219,9 +273,7 @@ class GitRepo:
                 if kind == "blob":
                     files[path] = sha
         snap = Snapshot(self, commit, files)
-        self._snapshots[commit] = snap
-        while len(self._snapshots) > 8:
-            self._snapshots.popitem(last=False)
+        self._remember(snap)
         return snap
 
     def read_blob(self, sha: str) -> bytes:
@@ -271,6 +323,128 @@ class GitRepo:
             self._last_changes[prefix] = (merged, commit)
             return merged
 
+    def log(
+        self, *, paths: list[str] | None = None, commit: str | None = None, limit: int = 200
+    ) -> list[LogEntry]:
+        """Commits (that changed any of paths: glob pathspecs), newest first."""
+        commit = commit or self.head()
+        if commit is None:
+            return []
+        specs = [f":(glob){path}" for path in paths or []]
+        out = self.repo.git.log(
+            f"--max-count={limit}",
+            "--format=%x01%H%x00%P%x00%an%x00%ae%x00%at%x00%B%x02",
+            "--name-only",
+            "--no-renames",
+            commit,
+            "--",
+            *specs,
+        )
+        entries = []
+        for block in out.split("\x01")[1:]:
+            header, _, names = block.partition("\x02")
+            sha, parents, author, email, when, message = header.split("\x00", 5)
+            entries.append(
+                LogEntry(
+                    sha=sha,
+                    parent=parents.split(" ")[0] if parents else None,
+                    author=author,
+                    email=email,
+                    time=int(when),
+                    message=message.strip(),
+                    paths=tuple(n for n in names.split("\n") if n),
+                )
+            )
+        return entries
+
+    def changed_paths(self, commit: str) -> list[str]:
+        out = self.repo.git.diff_tree("--no-commit-id", "-r", "--name-only", "--root", commit)
+        return [line for line in out.splitlines() if line]
+
+    def diff(self, commit: str, path: str) -> str:
+        """The unified diff a commit made to one path."""
+        return str(self.repo.git.show("--format=", "--no-color", commit, "--", path))
+
+    def find_message(self, line: str, *, since: str = "24 hours ago") -> str | None:
+        """The newest recent commit on main with a message line that starts with ``line``."""
+        head = self.head()
+        if head is None:
+            return None
+        out = self.repo.git.log(
+            "--format=%H", "--fixed-strings", f"--grep={line}", f"--since={since}", head
+        )
+        for sha in out.splitlines():
+            message = self.repo.git.show("-s", "--format=%B", sha)
+            if any(text.startswith(line) for text in message.splitlines()):
+                return str(sha)
+        return None
+
+    def merge_file(self, *, ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
+        """Three-way merge of one file's contents; None when it conflicts."""
+        with tempfile.TemporaryDirectory(prefix="gitops-bridge-merge-") as tmp:
+            names = []
+            for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                names.append(str(path))
+            try:
+                merged = self.repo.git.merge_file(
+                    "-p", "-q", *names, stdout_as_string=False, strip_newline_in_stdout=False
+                )
+            except git.GitCommandError:
+                return None
+            return bytes(merged)
+
+    def change_branches(self) -> list[BranchTip]:
+        """Open review branches (as of the last fetch)."""
+        out = self.repo.git.for_each_ref(
+            "--format=%(refname)%00%(objectname)", f"refs/remotes/origin/{CHANGES_PREFIX}"
+        )
+        tips = []
+        for line in out.splitlines():
+            ref, _, sha = line.partition("\x00")
+            tips.append(BranchTip(branch=ref.removeprefix("refs/remotes/origin/"), sha=sha))
+        return tips
+
+    def propose(
+        self,
+        build: Callable[[Snapshot], Change | None],
+        *,
+        author: Author,
+        branch: Callable[[], str],
+    ) -> tuple[CommitResult, str]:
+        """Commit the change on top of main to a new review branch (main is untouched)."""
+        with self._lock, self._file_lock():
+            self.refresh()
+            snap = self.snapshot()
+            change = build(snap)
+            if change is None:
+                return CommitResult(sha=snap.commit, changed=False), ""
+            base_tree = self._tree_of(snap.commit)
+            tree = self._write_tree(base_tree, _flatten(change))
+            if tree == base_tree:
+                return CommitResult(sha=snap.commit, changed=False), ""
+            sha = self._write_commit(
+                tree=tree, parent=snap.commit, author=author, message=change.full_message()
+            )
+            name = branch()
+            try:
+                self._push(sha, ref=f"refs/heads/{name}")
+            except _Rejected as exc:
+                raise Conflict(f"the review branch {name} exists already") from exc
+            self.repo.git.update_ref(f"refs/remotes/origin/{name}", sha)
+            return CommitResult(sha=sha, changed=True), name
+
+    def delete_branch(self, branch: str) -> None:
+        with self._lock:
+            try:
+                self.repo.git.push("--porcelain", "origin", f":refs/heads/{branch}")
+            except git.GitCommandError as exc:
+                if "remote ref does not exist" not in str(exc.stderr):
+                    raise RepoUnavailable(f"cannot delete {branch}: {_stderr(exc)}") from exc
+            with contextlib.suppress(git.GitCommandError):
+                self.repo.git.update_ref("-d", f"refs/remotes/origin/{branch}")
+
     def _is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
@@ -284,34 +458,92 @@ class GitRepo:
         """Commit what ``build`` returns on the newest main and push it, retrying on races.
 
         ``build`` sees the snapshot it builds on and may raise to refuse the change
-        (nothing is written then). It runs again after every rejected push.
+        (nothing is written then). Concurrent callers are batched: whoever holds the
+        write lock makes one commit per queued change, each built on the one before,
+        and pushes them together. After a rejected push every change of the batch is
+        built again on the fetched main.
         """
-        with self._lock, self._file_lock():
+        request = _Request(build=build, author=author)
+        with self._queue_lock:
+            self._queue.append(request)
+        while not request.done:
+            with self._lock:
+                if request.done:
+                    break
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                if batch:
+                    with self._file_lock():
+                        self._process(batch)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _process(self, batch: list[_Request]) -> None:
+        try:
             self.refresh()
             for attempt in range(1, self.push_attempts + 1):
-                snap = self.snapshot()
-                change = build(snap)
-                if change is None:
-                    return CommitResult(sha=snap.commit, changed=False, attempts=attempt)
-                base_tree = self._tree_of(snap.commit)
-                tree = self._write_tree(base_tree, _flatten(change))
-                if tree == base_tree:
-                    return CommitResult(sha=snap.commit, changed=False, attempts=attempt)
-                sha = self._write_commit(
-                    tree=tree, parent=snap.commit, author=author, message=change.full_message()
-                )
+                tip = self._build_chain(batch, attempt)
+                base = self.snapshot().commit
+                if tip is None or tip == base:
+                    break
                 try:
-                    self._push(sha)
+                    self._push(tip)
                 except _Rejected:
-                    log.info("push of %s rejected (attempt %d), fetching", sha[:12], attempt)
+                    log.info("push of %s rejected (attempt %d), fetching", tip, attempt)
                     self.fetch()
                     continue
-                self.repo.git.update_ref(self.tracking_ref, sha)
-                return CommitResult(sha=sha, changed=True, attempts=attempt)
-        raise RepoUnavailable(
-            f"the GitOps remote's {self.branch} kept moving: gave up after "
-            f"{self.push_attempts} attempts; nothing was changed, try again"
-        )
+                self.repo.git.update_ref(self.tracking_ref, tip)
+                break
+            else:
+                raise RepoUnavailable(
+                    f"the GitOps remote's {self.branch} kept moving: gave up after "
+                    f"{self.push_attempts} attempts; nothing was changed, try again"
+                )
+        except BaseException as exc:  # unreachable remote, or a bug: fail the whole batch
+            for request in batch:
+                if request.result is not None and request.result.changed:
+                    request.result = None
+                if request.result is None and request.error is None:
+                    request.error = exc
+        finally:
+            for request in batch:
+                request.done = True
+
+    def _build_chain(self, batch: list[_Request], attempt: int) -> str | None:
+        """One commit per change, each on top of the previous; returns the new tip."""
+        snap = self.snapshot()
+        tree = self._tree_of(snap.commit)
+        for request in batch:
+            request.result, request.error = None, None
+            try:
+                change = request.build(snap)
+            except Exception as exc:
+                request.error = exc
+                continue
+            flat = _flatten(change) if change is not None else {}
+            new_tree = self._write_tree(tree, flat) if flat else tree
+            if change is None or new_tree == tree:
+                request.result = CommitResult(sha=snap.commit, changed=False, attempts=attempt)
+                continue
+            sha = self._write_commit(
+                tree=new_tree,
+                parent=snap.commit,
+                author=request.author,
+                message=change.full_message(),
+            )
+            snap = snap.derive(sha, flat)
+            self._remember(snap)
+            tree = new_tree
+            request.result = CommitResult(sha=sha, changed=True, attempts=attempt)
+        return snap.commit
+
+    def _remember(self, snap: Snapshot) -> None:
+        if snap.commit is not None:
+            self._snapshots[snap.commit] = snap
+            while len(self._snapshots) > 16:
+                self._snapshots.popitem(last=False)
 
     def _tree_of(self, commit: str | None) -> str | None:
         if commit is None:
@@ -373,14 +605,20 @@ class GitRepo:
         body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
         return self._store(b"commit", body.encode())
 
-    def _push(self, sha: str) -> None:
+    def _push(self, sha: str, *, ref: str | None = None) -> None:
+        target = ref or f"refs/heads/{self.branch}"
         try:
-            self.repo.git.push("--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
+            self.repo.git.push("--porcelain", "origin", f"{sha}:{target}")
         except git.GitCommandError as exc:
             text = f"{exc.stdout}\n{exc.stderr}"
             if _REJECTED.search(text):
                 raise _Rejected from exc
             raise RepoUnavailable(f"cannot push to the GitOps remote: {_stderr(exc)}") from exc
+
+
+def blob_id(content: bytes) -> str:
+    """The sha git gives a blob with this content."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 def _flatten(change: Change) -> dict[str, bytes | None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -140,14 +140,16 @@ class Group(BaseModel):
 
     name: StrictStr
     members: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    admins: list[StrictStr] = Field(default_factory=list, max_length=1000)
     quota: QuotaSpec
+    review: Literal["direct", "pull-request"] | None = None  # None: the installation's mode
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_label(value, max_length=GROUP_NAME_MAX)
 
-    @field_validator("members")
+    @field_validator("members", "admins")
     @classmethod
     def _members(cls, value: list[str]) -> list[str]:
         seen: list[str] = []
@@ -388,3 +390,41 @@ def merge_patch(
         else:
             data[key] = value
     return parse_deployment(data, limits=limits)
+
+
+def spec_differences(before: DeploymentSpec | None, after: DeploymentSpec | None) -> list[str]:
+    """What changed between two versions of a deployment, for people (commit messages, history)."""
+    if before is None and after is None:
+        return []
+    if before is None:
+        assert after is not None
+        return [f"created with image {after.image}, {after.replicas} replicas"]
+    if after is None:
+        return ["deleted"]
+    changes = []
+    for field in ("image", "replicas", "port", "expose"):
+        old, new = getattr(before, field), getattr(after, field)
+        if old != new:
+            changes.append(f"{field} {_show(old)} -> {_show(new)}")
+    for field in ("cpu", "memory"):
+        old, new = getattr(before.resources, field), getattr(after.resources, field)
+        if old != new:
+            changes.append(f"{field} {old} -> {new}")
+    old_env = {var.name: var.value for var in before.env}
+    new_env = {var.name: var.value for var in after.env}
+    added = sorted(set(new_env) - set(old_env))
+    removed = sorted(set(old_env) - set(new_env))
+    changed = sorted(k for k in set(old_env) & set(new_env) if old_env[k] != new_env[k])
+    if added:
+        changes.append("env added " + ", ".join(added))
+    if removed:
+        changes.append("env removed " + ", ".join(removed))
+    if changed:
+        changes.append("env changed " + ", ".join(changed))
+    return changes
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

@@ -93,39 +93,60 @@ def check(
     used = usage(current, sidecar=sidecar)
     old = footprint(before, sidecar=sidecar) if before else NOTHING
     new = footprint(after, sidecar=sidecar) if after else NOTHING
-    total = used - old + new
+    return _check(group, used=used, total=used - old + new, explain=after, sidecar=sidecar)
+
+
+def check_states(
+    group: Group,
+    *,
+    before: Iterable[DeploymentSpec],
+    after: Iterable[DeploymentSpec],
+    sidecar: Sidecar,
+) -> Usage:
+    """The same rule for a change of several deployments at once (a replayed commit)."""
+    used = usage(before, sidecar=sidecar)
+    return _check(
+        group, used=used, total=usage(after, sidecar=sidecar), explain=None, sidecar=sidecar
+    )
+
+
+def _check(
+    group: Group, *, used: Usage, total: Usage, explain: DeploymentSpec | None, sidecar: Sidecar
+) -> Usage:
     limit_cpu = quantity.parse(group.quota.cpu)
     limit_memory = quantity.parse(group.quota.memory)
+    delta = total - used
     problems = []
     if total.cpu > limit_cpu and total.cpu > used.cpu:
         problems.append(
-            f"cpu: used {used.cpu.format_cpu()}, requested {_delta_cpu(new.cpu - old.cpu)}, "
+            f"cpu: used {used.cpu.format_cpu()}, requested {_delta_cpu(delta.cpu)}, "
             f"allowed {limit_cpu.format_cpu()}"
         )
     if total.memory > limit_memory and total.memory > used.memory:
         problems.append(
             f"memory: used {used.memory.human_memory()}, "
-            f"requested {(new.memory - old.memory).human_memory()}, "
+            f"requested {delta.memory.human_memory()}, "
             f"allowed {limit_memory.human_memory()}"
         )
     if total.deployments > group.quota.deployments and total.deployments > used.deployments:
         problems.append(
-            f"deployments: used {used.deployments}, requested 1, allowed {group.quota.deployments}"
+            f"deployments: used {used.deployments}, requested {delta.deployments}, "
+            f"allowed {group.quota.deployments}"
         )
-    if problems and after is not None:
-        cpu, memory = pod_requests(after, sidecar=sidecar)
-        pods = new.pods
+    if not problems:
+        return total
+    explanation = ""
+    if explain is not None:
+        cpu, memory = pod_requests(explain, sidecar=sidecar)
+        pods = explain.replicas + SURGE_PODS if explain.replicas else 0
         explanation = (
-            f" ({after.replicas} replicas + {SURGE_PODS} rolling-update pod = {pods} pods "
+            f" ({explain.replicas} replicas + {SURGE_PODS} rolling-update pod = {pods} pods "
             f"x {cpu.format_cpu()} cpu / {memory.human_memory()} memory per pod"
-            f"{', frpc sidecar included' if after.expose else ''})"
+            f"{', frpc sidecar included' if explain.expose else ''})"
         )
-        raise QuotaExceeded(
-            f"quota of group {group.name} exceeded: " + "; ".join(problems) + explanation
-        )
-    if problems:
-        raise QuotaExceeded(f"quota of group {group.name} exceeded: " + "; ".join(problems))
-    return total
+    raise QuotaExceeded(
+        f"quota of group {group.name} exceeded: " + "; ".join(problems) + explanation
+    )
 
 
 def _delta_cpu(value: Quantity) -> str:

@@ -7,16 +7,20 @@ validation and quota are always checked against what the commit lands on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import string
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from gitops_bridge import bootstrap, gitrepo, models, quantity, quota, render
+from gitops_bridge import models, quantity, quota, render
 from gitops_bridge.config import Settings
-from gitops_bridge.errors import Conflict, Forbidden, NotFound
+from gitops_bridge.errors import Conflict, FieldProblem, Forbidden, InvalidRequest, NotFound
 from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
@@ -26,6 +30,7 @@ ID_ALPHABET = string.ascii_lowercase + string.digits
 TRAILER_ACTION = "Gitops-Bridge-Action"
 TRAILER_DEPLOYMENT = "Gitops-Bridge-Deployment"
 TRAILER_GROUP = "Gitops-Bridge-Group"
+TRAILER_REQUEST = "Gitops-Bridge-Request"
 
 
 def random_id() -> str:
@@ -57,23 +62,68 @@ class GroupView:
 
 @dataclass(frozen=True)
 class Written:
-    """The result of a write: the deployment/group as committed and the commit."""
+    """The result of a write: the deployment/group as committed and the commit.
+
+    In review mode ``change`` is the change request that now waits for approval.
+    """
 
     commit: CommitResult
     deployment: Deployment | None = None
     group: Group | None = None
+    change: Any = None  # review.ChangeRequest
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a write would commit: the change and the deployment it leaves (None: deleted)."""
+
+    change: render.Change
+    deployment: Deployment | None = None
+
+
+Planner = Callable[[Snapshot, State], Plan]
+
+
+@dataclass(frozen=True)
+class RequestToken:
+    """An Idempotency-Key, scoped to its user, as recorded in a commit trailer."""
+
+    key_id: str
+    digest: str
+
+    def line(self) -> str:
+        return f"{TRAILER_REQUEST}: {self.key_id} {self.digest}"
+
+
+class Duplicate(Exception):
+    """The request was committed before under the same Idempotency-Key."""
+
+    def __init__(self, sha: str) -> None:
+        super().__init__(sha)
+        self.sha = sha
 
 
 class Service:
-    def __init__(self, settings: Settings, repo: GitRepo, *, new_id: Callable[[], str] = random_id):
+    def __init__(
+        self,
+        settings: Settings,
+        repo: GitRepo,
+        *,
+        new_id: Callable[[], str] = random_id,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
         self.repo = repo
         self.new_id = new_id
+        self.clock = clock
         self.sidecar = quota.Sidecar(
             cpu=quantity.parse(settings.frp.cpu), memory=quantity.parse(settings.frp.memory)
         )
+        self.review: Any = None  # review.Reviews, attached by open_service
         self._states: OrderedDict[str, State] = OrderedDict()
         self._parsed: dict[str, Any] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_lock = threading.Lock()
 
     # ---- reading ---------------------------------------------------------------
 
@@ -98,7 +148,7 @@ class Service:
             except Exception as exc:  # a hand-edited file we cannot read: show, don't crash
                 state.unreadable[path] = f"{type(exc).__name__}: {exc}"
         self._states[key] = state
-        while len(self._states) > 4:
+        while len(self._states) > 8:
             self._states.popitem(last=False)
         return state
 
@@ -107,6 +157,17 @@ class Service:
         if key not in self._parsed:
             self._parsed[key] = parser(snapshot.yaml(path))
         return self._parsed[key]
+
+    def fresh_state(self, *, group: str | None = None, deployment: str | None = None) -> State:
+        """The state, fetched anew when it lacks the named group/deployment (another
+        replica may have just created it), so a stale clone never answers 404 wrongly."""
+        state = self.state()
+        if (group is not None and group not in state.groups) or (
+            deployment is not None and deployment not in state.deployments
+        ):
+            self.repo.refresh(max_age=0)
+            state = self.state()
+        return state
 
     def groups(self, user: User) -> list[GroupView]:
         state = self.state()
@@ -124,24 +185,13 @@ class Service:
             )
         return views
 
-    def fresh_state(self, *, group: str | None = None, deployment: str | None = None) -> State:
-        """The state, fetched anew when it lacks the named group/deployment (another
-        replica may have just created it), so a stale clone never answers 404 wrongly."""
-        state = self.state()
-        if (group is not None and group not in state.groups) or (
-            deployment is not None and deployment not in state.deployments
-        ):
-            self.repo.refresh(max_age=0)
-            state = self.state()
-        return state
-
     def group(self, user: User, name: str) -> Group:
-        return self._member_group(self.fresh_state(group=name), user, name)
+        return self.member_group(self.fresh_state(group=name), user, name)
 
     def deployments(self, user: User, group: str | None = None) -> list[Deployment]:
         state = self.fresh_state(group=group)
         if group is not None:
-            self._member_group(state, user, group)
+            self.member_group(state, user, group)
         result = []
         for deployment in state.deployments.values():
             if group is not None and deployment.group != group:
@@ -157,11 +207,14 @@ class Service:
         deployment = state.deployments.get(name)
         if deployment is None:
             raise NotFound(f"deployment {name!r} not found")
-        self._member_group(state, user, deployment.group)
+        self.member_group(state, user, deployment.group)
         return deployment
 
     def url(self, deployment: Deployment) -> str:
         return f"https://{deployment.name}.{self.settings.domain}"
+
+    def mode(self, group: Group) -> str:
+        return group.review or self.settings.review.mode
 
     # ---- writing ---------------------------------------------------------------
 
@@ -184,39 +237,186 @@ class Service:
                 trailers={TRAILER_ACTION: "create-group", TRAILER_GROUP: group.name},
             )
 
-        return Written(commit=self.repo.apply(build, author=self._author(user)), group=group)
+        return Written(commit=self.repo.apply(build, author=self.author(user)), group=group)
 
-    def create_deployment(self, user: User, group_name: str, data: object) -> Written:
+    def create_deployment(
+        self, user: User, group_name: str, data: object, *, key: str | None = None
+    ) -> Written:
         spec = models.parse_deployment(data, limits=self.settings.limits)
-        self._member_group(self.fresh_state(group=group_name), user, group_name)  # fail fast
-        created: list[Deployment] = []
 
-        def build(snapshot: Snapshot) -> render.Change:
-            change, deployment = self._plan_create(snapshot, user, group_name, spec)
-            created[:] = [deployment]
-            return change
+        def plan(snapshot: Snapshot, state: State) -> Plan:
+            return self._plan_create(snapshot, state, user, group_name, spec)
 
-        commit = self.repo.apply(build, author=self._author(user))
-        return Written(commit=commit, deployment=created[0])
+        return self.write(user, group=group_name, action="create", plan=plan, key=key, body=data)
 
     def preview_deployment(self, user: User, group_name: str, data: object) -> render.Change:
         """The change a create request would commit now, without writing anything."""
         spec = models.parse_deployment(data, limits=self.settings.limits)
         self.repo.refresh()
-        change, _ = self._plan_create(self.repo.snapshot(), user, group_name, spec)
-        return change
+        snapshot = self.repo.snapshot()
+        state = self.state(snapshot)
+        return self._plan_create(snapshot, state, user, group_name, spec).change
+
+    def update_deployment(
+        self, user: User, name: str, patch: object, *, key: str | None = None
+    ) -> Written:
+        """Change image, replicas, port, env, resources or expose (a JSON merge patch)."""
+        if not isinstance(patch, dict):
+            raise InvalidRequest.field("", "the body must be a JSON object")
+        fixed = sorted({"name", "id", "group"} & set(patch))
+        if fixed:
+            raise InvalidRequest.of(
+                [FieldProblem(f, "cannot be changed; deploy a new one instead") for f in fixed]
+            )
+        current = self.deployment(user, name)
+        models.merge_patch(current.spec, patch, limits=self.settings.limits)  # fail fast
+
+        def plan(snapshot: Snapshot, state: State) -> Plan:
+            before = self._existing(state, name)
+            spec = models.merge_patch(before.spec, patch, limits=self.settings.limits)
+            return self._plan_replace(
+                snapshot, state, before, before.model_copy(update={"spec": spec}), "update"
+            )
+
+        return self.write(
+            user, group=current.group, action="update", plan=plan, key=key, body=patch
+        )
+
+    def scale(self, user: User, name: str, replicas: object, *, key: str | None = None) -> Written:
+        return self.update_deployment(user, name, {"replicas": replicas}, key=key)
+
+    def restart(self, user: User, name: str, *, key: str | None = None) -> Written:
+        """A rolling restart: a new pod-template annotation, nothing else changes."""
+        current = self.deployment(user, name)
+        stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def plan(snapshot: Snapshot, state: State) -> Plan:
+            before = self._existing(state, name)
+            after = before.model_copy(update={"restarted_at": stamp})
+            return self._plan_replace(snapshot, state, before, after, "restart")
+
+        return self.write(
+            user, group=current.group, action="restart", plan=plan, key=key, body={"at": stamp}
+        )
+
+    def delete_deployment(self, user: User, name: str, *, key: str | None = None) -> Written:
+        """Remove the HelmRelease and its kustomization entry; Flux prunes the rest."""
+        current = self.deployment(user, name)
+
+        def plan(snapshot: Snapshot, state: State) -> Plan:
+            before = self._existing(state, name)
+            path = render.app_path(before.group, before.name)
+            change = render.Change(
+                message=f"Delete {before.name} from {before.group}",
+                writes=(self.group_index(snapshot, before.group, remove=path),),
+                deletes=(path,),
+                trailers=self.trailers("delete", before),
+            )
+            return Plan(change=change, deployment=None)
+
+        return self.write(user, group=current.group, action="delete", plan=plan, key=key, body={})
+
+    def write(
+        self,
+        user: User,
+        *,
+        group: str,
+        action: str,
+        plan: Planner,
+        key: str | None = None,
+        body: object = None,
+        target: str | None = None,
+    ) -> Written:
+        """Commit a planned change, directly to main or as a change request, exactly once."""
+        group_record = self.member_group(self.fresh_state(group=group), user, group)
+        token = self._token(user, key, body) if key else None
+        if token is None:
+            return self._write_once(user, group_record, action, plan, None, target)
+        with self._key_lock(token.key_id):
+            previous = self._previous(token)
+            if previous is not None:
+                return previous
+            try:
+                return self._write_once(user, group_record, action, plan, token, target)
+            except Duplicate as dup:  # another replica committed it meanwhile
+                found = self._result_of(dup.sha)
+                assert found is not None
+                return found
+
+    def _write_once(
+        self,
+        user: User,
+        group: Group,
+        action: str,
+        plan: Planner,
+        token: RequestToken | None,
+        target: str | None,
+    ) -> Written:
+        planned: list[Plan] = []
+
+        def build(snapshot: Snapshot) -> render.Change:
+            if token is not None:
+                sha = self.repo.find_message(token.line())
+                if sha is not None:
+                    raise Duplicate(sha)
+            state = self.state(snapshot)
+            self.member_group(state, user, group.name)
+            result = plan(snapshot, state)
+            planned[:] = [result]
+            change = result.change
+            if token is not None:
+                change = replace(
+                    change,
+                    trailers={**change.trailers, TRAILER_REQUEST: token.line().split(": ", 1)[1]},
+                )
+            return change
+
+        if self.mode(group) == "pull-request":
+            assert self.review is not None
+            return self.review.propose(user, group, action, build, planned, target)  # type: ignore[no-any-return]
+        commit = self.repo.apply(build, author=self.author(user))
+        return Written(commit=commit, deployment=planned[0].deployment if planned else None)
+
+    # ---- idempotency -------------------------------------------------------------
+
+    def _token(self, user: User, key: str, body: object) -> RequestToken:
+        if not key or len(key) > 255 or not key.isprintable():
+            raise InvalidRequest.field("Idempotency-Key", "must be 1..255 printable characters")
+        key_id = hashlib.sha256(f"{user.name}\0{key}".encode()).hexdigest()[:32]
+        canonical = json.dumps(body, sort_keys=True, default=str).encode()
+        return RequestToken(key_id=key_id, digest=hashlib.sha256(canonical).hexdigest()[:16])
+
+    def _key_lock(self, key_id: str) -> threading.Lock:
+        with self._key_locks_lock:
+            return self._key_locks.setdefault(key_id, threading.Lock())
+
+    def _previous(self, token: RequestToken) -> Written | None:
+        self.repo.refresh(max_age=0)
+        sha = self.repo.find_message(f"{TRAILER_REQUEST}: {token.key_id}")
+        if sha is None:
+            return None
+        entry = self.repo.log(commit=sha, limit=1)[0]
+        if entry.trailer(TRAILER_REQUEST) != token.line().split(": ", 1)[1]:
+            raise InvalidRequest.field(
+                "Idempotency-Key", "was used before for a different request; use a new key"
+            )
+        return self._result_of(sha)
+
+    def _result_of(self, sha: str) -> Written | None:
+        entries = self.repo.log(commit=sha, limit=1)
+        if not entries:
+            return None
+        name = entries[0].trailer(TRAILER_DEPLOYMENT)
+        deployment = self.state().deployments.get(name) if name else None
+        return Written(commit=CommitResult(sha=sha, changed=False), deployment=deployment)
+
+    # ---- planning helpers ----------------------------------------------------------
 
     def _plan_create(
-        self, snapshot: Snapshot, user: User, group_name: str, spec: DeploymentSpec
-    ) -> tuple[render.Change, Deployment]:
-        state = self.state(snapshot)
-        group = self._member_group(state, user, group_name)
-        for existing in state.in_group(group_name):
-            if existing.app == spec.name:
-                raise Conflict(
-                    f"name: a deployment named {spec.name!r} exists in group "
-                    f"{group_name} ({existing.name})"
-                )
+        self, snapshot: Snapshot, state: State, user: User, group_name: str, spec: DeploymentSpec
+    ) -> Plan:
+        group = self.member_group(state, user, group_name)
+        self.check_name_free(state, group_name, spec.name)
         deployment = Deployment(
             group=group_name, id=self._unique_id(state), spec=spec, owner=user.name
         )
@@ -230,12 +430,48 @@ class Service:
         manifest = render.helmrelease(deployment, settings=self.settings)
         change = render.Change(
             message=f"Deploy {deployment.name} to {group_name}\n\n{_summary(spec)}",
-            writes=(manifest, self._group_index(snapshot, group_name, add=manifest.path)),
-            trailers=self._trailers("create", deployment),
+            writes=(manifest, self.group_index(snapshot, group_name, add=manifest.path)),
+            trailers=self.trailers("create", deployment),
         )
-        return change, deployment
+        return Plan(change=change, deployment=deployment)
 
-    # ---- helpers ---------------------------------------------------------------
+    def _plan_replace(
+        self, snapshot: Snapshot, state: State, before: Deployment, after: Deployment, action: str
+    ) -> Plan:
+        group = state.groups[before.group]
+        quota.check(
+            group,
+            current=[d.spec for d in state.in_group(before.group)],
+            before=before.spec,
+            after=after.spec,
+            sidecar=self.sidecar,
+        )
+        differences = models.spec_differences(before.spec, after.spec)
+        if action == "restart":
+            subject = f"Restart {after.name}"
+        elif list(differences) == [f"replicas {before.spec.replicas} -> {after.spec.replicas}"]:
+            subject = f"Scale {after.name} to {after.spec.replicas} replicas"
+        else:
+            subject = f"Update {after.name}: " + ("; ".join(differences) or "no changes")
+        change = render.Change(
+            message=f"{subject}\n\n{_summary(after.spec)}",
+            writes=(render.helmrelease(after, settings=self.settings),),
+            trailers=self.trailers(action, after),
+        )
+        return Plan(change=change, deployment=after)
+
+    def _existing(self, state: State, name: str) -> Deployment:
+        deployment = state.deployments.get(name)
+        if deployment is None:
+            raise NotFound(f"deployment {name!r} not found (deleted meanwhile?)")
+        return deployment
+
+    def check_name_free(self, state: State, group: str, app: str, *, but: str = "") -> None:
+        for existing in state.in_group(group):
+            if existing.app == app and existing.name != but:
+                raise Conflict(
+                    f"name: a deployment named {app!r} exists in group {group} ({existing.name})"
+                )
 
     def _unique_id(self, state: State) -> str:
         taken = state.ids()
@@ -245,7 +481,7 @@ class Service:
                 return candidate
         raise Conflict("could not find a free deployment id; try again")
 
-    def _group_index(
+    def group_index(
         self, snapshot: Snapshot, group: str, *, add: str | None = None, remove: str | None = None
     ) -> render.Manifest:
         base = layout.group_dir(group) + "/"
@@ -260,7 +496,7 @@ class Service:
             files.discard(remove.removeprefix(base))
         return render.group_kustomization(group, files=files)
 
-    def _member_group(self, state: State, user: User, name: str) -> Group:
+    def member_group(self, state: State, user: User, name: str) -> Group:
         group = state.groups.get(name)
         if group is None:
             raise NotFound(f"group {name!r} not found")
@@ -268,55 +504,15 @@ class Service:
             raise Forbidden(f"{user.name} is not a member of group {name}")
         return group
 
-    def _author(self, user: User) -> Author:
+    def author(self, user: User) -> Author:
         return Author(name=user.name, email=user.email)
 
-    def _trailers(self, action: str, deployment: Deployment) -> dict[str, str]:
+    def trailers(self, action: str, deployment: Deployment) -> dict[str, str]:
         return {
             TRAILER_ACTION: action,
             TRAILER_GROUP: deployment.group,
             TRAILER_DEPLOYMENT: deployment.name,
         }
-
-
-def open_service(settings: Settings) -> Service:
-    """The service on its working clone; with no repo_url, an embedded remote under data_dir.
-
-    A new embedded remote is initialised from repo-template/ and, when configured, gets
-    a demo group whose members are the platform admins.
-    """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    embedded = settings.embedded_remote
-    if embedded is not None:
-        gitrepo.init_bare(embedded, branch=settings.branch)
-    committer = Author(name=settings.committer_name, email=settings.committer_email)
-    repo = GitRepo(
-        path=settings.clone_dir,
-        url=settings.remote_url,
-        branch=settings.branch,
-        committer=committer,
-        push_attempts=settings.push_attempts,
-        fetch_interval=settings.fetch_interval,
-    )
-    repo.fetch()
-    service = Service(settings, repo)
-    if embedded is not None and repo.head() is None:
-        initial = bootstrap.initial_change(cluster=settings.cluster)
-        repo.apply(lambda snap: initial if snap.commit is None else None, author=committer)
-        if settings.demo_group:
-            admin = User(
-                name=settings.admins[0] if settings.admins else "admin",
-                email=settings.committer_email,
-                admin=True,
-            )
-            service.create_group(admin, DEMO_GROUP | {"members": list(settings.admins)})
-    return service
-
-
-DEMO_GROUP: dict[str, Any] = {
-    "name": "demo",
-    "quota": {"cpu": "4", "memory": "8Gi", "storage": "20Gi", "deployments": 10},
-}
 
 
 def _summary(spec: DeploymentSpec) -> str:

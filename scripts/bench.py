@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gitops_bridge import config, gitrepo, models, render, service
+from gitops_bridge import config, gitrepo, models, render, runtime, service
 from gitops_bridge.identity import User
 
 ADMIN = User(name="admin", email="admin@example.com", admin=True)
@@ -50,7 +50,7 @@ def bench_render(repeat: int) -> None:
 
 def padded_service(root: Path, files: int) -> service.Service:
     settings = config.load(data_dir=root / "data", fetch_interval=3600)
-    svc = service.open_service(settings)
+    svc = runtime.open_service(settings)
     padding = tuple(
         render.Manifest(f"padding/{i // 500}/f{i}.yaml", f"n: {i}\n") for i in range(files)
     )

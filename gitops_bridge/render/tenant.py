@@ -37,12 +37,21 @@ def namespace(group: Group) -> dict[str, Any]:
                 "pod-security.kubernetes.io/warn": "restricted",
                 "pod-security.kubernetes.io/audit": "restricted",
             },
-            "annotations": {
-                layout.ANNOTATION_MEMBERS: json.dumps(group.members),
-                layout.ANNOTATION_QUOTA: json.dumps(quota, sort_keys=True),
-            },
+            "annotations": _group_annotations(group, quota),
         },
     }
+
+
+def _group_annotations(group: Group, quota: dict[str, Any]) -> dict[str, str]:
+    annotations = {
+        layout.ANNOTATION_MEMBERS: json.dumps(group.members),
+        layout.ANNOTATION_QUOTA: json.dumps(quota, sort_keys=True),
+    }
+    if group.admins:
+        annotations[layout.ANNOTATION_ADMINS] = json.dumps(group.admins)
+    if group.review:
+        annotations[layout.ANNOTATION_REVIEW] = group.review
+    return annotations
 
 
 def resource_quota(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
@@ -194,5 +203,7 @@ def parse_group(document: Any) -> Group:
     return Group(
         name=name,
         members=json.loads(annotations.get(layout.ANNOTATION_MEMBERS, "[]")),
+        admins=json.loads(annotations.get(layout.ANNOTATION_ADMINS, "[]")),
         quota=QuotaSpec.model_validate(json.loads(annotations[layout.ANNOTATION_QUOTA])),
+        review=annotations.get(layout.ANNOTATION_REVIEW) or None,
     )

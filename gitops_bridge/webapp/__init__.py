@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from gitops_bridge import assets, config, service
+from gitops_bridge import assets, config, runtime, service
 from gitops_bridge.webapp import api, auth, errors, ui
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ def create_app(
     settings: config.Settings | None = None, *, svc: service.Service | None = None
 ) -> Flask:
     settings = settings or config.load()
-    svc = svc or service.open_service(settings)
+    svc = svc or runtime.open_service(settings)
     web = assets.web()
     app = Flask(
         __name__,

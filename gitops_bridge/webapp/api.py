@@ -1,4 +1,9 @@
-"""JSON API, ``/api/v1``. Thin: parse, call the service, shape the answer."""
+"""JSON API, ``/api/v1``. Thin: parse, call the service, shape the answer.
+
+Mutating calls accept an ``Idempotency-Key`` header: a retried request answers with the
+first result instead of changing anything twice. In review mode writes answer ``202``
+with the change request that now waits for approval.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from gitops_bridge import history
 from gitops_bridge.errors import BadRequest
-from gitops_bridge.render import app_path
+from gitops_bridge.service import Written
 from gitops_bridge.webapp import context, views
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+Answer = tuple[Response, int] | tuple[Response, int, dict[str, str]]
 
 
 def _body() -> Any:
@@ -20,11 +28,33 @@ def _body() -> Any:
     return data
 
 
-def _last_commit(path: str) -> str | None:
+def _optional_body() -> Any:
+    if not request.get_data():
+        return {}
+    return _body()
+
+
+def _key() -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+def _written(written: Written, *, created: bool = False) -> Answer:
+    """201/200 with the deployment as committed, or 202 with the pending change request."""
     svc = context.svc()
-    head = svc.repo.head()
-    change = svc.repo.last_changes(head, "tenants").get(path)
-    return change.sha if change else None
+    body: dict[str, Any] = {"commit": written.commit.sha, "changed": written.commit.changed}
+    if written.deployment is not None:
+        body = views.deployment(svc, written.deployment, commit=written.commit.sha) | body
+    if written.change is not None and written.change.state == "open":
+        body["status"] = {"state": "pending review", "change": views.change(written.change)}
+        body["change"] = views.change(written.change)
+        return jsonify(body), 202
+    if created and written.deployment is not None:
+        location = url_for(".get_deployment", name=written.deployment.name)
+        return jsonify(body), 201, {"Location": location}
+    return jsonify(body), 200
+
+
+# ---- groups -----------------------------------------------------------------------
 
 
 @bp.get("/groups")
@@ -33,7 +63,7 @@ def list_groups() -> Response:
 
 
 @bp.post("/groups")
-def create_group() -> tuple[Response, int, dict[str, str]]:
+def create_group() -> Answer:
     written = context.svc().create_group(context.user(), _body())
     assert written.group is not None
     body = views.group_record(written.group) | {"commit": written.commit.sha}
@@ -42,34 +72,120 @@ def create_group() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/groups/<group>/deployments")
 def list_group_deployments(group: str) -> Response:
-    svc = context.svc()
-    found = svc.deployments(context.user(), group)
-    return jsonify([_deployment_json(d) for d in found])
+    found = context.svc().deployments(context.user(), group)
+    return jsonify(views.deployments(context.svc(), context.user(), found))
+
+
+@bp.post("/groups/<group>/deployments")
+def create_deployment(group: str) -> Answer:
+    written = context.svc().create_deployment(context.user(), group, _body(), key=_key())
+    return _written(written, created=True)
+
+
+# ---- deployments --------------------------------------------------------------------
 
 
 @bp.get("/deployments")
 def list_deployments() -> Response:
     svc = context.svc()
-    group = request.args.get("group") or None
-    return jsonify([_deployment_json(d) for d in svc.deployments(context.user(), group)])
-
-
-@bp.post("/groups/<group>/deployments")
-def create_deployment(group: str) -> tuple[Response, int, dict[str, str]]:
-    svc = context.svc()
-    written = svc.create_deployment(context.user(), group, _body())
-    assert written.deployment is not None
-    body = views.deployment(svc, written.deployment, commit=written.commit.sha)
-    location = url_for(".get_deployment", name=written.deployment.name)
-    return jsonify(body), 201, {"Location": location}
+    found = svc.deployments(context.user(), request.args.get("group") or None)
+    return jsonify(views.deployments(svc, context.user(), found))
 
 
 @bp.get("/deployments/<name>")
 def get_deployment(name: str) -> Response:
-    return jsonify(_deployment_json(context.svc().deployment(context.user(), name)))
-
-
-def _deployment_json(deployment: Any) -> dict[str, Any]:
     svc = context.svc()
-    commit = _last_commit(app_path(deployment.group, deployment.name))
-    return views.deployment(svc, deployment, commit=commit)
+    found = svc.deployment(context.user(), name)
+    return jsonify(views.deployments(svc, context.user(), [found])[0])
+
+
+@bp.patch("/deployments/<name>")
+def update_deployment(name: str) -> Answer:
+    written = context.svc().update_deployment(context.user(), name, _body(), key=_key())
+    return _written(written)
+
+
+@bp.post("/deployments/<name>/scale")
+def scale_deployment(name: str) -> Answer:
+    body = _body()
+    replicas = body.get("replicas") if isinstance(body, dict) else None
+    written = context.svc().scale(context.user(), name, replicas, key=_key())
+    return _written(written)
+
+
+@bp.post("/deployments/<name>/restart")
+def restart_deployment(name: str) -> Answer:
+    _optional_body()
+    return _written(context.svc().restart(context.user(), name, key=_key()))
+
+
+@bp.delete("/deployments/<name>")
+def delete_deployment(name: str) -> Answer:
+    written = context.svc().delete_deployment(context.user(), name, key=_key())
+    if written.change is not None:
+        return _written(written)
+    return jsonify({"name": name, "deleted": True, "commit": written.commit.sha}), 200
+
+
+@bp.get("/deployments/<name>/history")
+def deployment_history(name: str) -> Response:
+    diffs = request.args.get("diff") in ("1", "true", "yes")
+    versions = history.history(context.svc(), context.user(), name, diffs=diffs)
+    return jsonify([views.version(v, diffs=diffs) for v in versions])
+
+
+@bp.post("/deployments/<name>/revert")
+def revert_deployment(name: str) -> Answer:
+    commit = _commit_field(_body())
+    return _written(history.revert(context.svc(), context.user(), name, commit, key=_key()))
+
+
+@bp.post("/deployments/<name>/restore")
+def restore_deployment(name: str) -> Answer:
+    commit = _commit_field(_body())
+    return _written(history.restore(context.svc(), context.user(), name, commit, key=_key()))
+
+
+def _commit_field(body: Any) -> str:
+    commit = body.get("commit") if isinstance(body, dict) else None
+    return commit if isinstance(commit, str) else ""
+
+
+# ---- change requests (review mode) ----------------------------------------------------
+
+
+@bp.get("/changes")
+def list_changes() -> Response:
+    reviews = context.svc().review
+    changes = reviews.open_changes(context.user(), request.args.get("group") or None)
+    return jsonify([views.change(c) for c in changes])
+
+
+@bp.get("/changes/<path:change_id>")
+def get_change(change_id: str) -> Response:
+    reviews = context.svc().review
+    change = reviews.get(context.user(), change_id)
+    return jsonify(views.change(change) | {"diff": reviews.diff(change)})
+
+
+@bp.post("/changes/<path:change_id>/approve")
+def approve_change(change_id: str) -> Answer:
+    _optional_body()
+    written = context.svc().review.approve(context.user(), change_id)
+    body = {"change": change_id, "approved": True, "commit": written.commit.sha}
+    return jsonify(body), 200
+
+
+@bp.post("/changes/<path:change_id>/close")
+def close_change(change_id: str) -> Answer:
+    _optional_body()
+    change = context.svc().review.close(context.user(), change_id)
+    return jsonify({"change": change.id, "closed": True}), 200
+
+
+@bp.post("/forge/events")
+def forge_event() -> Answer:
+    event = context.svc().review.on_webhook(headers=request.headers, body=request.get_data())
+    if event is None:
+        return jsonify({"ignored": True}), 202
+    return jsonify({"branch": event.branch, "number": event.number, "state": event.state}), 200

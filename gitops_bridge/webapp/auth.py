@@ -89,8 +89,11 @@ def _check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint == "static":
         return
     if request.path.startswith("/api/"):
+        # also for bodiless POSTs: a cross-site HTML form cannot send this content type
         if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
-            raise BadRequest("the API takes JSON bodies: send Content-Type: application/json")
+            raise BadRequest(
+                "the API takes JSON: send Content-Type: application/json (an empty body is fine)"
+            )
         return
     expected = session.get(CSRF_FIELD)
     given = request.form.get(CSRF_FIELD, "")

@@ -9,7 +9,6 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
-from gitops_bridge.render import app_path
 from gitops_bridge.webapp import context, views
 
 bp = Blueprint("ui", __name__)
@@ -35,12 +34,8 @@ def deployments() -> str:
     svc = context.svc()
     user = context.user()
     group = request.args.get("group") or None
-    head = svc.repo.head()
-    last = svc.repo.last_changes(head, "tenants")
-    cards = []
-    for deployment in svc.deployments(user, group):
-        change = last.get(app_path(deployment.group, deployment.name))
-        cards.append(views.deployment(svc, deployment, commit=change.sha if change else None))
+    cards = views.deployments(svc, user, svc.deployments(user, group))
+    cards += views.pending_creates(svc, user, group)
     return render_template(
         "deployments.html",
         cards=cards,
