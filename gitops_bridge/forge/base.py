@@ -100,7 +100,7 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-_OPENER = urllib.request.build_opener()
+_OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
 class Api:
