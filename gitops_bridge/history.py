@@ -179,18 +179,31 @@ def three_way(
     theirs: bytes | None,
     what: str,
 ) -> bytes | None:
+    """Carry base -> theirs onto ours: field by field for deployments, else line by line."""
     if ours == base:
         return theirs
     if ours == theirs or theirs == base:
         return ours
     if ours is None or base is None or theirs is None:
-        raise Conflict(
-            f"{what} conflicts: {path} was {'deleted' if ours is None else 'changed'} since"
-        )
-    merged = svc.repo.merge_file(ours=ours, base=base, theirs=theirs)
-    if merged is None:
+        state = "deleted" if ours is None else "changed"
+        raise Conflict(f"{what} conflicts: {path} was {state} since")
+    try:
+        parsed = [render.parse_helmrelease(yamlio.load(data)) for data in (base, ours, theirs)]
+    except Exception:
+        parsed = []
+    if parsed:
+        try:
+            merged = models.merge_deployments(*parsed)
+        except models.MergeConflict as exc:
+            raise Conflict(
+                f"{what} conflicts with later changes of {', '.join(exc.fields)} in "
+                f"{path}; restore a version instead"
+            ) from exc
+        return render.helmrelease(merged, settings=svc.settings).data
+    text = svc.repo.merge_file(ours=ours, base=base, theirs=theirs)
+    if text is None:
         raise Conflict(f"{what} conflicts with later changes to {path}; restore a version instead")
-    return merged
+    return text
 
 
 def plan_content(

@@ -428,3 +428,65 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+class MergeConflict(ValueError):
+    """Both sides changed the same fields differently."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
+
+
+def _flat(deployment: Deployment) -> dict[str, Any]:
+    spec = deployment.spec
+    flat: dict[str, Any] = {
+        "image": spec.image,
+        "replicas": spec.replicas,
+        "port": spec.port,
+        "expose": spec.expose,
+        "resources.cpu": spec.resources.cpu,
+        "resources.memory": spec.resources.memory,
+        "restartedAt": deployment.restarted_at,
+    }
+    for var in spec.env:
+        flat[f"env.{var.name}"] = var.value
+    return flat
+
+
+def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) -> Deployment:
+    """Carry the change base -> theirs onto ours, field by field (env per variable).
+
+    Raises MergeConflict naming the fields that ours and theirs both changed differently.
+    """
+    flat_base, flat_ours, flat_theirs = _flat(base), _flat(ours), _flat(theirs)
+    merged = dict(flat_ours)
+    conflicts = []
+    for key in sorted(set(flat_base) | set(flat_ours) | set(flat_theirs)):
+        old, mine, new = flat_base.get(key), flat_ours.get(key), flat_theirs.get(key)
+        if new == old or new == mine:
+            continue
+        if mine != old:
+            conflicts.append(key)
+            continue
+        if new is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = new
+    if conflicts:
+        raise MergeConflict(conflicts)
+    env_order = [v.name for v in ours.spec.env] + [v.name for v in theirs.spec.env]
+    names = [n for i, n in enumerate(env_order) if n not in env_order[:i] and f"env.{n}" in merged]
+    spec = ours.spec.model_copy(
+        update={
+            "image": merged["image"],
+            "replicas": merged["replicas"],
+            "port": merged["port"],
+            "expose": merged["expose"],
+            "resources": Resources.model_construct(
+                cpu=merged["resources.cpu"], memory=merged["resources.memory"]
+            ),
+            "env": [EnvVar(name=n, value=merged[f"env.{n}"]) for n in names],
+        }
+    )
+    return ours.model_copy(update={"spec": spec, "restarted_at": merged["restartedAt"]})
