@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gitops_bridge import bootstrap, config, gitrepo, runtime, tools, validate
+from gitops_bridge import bootstrap, config, gitrepo, history, runtime, tools, validate
 from gitops_bridge.errors import BridgeError
 from gitops_bridge.identity import User
 
@@ -125,6 +125,61 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _written_json(svc: Any, written: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"commit": written.commit.sha, "changed": written.commit.changed}
+    if written.deployment is not None:
+        data["name"] = written.deployment.name
+    if written.change is not None:
+        data["state"] = "pending review"
+        data["change"] = written.change.id
+    return data
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    user = _user(args, settings)
+    if args.command == "scale":
+        written = svc.scale(user, args.name, args.replicas)
+    elif args.command == "restart":
+        written = svc.restart(user, args.name)
+    elif args.command == "delete":
+        written = svc.delete_deployment(user, args.name)
+    elif args.command == "update":
+        written = svc.update_deployment(user, args.name, json.loads(args.patch))
+    elif args.command == "revert":
+        written = history.revert(svc, user, args.name, args.commit)
+    else:
+        written = history.restore(svc, user, args.name, args.commit)
+    _print(_written_json(svc, written))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    for version in history.history(svc, _user(args, settings), args.name):
+        summary = "; ".join(version.summary)
+        print(f"{version.sha[:10]}  {version.author:<12} {version.subject}  [{summary}]")
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    user = _user(args, settings)
+    if args.action == "list":
+        for change in svc.review.open_changes(user):
+            print(f"{change.id}  {change.author:<12} {change.subject}  {change.url}")
+    elif args.action == "approve":
+        written = svc.review.approve(user, args.id)
+        _print({"change": args.id, "approved": True, "commit": written.commit.sha})
+    else:
+        svc.review.close(user, args.id)
+        _print({"change": args.id, "closed": True})
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     settings = _settings(args)
     svc = runtime.open_service(settings)
@@ -213,6 +268,42 @@ def parser() -> argparse.ArgumentParser:
     _repo_options(rendered)
     _user_options(rendered)
     rendered.set_defaults(func=cmd_render)
+
+    for name, help_text in [
+        ("scale", "set the replicas of a deployment (0 stops it)"),
+        ("restart", "rolling restart of a deployment"),
+        ("update", "change a deployment with a JSON merge patch"),
+        ("delete", "remove a deployment (Flux prunes it)"),
+        ("revert", "undo one change of a deployment (git revert)"),
+        ("restore", "bring a deployment back to its version at a commit"),
+    ]:
+        manage = sub.add_parser(name, help=help_text)
+        manage.add_argument("name", help="the deployment, {app}-{id}")
+        if name == "scale":
+            manage.add_argument("replicas", type=int)
+        if name == "update":
+            manage.add_argument("patch", help='JSON, e.g. \'{"image": "registry:5000/a/b:2"}\'')
+        if name in ("revert", "restore"):
+            manage.add_argument("commit")
+        _repo_options(manage)
+        _user_options(manage)
+        manage.set_defaults(func=cmd_manage)
+
+    log_cmd = sub.add_parser("history", help="the commits that changed a deployment")
+    log_cmd.add_argument("name")
+    _repo_options(log_cmd)
+    _user_options(log_cmd)
+    log_cmd.set_defaults(func=cmd_history)
+
+    changes = sub.add_parser("changes", help="change requests waiting for review")
+    changes_sub = changes.add_subparsers(dest="action", required=True)
+    changes_sub.add_parser("list")
+    for action in ("approve", "close"):
+        changes_sub.add_parser(action).add_argument("id")
+    for sub_parser in changes_sub.choices.values():
+        _repo_options(sub_parser)
+        _user_options(sub_parser)
+    changes.set_defaults(func=cmd_changes)
 
     check = sub.add_parser("validate", help="build and schema-check a GitOps repository")
     check.add_argument("path")
