@@ -1,0 +1,307 @@
+"""Pure interpretation of what the cluster says about a deployment.
+
+Inputs are the deployment as Git holds it, the objects the poller read (as the API
+server's JSON, dicts) and a few facts about Git (is this commit applied?). Output is one
+``DeploymentStatus``: the state a person sees on the card, with the reason behind it.
+
+States: ``pending review`` -> ``committed`` (on main, Flux has not applied that commit)
+-> ``reconciling`` -> ``running x/y`` | ``stopped`` | ``degraded`` | ``failed`` ->
+``deleting``; and ``not connected`` when no cluster is configured or reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops_bridge import quantity
+from gitops_bridge.models import Deployment
+from gitops_bridge.quantity import Quantity
+
+Object = Mapping[str, Any]
+
+# container waiting reasons that mean "this will not get better by waiting"
+BAD_WAITING = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    reason: str = ""  # why a container is not ready (CrashLoopBackOff, OOMKilled...)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseVersion:
+    """One entry of the HelmRelease's history (newest first)."""
+
+    chart_version: str
+    status: str  # deployed | superseded | failed | ...
+    first_deployed: str
+    last_deployed: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: Quantity | None  # None: no metrics
+    limit: Quantity
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    state: str
+    label: str
+    ready: int = 0
+    desired: int = 0
+    reason: str = ""
+    message: str = ""
+    remediation: str = ""
+    generation: int | None = None
+    observed_generation: int | None = None
+    applied_commit: str | None = None
+    history: tuple[ReleaseVersion, ...] = ()
+    pods: tuple[PodView, ...] = ()
+    cpu: Usage | None = None
+    memory: Usage | None = None
+    age: float | None = None  # seconds since the reading
+    stale: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What one poll saw that matters to one deployment."""
+
+    helmrelease: Object | None
+    deployment: Object | None
+    pods: tuple[Object, ...]
+    metrics: Mapping[str, Object]  # pod name -> PodMetrics
+    applied_revision: str | None  # Kustomization status.lastAppliedRevision
+    age: float
+    stale: bool
+
+
+def condition(obj: Object | None, kind: str) -> Object | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return item  # type: ignore[no-any-return]
+    return None
+
+
+def revision_commit(revision: str | None) -> str | None:
+    """`main@sha1:<commit>` (or a bare sha) -> the commit."""
+    if not revision:
+        return None
+    _, _, digest = revision.rpartition("@")
+    algo, sep, value = digest.partition(":")
+    return value if sep else algo
+
+
+def pod_view(pod: Object) -> PodView:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = bool(statuses) and all(s.get("ready") for s in statuses)
+    restarts = sum(int(s.get("restartCount") or 0) for s in statuses)
+    reason = message = ""
+    for item in statuses:
+        waiting = (item.get("state") or {}).get("waiting")
+        if waiting and not item.get("ready"):
+            reason, message = waiting.get("reason", ""), waiting.get("message", "")
+            last = (item.get("lastState") or {}).get("terminated")
+            if last and last.get("reason") and reason == "CrashLoopBackOff":
+                message = (
+                    message or f"last exit: {last.get('reason')} (code {last.get('exitCode')})"
+                )
+            break
+        terminated = (item.get("state") or {}).get("terminated")
+        if terminated and not item.get("ready"):
+            reason, message = terminated.get("reason", ""), terminated.get("message", "")
+            break
+    if not reason and status.get("phase") == "Pending":
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                reason, message = cond.get("reason", ""), cond.get("message", "")
+    return PodView(
+        name=meta.get("name", ""),
+        phase=status.get("phase", ""),
+        ready=ready,
+        restarts=restarts,
+        reason=reason,
+        message=message,
+    )
+
+
+def _history(helmrelease: Object) -> tuple[ReleaseVersion, ...]:
+    items = ((helmrelease.get("status") or {}).get("history")) or []
+    return tuple(
+        ReleaseVersion(
+            chart_version=str(item.get("chartVersion", "")),
+            status=str(item.get("status", "")),
+            first_deployed=str(item.get("firstDeployed", "")),
+            last_deployed=str(item.get("lastDeployed", "")),
+            digest=str(item.get("configDigest", "")),
+        )
+        for item in items
+    )
+
+
+def _usage(
+    pods: Iterable[Object], metrics: Mapping[str, Object], *, resource: str, limit: Quantity
+) -> Usage:
+    total: Quantity | None = None
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "")
+        sample = metrics.get(name)
+        if sample is None:
+            continue
+        for container in sample.get("containers") or []:
+            value = (container.get("usage") or {}).get(resource)
+            if value is not None:
+                total = (total or Quantity(0)) + quantity.parse(value)
+    return Usage(used=total, limit=limit)
+
+
+def limits_per_pod(
+    deployment: Deployment, *, sidecar: tuple[Quantity, Quantity]
+) -> tuple[Quantity, Quantity]:
+    """The limits one pod has (the chart sets limits = 2 x requests, sidecar included)."""
+    cpu = quantity.parse(deployment.spec.resources.cpu) * 2
+    memory = quantity.parse(deployment.spec.resources.memory) * 2
+    if deployment.spec.expose:
+        cpu, memory = cpu + sidecar[0] * 2, memory + sidecar[1] * 2
+    return cpu, memory
+
+
+def interpret(
+    deployment: Deployment,
+    *,
+    view: ClusterView | None,
+    last_commit: str | None,
+    is_applied: Callable[[str, str], bool],
+    pending_review: bool = False,
+    deleted_in_git: bool = False,
+    sidecar: tuple[Quantity, Quantity] = (Quantity(0), Quantity(0)),
+) -> DeploymentStatus:
+    """The status of one deployment. ``is_applied(commit, applied)``: git ancestry."""
+    desired = deployment.spec.replicas
+    if pending_review and last_commit is None:
+        return DeploymentStatus(state="pending review", label="pending review", desired=desired)
+    if view is None:
+        return DeploymentStatus(state="not connected", label="not connected", desired=desired)
+    common: dict[str, Any] = {
+        "desired": desired,
+        "age": view.age,
+        "stale": view.stale,
+        "applied_commit": revision_commit(view.applied_revision),
+    }
+    release = view.helmrelease
+    if deleted_in_git or (release and (release.get("metadata") or {}).get("deletionTimestamp")):
+        if release is None and not view.pods:
+            return DeploymentStatus(state="deleted", label="deleted", **common)
+        return DeploymentStatus(state="deleting", label="deleting", **common)
+    applied = common["applied_commit"]
+    if last_commit and (applied is None or not is_applied(last_commit, applied)):
+        return DeploymentStatus(state="committed", label=f"committed {last_commit[:7]}", **common)
+    if release is None:
+        return DeploymentStatus(
+            state="reconciling", label="reconciling", message="waiting for Flux", **common
+        )
+    meta, status = release.get("metadata") or {}, release.get("status") or {}
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    common |= {
+        "generation": generation,
+        "observed_generation": observed,
+        "history": _history(release),
+    }
+    ready_cond = condition(release, "Ready")
+    stalled = condition(release, "Stalled")
+    reconciling = condition(release, "Reconciling")
+    remediated = condition(release, "Remediated")
+    remediation = ""
+    if remediated and remediated.get("status") == "True":
+        remediation = f"{remediated.get('reason', '')}: {remediated.get('message', '')}".strip(": ")
+    if stalled and stalled.get("status") == "True":
+        return DeploymentStatus(
+            state="failed",
+            label=f"failed ({stalled.get('reason', 'Stalled')})",
+            reason=stalled.get("reason", ""),
+            message=stalled.get("message", ""),
+            remediation=remediation,
+            **common,
+        )
+    if ready_cond and ready_cond.get("status") == "False" and observed == generation:
+        reason = ready_cond.get("reason", "")
+        return DeploymentStatus(
+            state="failed",
+            label=f"failed ({reason})",
+            reason=reason,
+            message=ready_cond.get("message", ""),
+            remediation=remediation,
+            **common,
+        )
+    if (
+        (generation is not None
+        and observed != generation)
+        or (reconciling and reconciling.get("status") == "True")
+        or ready_cond is None
+        or ready_cond.get("status") != "True"
+    ):
+        why = (reconciling or ready_cond or {}).get("message", "")
+        return DeploymentStatus(
+            state="reconciling",
+            label="reconciling",
+            reason=(reconciling or {}).get("reason", ""),
+            message=why,
+            remediation=remediation,
+            **common,
+        )
+    pods = tuple(
+        pod_view(p) for p in view.pods if not (p.get("metadata") or {}).get("deletionTimestamp")
+    )
+    ready = sum(1 for p in pods if p.ready)
+    cpu_limit, memory_limit = limits_per_pod(deployment, sidecar=sidecar)
+    common |= {
+        "pods": pods,
+        "ready": ready,
+        "cpu": _usage(view.pods, view.metrics, resource="cpu", limit=cpu_limit * max(desired, 0)),
+        "memory": _usage(
+            view.pods, view.metrics, resource="memory", limit=memory_limit * max(desired, 0)
+        ),
+        "remediation": remediation,
+    }
+    if desired == 0:
+        label = "stopped" if not pods else f"stopping ({len(pods)} left)"
+        return DeploymentStatus(state="stopped", label=label, **common)
+    broken = [p for p in pods if not p.ready and (p.reason in BAD_WAITING or p.restarts > 0)]
+    if broken:
+        worst = broken[0]
+        return DeploymentStatus(
+            state="degraded",
+            label=f"degraded {ready}/{desired}",
+            reason=worst.reason or "NotReady",
+            message=f"pod {worst.name}: {worst.message or worst.reason}",
+            **common,
+        )
+    if ready >= desired:
+        return DeploymentStatus(state="running", label=f"running {ready}/{desired}", **common)
+    waiting = next((p for p in pods if p.reason), None)
+    return DeploymentStatus(
+        state="reconciling",
+        label=f"starting {ready}/{desired}",
+        reason=waiting.reason if waiting else "",
+        message=waiting.message if waiting else "",
+        **common,
+    )
