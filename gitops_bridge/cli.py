@@ -44,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     app = webapp.create_app(settings)
-    svc = app.extensions["gitops_bridge"]
+    rt = app.extensions["gitops_bridge.runtime"]
+    rt.start_background()
+    svc = rt.svc
     print(f"gitops-bridge on http://{settings.host}:{settings.port}")
     print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})")
     import waitress

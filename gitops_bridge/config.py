@@ -66,6 +66,31 @@ class ReviewSettings(BaseModel):
     poll_interval: float = 60.0
 
 
+class KubernetesSettings(BaseModel):
+    """How to reach the cluster Flux runs in; without one the UI says "not connected"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "kubeconfig", "in-cluster", "auto"] = "auto"
+    kubeconfig: str | None = None  # auto: this, else $KUBECONFIG, else in-cluster, else none
+    context: str | None = None
+    timeout: float = 10.0
+    poll_interval: float = 10.0
+    page_size: int = Field(default=10_000, ge=1)
+    flux_namespace: str = "flux-system"
+    kustomization: str = "tenants"
+    gitrepository: str = "flux-system"
+    reconcile_on_commit: bool = True  # annotate the GitRepository + Kustomization after a push
+    receiver_url: str = ""  # or call this Flux Receiver (generic-hmac) instead
+    receiver_token: SecretStr = SecretStr("")
+    events_token: SecretStr = SecretStr("")  # the Provider's HMAC key for /api/v1/flux/events
+    lease_namespace: str = ""  # leader election; empty: every replica polls
+    lease_name: str = "gitops-bridge-poller"
+    lease_seconds: float = 15.0
+    identity: str = ""  # this replica's name (default: host name + pid)
+    advertise_url: str = ""  # how other replicas reach this one (leader's readings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -92,6 +117,7 @@ class Settings(BaseSettings):
     frp: FrpSettings = Field(default_factory=FrpSettings)
     chart: ChartSettings = Field(default_factory=ChartSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     helm_interval: str = "10m"
     remediation_retries: int = 3
     helm_bin: str | None = None

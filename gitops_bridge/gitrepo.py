@@ -172,6 +172,7 @@ class GitRepo:
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._parsed: OrderedDict[str, Any] = OrderedDict()
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
+        self.on_push: list[Callable[[str], None]] = []  # called with the new main after a push
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
         self.repo = self._open()
@@ -301,7 +302,7 @@ class GitRepo:
             known, seen = self._last_changes.get(prefix, ({}, None))
             if seen == commit:
                 return known
-            walk = f"{seen}..{commit}" if seen and self._is_ancestor(seen, commit) else commit
+            walk = f"{seen}..{commit}" if seen and self.is_ancestor(seen, commit) else commit
             if walk == commit:
                 known = {}
             out = self.repo.git.log(
@@ -445,7 +446,7 @@ class GitRepo:
             with contextlib.suppress(git.GitCommandError):
                 self.repo.git.update_ref("-d", f"refs/remotes/origin/{branch}")
 
-    def _is_ancestor(self, older: str, newer: str) -> bool:
+    def is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
         except git.GitCommandError:
@@ -495,6 +496,8 @@ class GitRepo:
                     self.fetch()
                     continue
                 self.repo.git.update_ref(self.tracking_ref, tip)
+                for hook in self.on_push:
+                    hook(tip)
                 break
             else:
                 raise RepoUnavailable(

@@ -464,7 +464,7 @@ def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) ->
     conflicts = []
     for key in sorted(set(flat_base) | set(flat_ours) | set(flat_theirs)):
         old, mine, new = flat_base.get(key), flat_ours.get(key), flat_theirs.get(key)
-        if new == old or new == mine:
+        if new in (old, mine):
             continue
         if mine != old:
             conflicts.append(key)

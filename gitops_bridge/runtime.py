@@ -1,15 +1,81 @@
-"""Wiring: the service, its review workflow and forge, built from Settings."""
+"""Wiring: the service, review, cluster monitor and background jobs, built from Settings."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 
-from gitops_bridge import bootstrap, forge, gitrepo
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gitops_bridge import bootstrap, forge, gitrepo, leader, poller
+from gitops_bridge.cluster import Cluster
 from gitops_bridge.config import Settings
 from gitops_bridge.gitrepo import Author, GitRepo
 from gitops_bridge.identity import User
+from gitops_bridge.monitor import Monitor
 from gitops_bridge.review import Reviews
 from gitops_bridge.service import Service
+
+log = logging.getLogger(__name__)
+
+DEMO_GROUP: dict[str, Any] = {
+    "name": "demo",
+    "quota": {"cpu": "4", "memory": "8Gi", "storage": "20Gi", "deployments": 10},
+}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    svc: Service
+    monitor: Monitor
+    elector: leader.LeaderElector | None = None
+    scheduler: BackgroundScheduler | None = None
+
+    def peer_token(self) -> str:
+        """What replicas present to each other to fetch the leader's reading."""
+        key = (self.settings.secret_key or "").encode() or b"gitops-bridge"
+        return hmac.new(key, b"gitops-bridge/reading", hashlib.sha256).hexdigest()
+
+    def start_background(self) -> None:
+        """Poll (or follow the leader), elect, and poll the forge, on a schedule."""
+        if self.scheduler is not None:
+            return
+        scheduler = BackgroundScheduler(daemon=True)
+        k = self.settings.kubernetes
+        if self.monitor.poller is not None:
+            if self.elector is not None:
+                scheduler.add_job(
+                    self.elector.tick, "interval", seconds=max(1.0, k.lease_seconds / 3)
+                )
+            scheduler.add_job(self.cycle, "interval", seconds=k.poll_interval, max_instances=1)
+            threading.Thread(target=self.cycle, daemon=True).start()
+        if self.svc.review is not None and self.svc.review.forge is not None:
+            interval = self.settings.review.poll_interval
+            scheduler.add_job(self.svc.review.sync, "interval", seconds=interval, max_instances=1)
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def cycle(self) -> None:
+        """One poll: by the leader (or by everyone without election), else follow it."""
+        pl = self.monitor.poller
+        if pl is None:
+            return
+        if self.elector is None or self.elector.tick():
+            pl.run_once()
+        elif self.elector.leader_url:
+            url = self.elector.leader_url.rstrip("/") + "/internal/v1/reading"
+            poller.follow(pl, url, token=self.peer_token())
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
 
 
 def open_service(settings: Settings) -> Service:
@@ -47,10 +113,47 @@ def open_service(settings: Settings) -> Service:
     return service
 
 
-DEMO_GROUP: dict[str, Any] = {
-    "name": "demo",
-    "quota": {"cpu": "4", "memory": "8Gi", "storage": "20Gi", "deployments": 10},
-}
+def open_runtime(settings: Settings) -> Runtime:
+    svc = open_service(settings)
+    cluster = _cluster(settings)
+    k = settings.kubernetes
+    pl = None
+    elector = None
+    if cluster is not None:
+        pl = poller.Poller(
+            cluster,
+            interval=k.poll_interval,
+            flux_namespace=k.flux_namespace,
+            kustomization=k.kustomization,
+            gitrepository=k.gitrepository,
+            page_size=k.page_size,
+        )
+        if k.lease_namespace:
+            elector = leader.LeaderElector(
+                cluster,
+                namespace=k.lease_namespace,
+                name=k.lease_name,
+                identity=k.identity or leader.default_identity(),
+                lease_seconds=k.lease_seconds,
+                advertise_url=k.advertise_url,
+            )
+    monitor = Monitor(svc, cluster=cluster, poller=pl)
+    svc.repo.on_push.append(
+        lambda sha: threading.Thread(target=monitor.request_reconcile, daemon=True).start()
+    )
+    return Runtime(settings=settings, svc=svc, monitor=monitor, elector=elector)
+
+
+def _cluster(settings: Settings) -> Cluster | None:
+    k = settings.kubernetes
+    if k.mode == "none":
+        return None
+    kubeconfig = k.kubeconfig or (os.environ.get("KUBECONFIG") if k.mode == "auto" else None)
+    if k.mode == "in-cluster" or (k.mode == "auto" and not kubeconfig):
+        if k.mode == "auto" and "KUBERNETES_SERVICE_HOST" not in os.environ:
+            return None
+        return Cluster.connect(kubeconfig=None, timeout=k.timeout)
+    return Cluster.connect(kubeconfig=kubeconfig, context=k.context, timeout=k.timeout)
 
 
 def _forge(settings: Settings) -> forge.Forge | None:

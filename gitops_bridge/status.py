@@ -253,8 +253,7 @@ def interpret(
             **common,
         )
     if (
-        (generation is not None
-        and observed != generation)
+        (generation is not None and observed != generation)
         or (reconciling and reconciling.get("status") == "True")
         or ready_cond is None
         or ready_cond.get("status") != "True"

@@ -8,17 +8,18 @@ from pathlib import Path
 
 from flask import Flask
 
-from gitops_bridge import assets, config, runtime, service
+from gitops_bridge import assets, config, runtime
 from gitops_bridge.webapp import api, auth, errors, ui
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: config.Settings | None = None, *, svc: service.Service | None = None
+    settings: config.Settings | None = None, *, rt: runtime.Runtime | None = None
 ) -> Flask:
     settings = settings or config.load()
-    svc = svc or runtime.open_service(settings)
+    rt = rt or runtime.open_runtime(settings)
+    svc = rt.svc
     web = assets.web()
     app = Flask(
         __name__,
@@ -35,6 +36,8 @@ def create_app(
     )
     app.extensions["gitops_bridge"] = svc
     app.extensions["gitops_bridge.settings"] = settings
+    app.extensions["gitops_bridge.runtime"] = rt
+    app.extensions["gitops_bridge.monitor"] = rt.monitor
     auth.init_app(app)
     errors.init_app(app)
     app.register_blueprint(api.bp)

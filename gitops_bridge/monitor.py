@@ -1,0 +1,278 @@
+"""The loop back from the cluster: statuses, fast feedback, Flux events, retries and logs.
+
+Joins what Git says (the service's state) with what the poller read, through the pure
+``status.interpret``. Without a cluster every status is "not connected" and the actions
+that need one answer 503, never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gitops_bridge import cluster as kube
+from gitops_bridge import quantity, render, status
+from gitops_bridge.config import Settings
+from gitops_bridge.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
+from gitops_bridge.identity import User
+from gitops_bridge.models import Deployment
+from gitops_bridge.poller import Poller
+from gitops_bridge.service import Service
+
+log = logging.getLogger(__name__)
+
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+FORCE_AT = "reconcile.fluxcd.io/forceAt"
+RESET_AT = "reconcile.fluxcd.io/resetAt"
+MAX_TAIL = 10_000
+
+
+@dataclass(frozen=True)
+class FluxEvent:
+    kind: str
+    namespace: str
+    name: str
+    severity: str
+    reason: str
+    message: str
+    revision: str
+    timestamp: str
+
+
+class Monitor:
+    def __init__(
+        self,
+        svc: Service,
+        *,
+        cluster: kube.Cluster | None,
+        poller: Poller | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.svc = svc
+        self.settings: Settings = svc.settings
+        self.cluster = cluster
+        self.poller = poller
+        self.clock = clock
+        self.events: dict[tuple[str, str], list[FluxEvent]] = {}  # (namespace, name) -> newest last
+        self._ancestry: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+        frp = self.settings.frp
+        self.sidecar = (quantity.parse(frp.cpu), quantity.parse(frp.memory))
+
+    @property
+    def connected(self) -> bool:
+        return self.cluster is not None
+
+    # ---- statuses ------------------------------------------------------------------------
+
+    def is_applied(self, commit: str, applied: str) -> bool:
+        key = (commit, applied)
+        cached = self._ancestry.get(key)
+        if cached is None:
+            cached = commit == applied or self.svc.repo.is_ancestor(commit, applied)
+            with self._lock:
+                self._ancestry[key] = cached
+        return cached
+
+    def status(
+        self,
+        deployment: Deployment,
+        *,
+        last_commit: str | None,
+        pending_review: bool = False,
+        deleted_in_git: bool = False,
+    ) -> status.DeploymentStatus:
+        view = None
+        if self.poller is not None:
+            view = self.poller.view(
+                namespace=deployment.namespace, name=deployment.name, deployment_id=deployment.id
+            )
+            if view is None:  # connected, but no reading yet
+                return status.DeploymentStatus(
+                    state="connecting",
+                    label="reading the cluster…",
+                    desired=deployment.spec.replicas,
+                )
+        return status.interpret(
+            deployment,
+            view=view,
+            last_commit=last_commit,
+            is_applied=self.is_applied,
+            pending_review=pending_review,
+            deleted_in_git=deleted_in_git,
+            sidecar=self.sidecar,
+        )
+
+    def orphans(self, groups: set[str]) -> list[Deployment]:
+        """HelmReleases still in the cluster whose file is gone from Git: being deleted."""
+        if self.poller is None or self.poller.state.reading is None:
+            return []
+        known = self.svc.state().deployments
+        found = []
+        for (namespace, name), release in self.poller.state.reading.helmreleases.items():
+            if name in known:
+                continue
+            try:
+                deployment = render.parse_helmrelease(release)
+            except Exception:
+                continue
+            if deployment.group in groups and deployment.namespace == namespace:
+                found.append(deployment)
+        return found
+
+    def recent_events(self, deployment: Deployment) -> list[FluxEvent]:
+        return list(self.events.get((deployment.namespace, deployment.name), []))[-5:]
+
+    # ---- fast feedback ---------------------------------------------------------------
+
+    def request_reconcile(self) -> None:
+        """Ask Flux to fetch and apply now (what `flux reconcile --with-source` does)."""
+        k = self.settings.kubernetes
+        if k.receiver_url:
+            self._call_receiver()
+            return
+        if self.cluster is None or not k.reconcile_on_commit:
+            return
+        patch = {"metadata": {"annotations": {REQUESTED_AT: self._now()}}}
+        try:
+            self.cluster.merge_patch(kube.GITREPOSITORIES, k.flux_namespace, k.gitrepository, patch)
+            self.cluster.merge_patch(kube.KUSTOMIZATIONS, k.flux_namespace, k.kustomization, patch)
+        except (ClusterUnavailable, NotFound) as exc:
+            log.warning("could not request a reconciliation: %s", exc.message)
+
+    def _call_receiver(self) -> None:
+        k = self.settings.kubernetes
+        body = json.dumps({"source": "gitops-bridge", "time": self._now()}).encode()
+        signature = hmac.new(k.receiver_token.get_secret_value().encode(), body, hashlib.sha256)
+        request = urllib.request.Request(
+            k.receiver_url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Signature": f"sha256={signature.hexdigest()}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=k.timeout):
+                pass
+        except OSError as exc:
+            log.warning("the Flux receiver did not answer: %s", exc)
+
+    def retry(self, user: User, name: str) -> str:
+        """Retry a failed release: requestedAt + forceAt + resetAt on the HelmRelease."""
+        deployment = self.svc.deployment(user, name)
+        if self.cluster is None:
+            raise ClusterUnavailable("no cluster is connected")
+        stamp = self._now()
+        patch = {
+            "metadata": {"annotations": {REQUESTED_AT: stamp, FORCE_AT: stamp, RESET_AT: stamp}}
+        }
+        self.cluster.merge_patch(kube.HELMRELEASES, deployment.namespace, deployment.name, patch)
+        self.refresh_soon()
+        return stamp
+
+    def refresh_soon(self) -> None:
+        if self.poller is not None:
+            threading.Thread(target=self.poller.run_once, daemon=True).start()
+
+    # ---- Flux notification events ---------------------------------------------------------
+
+    def on_flux_event(self, *, headers: Mapping[str, str], body: bytes) -> FluxEvent:
+        """A Flux Provider (type generic-hmac) POST: verify X-Signature, record, refresh."""
+        token = self.settings.kubernetes.events_token.get_secret_value()
+        if not token:
+            raise NotFound("Flux events are not configured (kubernetes.events_token)")
+        given = headers.get("X-Signature", "")
+        algorithm, _, digest = given.partition("=")
+        if algorithm not in ("sha256", "sha384", "sha512") or not digest:
+            raise Unauthenticated("X-Signature: missing or not <sha256|sha384|sha512>=<hex hmac>")
+        expected = hmac.new(token.encode(), body, algorithm).hexdigest()
+        if not hmac.compare_digest(expected, digest.lower()):
+            raise Unauthenticated("X-Signature: does not match the body")
+        try:
+            data = json.loads(body)
+            involved = data["involvedObject"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadRequest("the body is not a Flux event (involvedObject missing)") from exc
+        metadata = data.get("metadata") or {}
+        revision = next((v for k, v in metadata.items() if k.endswith("/revision")), "")
+        event = FluxEvent(
+            kind=str(involved.get("kind", "")),
+            namespace=str(involved.get("namespace", "")),
+            name=str(involved.get("name", "")),
+            severity=str(data.get("severity", "")),
+            reason=str(data.get("reason", "")),
+            message=str(data.get("message", "")),
+            revision=str(revision),
+            timestamp=str(data.get("timestamp", "")),
+        )
+        with self._lock:
+            items = self.events.setdefault((event.namespace, event.name), [])
+            items.append(event)
+            del items[:-20]
+        self.refresh_soon()
+        return event
+
+    # ---- logs ----------------------------------------------------------------------------
+
+    def logs(
+        self,
+        user: User,
+        name: str,
+        *,
+        pod: str | None,
+        container: str | None,
+        tail: int,
+        follow: bool,
+    ) -> Iterator[bytes]:
+        """A pod's log; only members of the deployment's group may read it."""
+        deployment = self.svc.deployment(user, name)
+        if self.cluster is None:
+            raise ClusterUnavailable("no cluster is connected: no logs to read")
+        if not 0 <= tail <= MAX_TAIL:
+            raise InvalidRequest.field("tail", f"must be 0..{MAX_TAIL}, got {tail}")
+        if container not in (None, "app", "frpc"):
+            raise InvalidRequest.field("container", f"must be app or frpc, got {container!r}")
+        pods = self.pods_of(deployment)
+        if pod is None:
+            if not pods:
+                raise NotFound(f"{name} has no pods")
+            pod = pods[0]
+        elif pod not in pods:
+            raise NotFound(f"pod {pod!r} does not belong to {name}")
+        return self.cluster.logs(
+            deployment.namespace,
+            pod,
+            container=container or "app",
+            tail=tail,
+            follow=follow,
+            timeout=3600 if follow else None,
+        )
+
+    def pods_of(self, deployment: Deployment) -> list[str]:
+        """The deployment's pods, listed live (a log request must see new pods)."""
+        if self.cluster is None:
+            return []
+        listing = self.cluster.list(
+            kube.PODS,
+            namespace=deployment.namespace,
+            label_selector=f"{render.layout.LABEL_ID}={deployment.id}",
+        )
+        return sorted((p.get("metadata") or {}).get("name", "") for p in listing.items)
+
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
