@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from gitops_bridge import metrics
 from gitops_bridge.errors import ClusterUnavailable, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,11 @@ class Cluster:
                 _request_timeout=timeout or self.timeout,
             )
         except (urllib3.exceptions.HTTPError, k8s.ApiException, OSError) as exc:
+            metrics.inc("gitops_bridge_kubernetes_api_errors_total")
             raise ClusterUnavailable(f"cluster {self.name} unreachable: {exc}") from exc
         if response.status >= 400:
+            if response.status != 404:
+                metrics.inc("gitops_bridge_kubernetes_api_errors_total")
             data = response.read()
             message = _status_message(data) or f"HTTP {response.status}"
             if response.status == 404:

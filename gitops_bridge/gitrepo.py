@@ -29,6 +29,7 @@ import git
 from git.objects.fun import tree_entries_from_data, tree_to_stream
 from gitdb.base import IStream
 
+from gitops_bridge import metrics
 from gitops_bridge.errors import Conflict, RepoUnavailable
 from gitops_bridge.render import Change, yamlio
 
@@ -492,10 +493,16 @@ class GitRepo:
                 try:
                     self._push(tip)
                 except _Rejected:
+                    metrics.inc("gitops_bridge_push_retries_total")
                     log.info("push of %s rejected (attempt %d), fetching", tip, attempt)
                     self.fetch()
                     continue
                 self.repo.git.update_ref(self.tracking_ref, tip)
+                metrics.inc("gitops_bridge_push_batches_total")
+                metrics.inc(
+                    "gitops_bridge_commits_total",
+                    sum(1 for r in batch if r.result is not None and r.result.changed),
+                )
                 for hook in self.on_push:
                     hook(tip)
                 break

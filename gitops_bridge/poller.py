@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from gitops_bridge import cluster as kube
+from gitops_bridge import metrics
 from gitops_bridge.errors import BridgeError, ClusterUnavailable, NotFound
 from gitops_bridge.render import layout
 from gitops_bridge.status import ClusterView
@@ -152,6 +153,7 @@ class Poller:
         try:
             reading = self.poll()
         except BridgeError as exc:
+            metrics.inc("gitops_bridge_poll_errors_total")
             with self._lock:
                 self.state.failures += 1
                 self.state.error = exc.message
@@ -165,6 +167,8 @@ class Poller:
                 self.state.failures += 1
                 self.state.error = f"{type(exc).__name__}: {exc}"
             return None
+        metrics.observe("gitops_bridge_poll_duration_seconds", reading.duration)
+        metrics.inc("gitops_bridge_poll_api_calls_total", reading.calls)
         with self._lock:
             self.state.reading = reading
             self.state.error = ""

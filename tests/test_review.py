@@ -154,7 +154,8 @@ def test_pending_changes_show_on_the_deployment(client: FlaskClient) -> None:
     assert scale.status_code == 202
     shown = client.get(f"/api/v1/deployments/{name}", headers=BOB).json
     assert shown["replicas"] == 1  # main is unchanged until approval
-    assert shown["status"]["state"] == "pending review"
+    assert shown["status"]["review"] == "pending review"
+    assert shown["status"]["state"] == "not connected"  # what runs is shown beside it
     assert shown["status"]["change"]["id"] == scale.json["change"]["id"]
 
 
@@ -214,7 +215,8 @@ def test_forge_pull_request_merged_outside_the_bridge(
     assert branches(remote) == []
     assert client.get("/api/v1/changes", headers=BOB).json == []
     shown = client.get(f"/api/v1/deployments/{body['name']}", headers=BOB)
-    assert shown.status_code == 200 and shown.json["status"]["state"] == "committed"
+    assert shown.status_code == 200 and shown.json["status"]["commit"] == head(remote)
+    assert "review" not in shown.json["status"]
 
 
 def test_forge_closed_pull_request_is_found_by_polling(

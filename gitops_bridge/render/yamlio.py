@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,8 +56,22 @@ def _new_yaml() -> YAML:
     return yaml
 
 
-_DUMPER = _new_yaml()
-_LOADER = YAML(typ="safe", pure=False)
+# ruamel's YAML objects keep emitter/parser state: one per thread
+_local = threading.local()
+
+
+def _dumper() -> YAML:
+    dumper = getattr(_local, "dumper", None)
+    if dumper is None:
+        dumper = _local.dumper = _new_yaml()
+    return dumper
+
+
+def _loader() -> YAML:
+    loader = getattr(_local, "loader", None)
+    if loader is None:
+        loader = _local.loader = YAML(typ="safe", pure=False)
+    return loader
 
 
 def dump(document: Any, *, header: bool = True) -> str:
@@ -68,7 +83,7 @@ def dump_all(documents: Iterable[Any], *, header: bool = True) -> str:
     parts = []
     for doc in documents:
         stream = io.StringIO()
-        _DUMPER.dump(doc, stream)
+        _dumper().dump(doc, stream)
         parts.append(stream.getvalue())
     body = "---\n".join(parts)
     return (HEADER if header else "") + body
@@ -76,8 +91,8 @@ def dump_all(documents: Iterable[Any], *, header: bool = True) -> str:
 
 def load(text: str | bytes) -> Any:
     """One YAML document (raises ruamel's YAMLError on bad input)."""
-    return _LOADER.load(text)
+    return _loader().load(text)
 
 
 def load_all(text: str | bytes) -> list[Any]:
-    return [doc for doc in _LOADER.load_all(text) if doc is not None]
+    return [doc for doc in _loader().load_all(text) if doc is not None]

@@ -6,10 +6,10 @@ import logging
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response, request
 
-from gitops_bridge import assets, config, runtime
-from gitops_bridge.webapp import api, auth, errors, ui
+from gitops_bridge import assets, config, metrics, runtime
+from gitops_bridge.webapp import api, auth, errors, ops, ui
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,21 @@ def create_app(
     app.extensions["gitops_bridge.settings"] = settings
     app.extensions["gitops_bridge.runtime"] = rt
     app.extensions["gitops_bridge.monitor"] = rt.monitor
+    app.after_request(_count)
     auth.init_app(app)
     errors.init_app(app)
+    app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ui.bp)
     return app
+
+
+def _count(response: Response) -> Response:
+    endpoint = request.endpoint or "unknown"
+    metrics.inc(
+        "gitops_bridge_http_requests_total", endpoint=endpoint, status=str(response.status_code)
+    )
+    return response
 
 
 def _local_secret(data_dir: Path) -> str:

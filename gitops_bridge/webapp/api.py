@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from gitops_bridge import history
-from gitops_bridge.errors import BadRequest
+from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import context, views
 
@@ -73,7 +73,7 @@ def create_group() -> Answer:
 @bp.get("/groups/<group>/deployments")
 def list_group_deployments(group: str) -> Response:
     found = context.svc().deployments(context.user(), group)
-    return jsonify(views.deployments(context.svc(), context.user(), found))
+    return jsonify(_with_status(found))
 
 
 @bp.post("/groups/<group>/deployments")
@@ -89,14 +89,18 @@ def create_deployment(group: str) -> Answer:
 def list_deployments() -> Response:
     svc = context.svc()
     found = svc.deployments(context.user(), request.args.get("group") or None)
-    return jsonify(views.deployments(svc, context.user(), found))
+    return jsonify(_with_status(found))
 
 
 @bp.get("/deployments/<name>")
 def get_deployment(name: str) -> Response:
     svc = context.svc()
     found = svc.deployment(context.user(), name)
-    return jsonify(views.deployments(svc, context.user(), [found])[0])
+    return jsonify(_with_status([found])[0])
+
+
+def _with_status(found: list[Any]) -> list[dict[str, Any]]:
+    return views.deployments(context.svc(), context.user(), found, monitor=context.monitor())
 
 
 @bp.patch("/deployments/<name>")
@@ -189,3 +193,76 @@ def forge_event() -> Answer:
     if event is None:
         return jsonify({"ignored": True}), 202
     return jsonify({"branch": event.branch, "number": event.number, "state": event.state}), 200
+
+
+# ---- the cluster side --------------------------------------------------------------------
+
+
+@bp.post("/deployments/<name>/retry")
+def retry_deployment(name: str) -> Answer:
+    _optional_body()
+    stamp = context.monitor().retry(context.user(), name)
+    return jsonify({"name": name, "requestedAt": stamp}), 202
+
+
+def _int_arg(name: str, default: int) -> int:
+    text = request.args.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequest.field(name, f"must be a whole number, got {text!r}") from None
+
+
+@bp.get("/deployments/<name>/logs")
+def deployment_logs(name: str) -> Response:
+    """A pod's log: ``pod``, ``container`` (app|frpc), ``tail`` lines, ``follow``.
+
+    With ``follow`` the log streams as server-sent events (one ``data:`` per line) when the
+    client accepts ``text/event-stream``, otherwise as chunked text.
+    """
+    follow = request.args.get("follow") in ("1", "true", "yes")
+    chunks = context.monitor().logs(
+        context.user(),
+        name,
+        pod=request.args.get("pod") or None,
+        container=request.args.get("container") or None,
+        tail=_int_arg("tail", 200),
+        follow=follow,
+    )
+    first = next(chunks, b"")  # errors surface now, as a status code, not mid-stream
+    if follow and "text/event-stream" in request.headers.get("Accept", ""):
+        return Response(
+            stream_with_context(_events(first, chunks)),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return Response(stream_with_context(_chain(first, chunks)), mimetype="text/plain")
+
+
+def _chain(first: bytes, rest: Any) -> Any:
+    if first:
+        yield first
+    yield from rest
+
+
+def _events(first: bytes, rest: Any) -> Any:
+    pending = b""
+    for chunk in _chain(first, rest):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield b"data: " + line.rstrip(b"\r") + b"\n\n"
+    if pending:
+        yield b"data: " + pending + b"\n\n"
+    yield b"event: end\ndata: \n\n"
+
+
+@bp.post("/flux/events")
+def flux_event() -> Answer:
+    headers = {key: value for key, value in request.headers.items()}
+    event = context.monitor().on_flux_event(headers=headers, body=request.get_data())
+    return jsonify(
+        {"accepted": True, "object": f"{event.kind}/{event.namespace}/{event.name}"}
+    ), 202

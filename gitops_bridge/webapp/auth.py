@@ -24,6 +24,16 @@ from gitops_bridge.identity import User
 from gitops_bridge.webapp import context
 
 DEV_USER = "admin"
+# no user identity: health, metrics and peer endpoints; signed webhooks
+PUBLIC_ENDPOINTS = {
+    "ops.healthz",
+    "ops.readyz",
+    "ops.metrics_text",
+    "ops.reading",
+    "api.flux_event",
+    "api.forge_event",
+}
+WEBHOOK_ENDPOINTS = {"api.flux_event", "api.forge_event"}
 CSRF_FIELD = "csrf_token"
 
 
@@ -51,7 +61,7 @@ def _trusted(address: str | None, networks: list[str]) -> bool:
 
 
 def _identify() -> None:
-    if request.endpoint == "static" or request.path in ("/healthz", "/readyz"):
+    if request.endpoint == "static" or request.endpoint in PUBLIC_ENDPOINTS:
         return
     settings = context.settings()
     address = request.remote_addr
@@ -87,6 +97,8 @@ def csrf_token() -> str:
 
 def _check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint == "static":
+        return
+    if request.endpoint in WEBHOOK_ENDPOINTS:  # machine callers prove themselves by HMAC
         return
     if request.path.startswith("/api/"):
         # also for bodiless POSTs: a cross-site HTML form cannot send this content type

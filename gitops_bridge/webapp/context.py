@@ -6,6 +6,7 @@ from flask import current_app, g
 
 from gitops_bridge.config import Settings
 from gitops_bridge.identity import User
+from gitops_bridge.monitor import Monitor
 from gitops_bridge.service import Service
 
 
@@ -18,6 +19,12 @@ def svc() -> Service:
 def settings() -> Settings:
     value = current_app.extensions["gitops_bridge.settings"]
     assert isinstance(value, Settings)
+    return value
+
+
+def monitor() -> Monitor:
+    value = current_app.extensions["gitops_bridge.monitor"]
+    assert isinstance(value, Monitor)
     return value
 
 

@@ -7,9 +7,12 @@ from typing import Any
 from gitops_bridge.history import Version
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, Group
+from gitops_bridge.monitor import FluxEvent, Monitor
+from gitops_bridge.quantity import Quantity
 from gitops_bridge.render import app_path
 from gitops_bridge.review import ChangeRequest
 from gitops_bridge.service import GroupView, Service
+from gitops_bridge.status import DeploymentStatus, Usage
 
 
 def group(view: GroupView) -> dict[str, Any]:
@@ -40,12 +43,18 @@ def deployment(
     *,
     commit: str | None = None,
     pending: ChangeRequest | None = None,
+    observed: DeploymentStatus | None = None,
 ) -> dict[str, Any]:
     spec = value.spec.model_dump()
     app_name = spec.pop("name")
-    status: dict[str, Any] = {"state": "committed", "commit": commit}
+    status: dict[str, Any] = {"state": "committed", "label": f"committed {(commit or '')[:7]}"}
+    if observed is not None:
+        status = cluster_status(observed)
+    status["commit"] = commit
     if pending is not None:
-        status = {"state": "pending review", "commit": commit, "change": change(pending)}
+        status |= {"review": "pending review", "change": change(pending)}
+        if commit is None:
+            status |= {"state": "pending review", "label": "pending review"}
     return {
         "name": value.name,
         "id": value.id,
@@ -61,22 +70,94 @@ def deployment(
     }
 
 
-def deployments(svc: Service, user: User, found: list[Deployment]) -> list[dict[str, Any]]:
-    """Deployments with their last commit and any change request waiting for review."""
+def deployments(
+    svc: Service, user: User, found: list[Deployment], *, monitor: Monitor | None = None
+) -> list[dict[str, Any]]:
+    """Deployments with their last commit, any change request waiting for review, and what
+    the cluster says about them (when a monitor is given)."""
     last = svc.repo.last_changes(svc.repo.head(), "tenants")
     pending = svc.review.pending_for(user) if svc.review is not None else {}
     result = []
     for item in found:
         change_info = last.get(app_path(item.group, item.name))
-        result.append(
-            deployment(
-                svc,
-                item,
-                commit=change_info.sha if change_info else None,
-                pending=pending.get(item.name),
-            )
+        commit = change_info.sha if change_info else None
+        observed = monitor.status(item, last_commit=commit) if monitor is not None else None
+        data = deployment(
+            svc, item, commit=commit, pending=pending.get(item.name), observed=observed
         )
+        if monitor is not None:
+            data["events"] = [event_json(e) for e in monitor.recent_events(item)]
+        result.append(data)
     return result
+
+
+def _quantity(value: Quantity | None, *, kind: str) -> str | None:
+    if value is None:
+        return None
+    return value.format_cpu() if kind == "cpu" else value.format_memory()
+
+
+def _usage(usage: Usage | None, kind: str) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    used = None if usage.used is None else float(usage.used.value)
+    return {
+        "used": _quantity(usage.used, kind=kind),
+        "limit": _quantity(usage.limit, kind=kind),
+        "usedValue": used,
+        "limitValue": float(usage.limit.value),
+    }
+
+
+def cluster_status(observed: DeploymentStatus) -> dict[str, Any]:
+    return {
+        "state": observed.state,
+        "label": observed.label,
+        "ready": observed.ready,
+        "desired": observed.desired,
+        "reason": observed.reason,
+        "message": observed.message,
+        "remediation": observed.remediation,
+        "generation": observed.generation,
+        "observedGeneration": observed.observed_generation,
+        "appliedCommit": observed.applied_commit,
+        "history": [
+            {
+                "chartVersion": v.chart_version,
+                "status": v.status,
+                "firstDeployed": v.first_deployed,
+                "lastDeployed": v.last_deployed,
+                "digest": v.digest,
+            }
+            for v in observed.history
+        ],
+        "pods": [
+            {
+                "name": p.name,
+                "phase": p.phase,
+                "ready": p.ready,
+                "restarts": p.restarts,
+                "reason": p.reason,
+                "message": p.message,
+            }
+            for p in observed.pods
+        ],
+        "cpu": _usage(observed.cpu, "cpu"),
+        "memory": _usage(observed.memory, "memory"),
+        "age": None if observed.age is None else round(observed.age, 1),
+        "stale": observed.stale,
+    }
+
+
+def event_json(event: FluxEvent) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "severity": event.severity,
+        "reason": event.reason,
+        "message": event.message,
+        "revision": event.revision,
+        "timestamp": event.timestamp,
+    }
 
 
 def change(value: ChangeRequest) -> dict[str, Any]:
@@ -115,12 +196,14 @@ def version(value: Version, *, diffs: bool = False) -> dict[str, Any]:
 
 
 def pending_creates(svc: Service, user: User, group: str | None = None) -> list[dict[str, Any]]:
-    """Deployments that exist only in a change request waiting for review."""
+    """Deployments that exist only in a change request waiting for review (a create, or a
+    restore or revert that brings a deleted one back)."""
     if svc.review is None:
         return []
+    on_main = svc.state().deployments
     cards = []
     for pending in svc.review.open_changes(user, group):
-        if pending.action != "create":
+        if pending.target in on_main:
             continue
         proposed = svc.review.proposed(pending)
         if proposed is not None:

@@ -25,3 +25,18 @@
     else row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; if (el.tagName === "TEXTAREA") fit(el); });
   });
 })();
+
+// Confirm steps in a <dialog>: a link with data-opens="<dialog id>" opens it instead of
+// following its href (the same confirm step as a page, for browsers without JavaScript).
+(function () {
+  document.addEventListener("click", function (event) {
+    const opener = event.target.closest("[data-opens]");
+    if (!opener) return;
+    const dialog = document.getElementById(opener.dataset.opens);
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    event.preventDefault();
+    dialog.showModal();
+    const cancel = dialog.querySelector("[formmethod=dialog]");  // the safe choice first
+    if (cancel) cancel.focus();
+  });
+})();
