@@ -42,7 +42,7 @@ def test_init_repo_makes_one_commit_that_validates(tmp_path: Path) -> None:
     assert "clusters/prod/tenants.yaml" in tracked and "charts/generic-app/Chart.yaml" in tracked
     assert "tenants/kustomization.yaml" in tracked
     validated = cli("validate", str(repo))
-    assert validated.stdout.strip() == "1 valid objects"
+    assert validated.stdout.strip() == "13 valid objects"  # tenants, notifications, the bridge
     again = cli("init-repo", str(repo), check=False)
     assert again.returncode != 0 and "not empty" in again.stderr
 

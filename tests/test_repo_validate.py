@@ -80,14 +80,14 @@ def test_api_made_repo_validates_with_real_tools(
     # 3 groups x (Namespace, ResourceQuota, LimitRange, ServiceAccount, RoleBinding,
     # NetworkPolicy) + 4 HelmReleases + the tenants Kustomization, then per release a
     # Deployment and a Service, plus a ConfigMap for each of the 2 exposed ones.
-    assert report.valid == 3 * 6 + 4 + 1 + 4 * 2 + 2
+    assert report.valid == 3 * 6 + 4 + 1 + 4 * 2 + 2 + 12  # + notifications and the bridge
 
 
 def test_validate_command_exit_codes(populated: Path, tmp_path: Path) -> None:
     good = checkout(populated, tmp_path / "good")
     result = run_cli("validate", str(good))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "33 valid objects"
+    assert result.stdout.strip() == "45 valid objects"
 
     missing = checkout(populated, tmp_path / "missing")
     (missing / "tenants/team-b/networkpolicy.yaml").unlink()  # still listed by kustomization
