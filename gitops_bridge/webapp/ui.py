@@ -164,8 +164,6 @@ def index() -> Response:
     return redirect(url_for(".deployments"))
 
 
-
-
 @bp.get("/deployments")
 def deployments() -> str:
     return _deployments_page(request.args.get("group") or None)
@@ -176,11 +174,14 @@ def _deployments_page(
 ) -> str:
     svc = context.svc()
     user = context.user()
-    cards = views.deployments(svc, user, svc.deployments(user, group))
+    monitor = context.monitor()
+    cards = views.deployments(svc, user, svc.deployments(user, group), monitor=monitor)
     cards += views.pending_creates(svc, user, group)
+    cards += views.deleting(svc, user, group, monitor=monitor)
     return render_template(
         "deployments.html",
         cards=cards,
+        connected=monitor.connected,
         groups=_groups(),
         selected=group,
         error=error,
@@ -213,6 +214,33 @@ def scale_deployment(name: str) -> Page:
 def restart_deployment(name: str) -> Page:
     return _on_card(
         name, lambda: (f"Restarted {name}", context.svc().restart(context.user(), name))
+    )
+
+
+@bp.post("/deployments/<name>/retry")
+def retry_deployment(name: str) -> Page:
+    """Retry a failed release now (Flux: requestedAt + forceAt + resetAt)."""
+    group = request.form.get("group") or None
+    try:
+        context.monitor().retry(context.user(), name)
+    except BridgeError as exc:
+        return _deployments_page(group, error=exc, failed=name), exc.status
+    _flash(f"Asked Flux to retry {name}", "info")
+    return redirect(url_for(".deployments", group=group))
+
+
+@bp.get("/deployments/<name>/logs")
+def deployment_logs(name: str) -> str:
+    """The log viewer: the page streams from the API (server-sent events)."""
+    svc, monitor = context.svc(), context.monitor()
+    deployment = svc.deployment(context.user(), name)
+    pods = monitor.pods_of(deployment) if monitor.connected else []
+    return render_template(
+        "logs.html",
+        card=views.deployment(svc, deployment),
+        pods=pods,
+        connected=monitor.connected,
+        containers=["app", "frpc"] if deployment.spec.expose else ["app"],
     )
 
 

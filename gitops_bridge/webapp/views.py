@@ -50,6 +50,8 @@ def deployment(
     status: dict[str, Any] = {"state": "committed", "label": f"committed {(commit or '')[:7]}"}
     if observed is not None:
         status = cluster_status(observed)
+        if observed.state == "not connected" and commit:
+            status["label"] = f"committed {commit[:7]}"  # all we know: what Git holds
     status["commit"] = commit
     if pending is not None:
         status |= {"review": "pending review", "change": change(pending)}
@@ -208,4 +210,18 @@ def pending_creates(svc: Service, user: User, group: str | None = None) -> list[
         proposed = svc.review.proposed(pending)
         if proposed is not None:
             cards.append(deployment(svc, proposed, commit=None, pending=pending))
+    return cards
+
+
+def deleting(
+    svc: Service, user: User, group: str | None = None, *, monitor: Monitor
+) -> list[dict[str, Any]]:
+    """Deployments deleted in Git that the cluster still runs (Flux is pruning them)."""
+    visible = {view.group.name for view in svc.groups(user)}
+    if group is not None:
+        visible &= {group}
+    cards = []
+    for orphan in monitor.orphans(visible):
+        observed = monitor.status(orphan, last_commit=None, deleted_in_git=True)
+        cards.append(deployment(svc, orphan, commit=None, observed=observed))
     return cards

@@ -40,3 +40,87 @@
     if (cancel) cancel.focus();
   });
 })();
+
+// Live cards: the Deployments page refreshes each card's status from the API every few
+// seconds (only while the page is visible), without reloading.
+(function () {
+  const toolbar = document.querySelector("[data-live]");
+  if (!toolbar) return;
+  const source = toolbar.dataset.live;
+  function usage(u, fallback) {
+    return u && u.used ? u.used + " / " + u.limit : fallback;
+  }
+  function update(card, item) {
+    const st = item.status || {};
+    const badge = card.querySelector("[data-field=status]");
+    if (badge) {
+      badge.textContent = st.label || st.state;
+      const state = st.state === "not connected" ? "committed" : String(st.state || "");
+      badge.className = "status " + state.replace(/ /g, "-");
+      badge.title = st.message || st.state || "";
+    }
+    const detail = card.querySelector("[data-field=detail]");
+    if (detail) {
+      detail.textContent = [st.reason, st.message].filter(Boolean).join(" ");
+      if (st.remediation) detail.textContent += " — Remediated: " + st.remediation;
+      detail.classList.toggle("hidden", !(st.reason || st.message));
+    }
+    const cpu = card.querySelector("[data-field=cpu]");
+    if (cpu) cpu.textContent = usage(st.cpu, item.resources.cpu + " per pod");
+    const memory = card.querySelector("[data-field=memory]");
+    if (memory) memory.textContent = usage(st.memory, item.resources.memory + " per pod");
+    const applied = card.querySelector("[data-field=applied]");
+    if (applied) {
+      let text = (item.commit || "").slice(0, 7) || "—";
+      if (st.appliedCommit) text += " · applied " + st.appliedCommit.slice(0, 7);
+      if (st.age !== null && st.age !== undefined) text += " · read " + Math.round(st.age) + "s ago" + (st.stale ? " (stale)" : "");
+      applied.textContent = text;
+    }
+    const retry = card.querySelector("[data-field=retry]");
+    if (retry) retry.classList.toggle("hidden", st.state !== "failed");
+  }
+  async function refresh() {
+    if (document.hidden) return;
+    try {
+      const response = await fetch(source, { headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const items = await response.json();
+      items.forEach(function (item) {
+        const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
+        if (card) update(card, item);
+      });
+    } catch (error) { /* the next round will try again */ }
+  }
+  setInterval(refresh, 3000);
+})();
+
+// The log viewer: follow streams server-sent events; otherwise one plain fetch.
+(function () {
+  const form = document.getElementById("log-controls");
+  const out = document.getElementById("log");
+  if (!form || !out) return;
+  let stream = null;
+  function show(event) {
+    if (event) event.preventDefault();
+    if (stream) { stream.close(); stream = null; }
+    out.textContent = "";
+    const data = new FormData(form);
+    const params = new URLSearchParams({ pod: data.get("pod"), container: data.get("container"), tail: data.get("tail") || "200" });
+    const url = form.dataset.source + "?" + params;
+    if (data.get("follow")) {
+      params.set("follow", "1");
+      stream = new EventSource(form.dataset.source + "?" + params);
+      stream.onmessage = function (message) {
+        const atBottom = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+        out.textContent += message.data + "\n";
+        if (atBottom) out.scrollTop = out.scrollHeight;
+      };
+      stream.addEventListener("end", function () { stream.close(); });
+      stream.onerror = function () { if (stream) stream.close(); };
+    } else {
+      fetch(url).then(function (r) { return r.text(); }).then(function (text) { out.textContent = text; });
+    }
+  }
+  form.addEventListener("submit", show);
+  show();
+})();

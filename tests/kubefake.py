@@ -1,0 +1,1480 @@
+"""A wire-level stand-in for the Kubernetes API server, which cannot run here (test code).
+
+``FakeKube`` is a threaded plain-HTTP server on 127.0.0.1 that answers the official
+``kubernetes`` Python client (or any HTTP client) the way a real API server does, for
+the kinds gitops-bridge reads: core v1 namespaces/pods(+log)/services/configmaps/secrets/
+serviceaccounts/resourcequotas/limitranges, apps/v1 deployments, coordination.k8s.io/v1
+leases, networking.k8s.io/v1 networkpolicies, rbac.authorization.k8s.io/v1 rolebindings,
+the Flux kinds (HelmRelease v2, Kustomization v1, GitRepository v1, Receiver v1) and
+metrics.k8s.io/v1beta1 PodMetrics. Tests drive the state from Python (``apply``,
+``set_status``, ``delete``, ``set_logs``, ``set_metrics``) and inject faults
+(``fail_next``, ``delay``, ``compact``).
+
+Wire behaviour kept real: discovery documents, list kinds (``PodList``; built-in list
+items without apiVersion/kind, custom resource items with them), a global
+resourceVersion, ``limit``/``continue`` pages read from one snapshot (an unknown or
+compacted token is 410 Expired with an inconsistent-continue token, a token that does not
+decode is 400), label and field selectors, watch streams with ADDED/MODIFIED/DELETED/
+BOOKMARK events (objects moving in or out of a selector arrive as ADDED/DELETED) and an
+ERROR event carrying a 410 Status for a resourceVersion older than the retained history,
+optimistic concurrency (409 on a stale resourceVersion in PUT, PATCH or a DELETE
+precondition), finalizers (DELETE then only sets deletionTimestamp), ``/status``
+subresources (PUT/PATCH on the object keeps its status, on ``/status`` only the status
+changes), merge, strategic-merge (maps merged, lists replaced; 415 for custom resources,
+as the real server) and JSON patches, pod logs (``container``, ``tailLines``,
+``sinceSeconds``, ``timestamps``, ``follow`` streamed until the pod is deleted or the
+client leaves) and error ``Status`` objects.
+
+Not implemented: authorization (one optional bearer token, no RBAC), admission and
+validation (any body is stored as given; creating in a namespace that does not exist is
+allowed), server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun``,
+``deletecollection``, ``resourceVersion``/``resourceVersionMatch`` on GET/LIST (always the
+latest state), the ``sendInitialEvents`` watch-list, Table/protobuf/CBOR output,
+``previous`` container logs (400 as for a container that never restarted), ``limitBytes``,
+set-based ``>``/``<`` label operators, garbage collection through ownerReferences
+(deleting a Namespace removes what is in it, nothing else cascades), and controllers of
+any kind (no scheduler, kubelet or Deployment controller: tests, or ``fluxstandin``,
+write the objects and their status).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import json
+import re
+import select
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (apiVersion, kind)
+
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "35",
+    "emulationMajor": "1",
+    "emulationMinor": "35",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "34",
+    "gitVersion": "v1.35.0",
+    "gitCommit": "66452049f3d692768c39c797b21b793dce80314e",
+    "gitTreeState": "clean",
+    "buildDate": "2025-12-17T12:32:06Z",
+    "goVersion": "go1.25.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+NOT_FOUND_PATH = "the server could not find the requested resource"
+TOO_OLD_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. "
+    "You can start a new list without the continue parameter, or use the continue token "
+    "in this response to retrieve the remainder of the results. Continuing with the "
+    "provided token results in an inconsistent list - objects that were created, "
+    "modified, or deleted between the time the first chunk was returned and now may show "
+    "up in the list."
+)
+# Kinds whose objects carry no metadata.generation on a real server.
+NO_GENERATION = {"ConfigMap", "Secret", "Namespace", "ServiceAccount", "Lease", "Service"}
+NO_GENERATION |= {"ResourceQuota", "LimitRange", "RoleBinding"}
+SNAPSHOTS = 64
+STREAM_TICK = 0.2
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One REST resource the fake serves."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    custom: bool = False
+    subresources: tuple[str, ...] = ()
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """``pods`` or ``helmreleases.helm.toolkit.fluxcd.io``, as in real error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def key(self) -> Key:
+        return (self.api_version, self.kind)
+
+
+def _flux(group: str, version: str, plural: str, kind: str, *short: str) -> Resource:
+    return Resource(group, version, plural, kind, True, True, ("status",), short)
+
+
+RESOURCES = (
+    Resource("", "v1", "namespaces", "Namespace", namespaced=False, subresources=("status",)),
+    Resource("", "v1", "pods", "Pod", subresources=("status", "log"), short_names=("po",)),
+    Resource("", "v1", "services", "Service", subresources=("status",), short_names=("svc",)),
+    Resource("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
+    Resource("", "v1", "secrets", "Secret"),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    Resource("", "v1", "resourcequotas", "ResourceQuota", subresources=("status",)),
+    Resource("", "v1", "limitranges", "LimitRange", short_names=("limits",)),
+    Resource("apps", "v1", "deployments", "Deployment", subresources=("status",)),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    _flux("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease", "hr"),
+    _flux("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization", "ks"),
+    _flux("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository", "gitrepo"),
+    _flux("notification.toolkit.fluxcd.io", "v1", "receivers", "Receiver"),
+)
+METRICS = Resource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics")
+BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+BY_KEY = {r.key: r for r in RESOURCES}
+
+
+def now() -> str:
+    """The current time as the API server writes metav1.Time."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _nano(ts: float) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+
+
+def status_object(
+    code: int, message: str, *, reason: str | None = None, details: Obj | None = None
+) -> Obj:
+    """A ``v1 Status`` failure, as every API error body is."""
+    body: Obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or REASONS.get(code, "Unknown"),
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+class ApiError(Exception):
+    """An answer with an error Status; raised anywhere while serving a request."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: Obj | None = None,
+        metadata: Obj | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.body = status_object(code, message, reason=reason, details=details)
+        if metadata:
+            self.body["metadata"] = metadata
+
+
+def _details(resource: Resource, name: str) -> Obj:
+    details: Obj = {"name": name, "kind": resource.plural}
+    if resource.group:
+        details["group"] = resource.group
+    return details
+
+
+def not_found(resource: Resource, name: str) -> ApiError:
+    return ApiError(
+        404, f'{resource.qualified} "{name}" not found', details=_details(resource, name)
+    )
+
+
+def conflict(resource: Resource, name: str) -> ApiError:
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        details=_details(resource, name),
+    )
+
+
+# ---- selectors ------------------------------------------------------------------------
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_SET_REQ = re.compile(r"^\s*(\S+)\s+(in|notin)\s*\((.*)\)\s*$")
+_EQ_REQ = re.compile(r"^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One label requirement: ``op`` is =, !=, in, notin, exists or !."""
+
+    key: str
+    op: str
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        present = self.key in labels
+        if self.op == "exists":
+            return present
+        if self.op == "!":
+            return not present
+        if self.op in ("=", "in"):
+            return present and labels[self.key] in self.values
+        return not present or labels[self.key] not in self.values
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def parse_label_selector(text: str) -> list[Requirement]:
+    """``a=b,c!=d,e in (f,g),h notin (i),j,!k`` -> requirements (all must hold); 400 if bad."""
+    if not text.strip():
+        return []
+    requirements = []
+    for part in _split_top(text):
+        if match := _SET_REQ.match(part):
+            key, op = match[1], match[2]
+            values = frozenset(v.strip() for v in match[3].split(","))
+        elif part.strip().startswith("!"):
+            key, op, values = part.strip()[1:].strip(), "!", frozenset()
+        elif match := _EQ_REQ.match(part):
+            key, op, values = match[1], "!=" if match[2] == "!=" else "=", frozenset([match[3]])
+        else:
+            key, op, values = part.strip(), "exists", frozenset()
+        if not _LABEL_KEY.match(key) or not all(_LABEL_VALUE.match(v) for v in values):
+            raise ApiError(400, f"unable to parse requirement: invalid label selector {text!r}")
+        requirements.append(Requirement(key, op, values))
+    return requirements
+
+
+def _field_getters(resource: Resource) -> dict[str, Callable[[Obj], str]]:
+    getters: dict[str, Callable[[Obj], str]] = {
+        "metadata.name": lambda o: str(o["metadata"].get("name", "")),
+        "metadata.namespace": lambda o: str(o["metadata"].get("namespace", "")),
+    }
+    if resource.kind in ("Pod", "PodMetrics"):
+        getters["status.phase"] = lambda o: str(o.get("status", {}).get("phase", ""))
+        getters["spec.nodeName"] = lambda o: str(o.get("spec", {}).get("nodeName", ""))
+    return getters
+
+
+def parse_field_selector(text: str, resource: Resource) -> list[tuple[str, bool, str]]:
+    """``metadata.name=x,status.phase!=Running`` -> (field, equal?, value); 400 if bad."""
+    if not text.strip():
+        return []
+    getters = _field_getters(resource)
+    requirements = []
+    for part in text.split(","):
+        match = _EQ_REQ.match(part)
+        if not match:
+            raise ApiError(400, f"invalid selector: '{text}'; can't understand '{part}'")
+        name, op, value = match[1], match[2], match[3]
+        if name not in getters:
+            if resource.custom:
+                raise ApiError(
+                    400,
+                    f'"{name}" is not a known field selector: only "metadata.name", '
+                    '"metadata.namespace"',
+                )
+            raise ApiError(400, f"field label not supported: {name}")
+        requirements.append((name, op != "!=", value))
+    return requirements
+
+
+def _matcher(
+    resource: Resource, namespace: str | None, query: dict[str, str]
+) -> Callable[[Obj], bool]:
+    labels = parse_label_selector(query.get("labelSelector", ""))
+    fields = parse_field_selector(query.get("fieldSelector", ""), resource)
+    getters = _field_getters(resource)
+
+    def match(obj: Obj) -> bool:
+        meta = obj.get("metadata", {})
+        if namespace is not None and meta.get("namespace") != namespace:
+            return False
+        obj_labels = meta.get("labels") or {}
+        if not all(r.matches(obj_labels) for r in labels):
+            return False
+        return all((getters[name](obj) == value) == equal for name, equal, value in fields)
+
+    return match
+
+
+# ---- patches --------------------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (also used for strategic merge: maps merge, lists replace)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def json_patch(doc: Any, operations: Any) -> Any:
+    """RFC 6902 add/replace/remove/test on a copy of ``doc``; 422 when a path does not apply."""
+    if not isinstance(operations, list):
+        raise ApiError(400, "json patch must be a list of operations")
+    doc = copy.deepcopy(doc)
+    for operation in operations:
+        op, path = operation.get("op"), operation.get("path", "")
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+        if op not in ("add", "replace", "remove", "test") or not tokens:
+            raise ApiError(422, f"Unexpected kind: {op}" if tokens else "invalid path: ''")
+        parent = doc
+        try:
+            for token in tokens[:-1]:
+                parent = parent[int(token)] if isinstance(parent, list) else parent[token]
+            last: Any = tokens[-1]
+            if isinstance(parent, list):
+                last = len(parent) if last == "-" else int(last)
+            elif not isinstance(parent, dict):
+                raise KeyError(last)
+            if op == "test":
+                if parent[last] != operation.get("value"):
+                    raise ApiError(422, f"testing value {path} failed: test failed")
+            elif op == "remove":
+                del parent[last]
+            elif op == "add" and isinstance(parent, list):
+                parent.insert(last, copy.deepcopy(operation.get("value")))
+            else:
+                if op == "replace" and (isinstance(parent, dict) and last not in parent):
+                    raise KeyError(last)
+                parent[last] = copy.deepcopy(operation.get("value"))
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ApiError(
+                422, f"jsonpatch {op} operation does not apply: doc is missing path: {path}"
+            ) from exc
+    return doc
+
+
+# ---- the store and the server ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Event:
+    rv: int
+    key: Key
+    type: str
+    obj: Obj  # stored objects are never mutated in place, so events share them
+    old: Obj | None
+
+
+@dataclass
+class _Snapshot:
+    rv: int
+    items: list[Obj]
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    path_contains: str
+
+
+@dataclass
+class _LogLine:
+    ts: float
+    text: str
+
+
+def _identity(obj: Obj) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return (meta.get("namespace", ""), meta["name"])
+
+
+def _spec_of(obj: Obj | None) -> Obj:
+    if obj is None:
+        return {}
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _truthy(value: str | None) -> bool:
+    return value in ("1", "true", "True")
+
+
+def _encode_continue(snapshot: str | None, start: str, rv: int) -> str:
+    token = {"v": "meta.k8s.io/v1", "rv": rv, "start": start, "snapshot": snapshot}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str | None, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("start"), str):
+            raise ValueError("unknown continue token version")
+        return data.get("snapshot"), data["start"]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ApiError(400, f"continue key is not valid: {exc}") from exc
+
+
+def _sort_key(obj: Obj) -> str:
+    namespace, name = _identity(obj)
+    return f"{namespace}/{name}" if namespace else name
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeKube
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as separate writes: without this, Nagle + delayed ACK
+        # add ~40 ms to every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.fake._connection(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.fake._connection(self.connection, open_=False)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.fake._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.server.fake._handle(self, "POST")
+
+    def do_PUT(self) -> None:
+        self.server.fake._handle(self, "PUT")
+
+    def do_PATCH(self) -> None:
+        self.server.fake._handle(self, "PATCH")
+
+    def do_DELETE(self) -> None:
+        self.server.fake._handle(self, "DELETE")
+
+
+@dataclass
+class _Request:
+    handler: _Handler
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    content_type: str = field(default="")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise ApiError(400, f"the body of the request could not be decoded: {exc}") from exc
+
+
+class FakeKube:
+    """The fake API server; see the module docstring for what it does and does not do."""
+
+    def __init__(
+        self, *, token: str | None = None, history: int = 1000, bookmark_interval: float = 1.0
+    ) -> None:
+        self.token = token
+        self.delay = 0.0
+        self.metrics_enabled = True
+        self.bookmark_interval = bookmark_interval
+        self._lock = threading.Condition(threading.RLock())
+        self._objects: dict[Key, dict[tuple[str, str], Obj]] = {}
+        self._rv = 0
+        self._events: deque[_Event] = deque(maxlen=history)
+        self._compacted = 0
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._logs: dict[tuple[str, str, str], list[_LogLine]] = {}
+        self._metrics: dict[tuple[str, str], tuple[str, dict[str, dict[str, str]]]] = {}
+        self._requests: list[tuple[str, str, dict[str, str]]] = []
+        self._failures: list[_Failure] = []
+        self._connections: set[socket.socket] = set()
+        self._closing = False
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> FakeKube:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.name = "kubefake"
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+            connections = list(self._connections)
+        self._server.shutdown()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> FakeKube:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeKube is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def kubeconfig(self, path: Path | str, *, namespace: str = "default") -> Path:
+        """Write a kubeconfig for this server (JSON is YAML); returns the path."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake-user", "user": {"token": self.token or "fake-token"}}],
+            "contexts": [
+                {
+                    "name": "fake",
+                    "context": {"cluster": "fake", "user": "fake-user", "namespace": namespace},
+                }
+            ],
+            "current-context": "fake",
+            "preferences": {},
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return target
+
+    # ---- the Python side: state ---------------------------------------------------------
+
+    @property
+    def resource_version(self) -> str:
+        """The newest resourceVersion (what a LIST answers now)."""
+        with self._lock:
+            return str(self._rv)
+
+    def apply(self, obj: Obj) -> Obj:
+        """Create or replace by apiVersion/kind/namespace/name; returns the stored object.
+
+        The server owns uid, creationTimestamp, resourceVersion and generation (+1 when
+        anything but metadata/status changes). A body without ``status`` keeps the stored
+        status, one without ``metadata.finalizers`` keeps the stored finalizers (as a
+        controller's server-side apply would); a deletionTimestamp is never undone.
+        """
+        new = copy.deepcopy(obj)
+        key: Key = (new["apiVersion"], new["kind"])
+        meta = new.setdefault("metadata", {})
+        resource = BY_KEY.get(key)
+        if resource is not None and resource.namespaced:
+            meta.setdefault("namespace", "default")
+        elif resource is not None:
+            meta.pop("namespace", None)
+        with self._lock:
+            old = self._objects.get(key, {}).get(_identity(new))
+            if old is not None:
+                if "status" not in new and "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                if "finalizers" not in meta and "finalizers" in old["metadata"]:
+                    meta["finalizers"] = list(old["metadata"]["finalizers"])
+            return copy.deepcopy(self._commit(key, new, old))
+
+    def set_status(
+        self, api_version: str, kind: str, namespace: str | None, name: str, status: Obj
+    ) -> Obj:
+        """Replace ``.status`` (no generation change); KeyError when there is no such object."""
+        key = (api_version, kind)
+        with self._lock:
+            old = self._objects.get(key, {}).get((namespace or "", name))
+            if old is None:
+                raise KeyError(f"{kind} {namespace}/{name} does not exist")
+            new = copy.deepcopy(old)
+            new["status"] = copy.deepcopy(status)
+            return copy.deepcopy(self._commit(key, new, old))
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        with self._lock:
+            found = self._objects.get((api_version, kind), {}).get((namespace or "", name))
+            return copy.deepcopy(found) if found is not None else None
+
+    def items(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Every stored object of a kind (in one namespace when given), sorted like a LIST."""
+        with self._lock:
+            found = [
+                copy.deepcopy(o)
+                for o in self._objects.get((api_version, kind), {}).values()
+                if namespace is None or o["metadata"].get("namespace", "") == namespace
+            ]
+        return sorted(found, key=_sort_key)
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        graceful: bool = False,
+    ) -> Obj | None:
+        """Remove an object (a Namespace takes its contents along); None when absent.
+
+        ``graceful``: the first call only sets metadata.deletionTimestamp (the object is
+        still listed: the "deleting"/"Terminating" state), a second call removes it.
+        """
+        key = (api_version, kind)
+        with self._lock:
+            old = self._objects.get(key, {}).get((namespace or "", name))
+            if old is None:
+                return None
+            if graceful and "deletionTimestamp" not in old["metadata"]:
+                return copy.deepcopy(self._mark_deleted(key, old))
+            return copy.deepcopy(self._remove(key, old))
+
+    def compact(self) -> None:
+        """Forget the watch history and every list snapshot (like an etcd compaction)."""
+        with self._lock:
+            self._events.clear()
+            self._compacted = self._rv
+            self._snapshots.clear()
+            self._lock.notify_all()
+
+    def set_logs(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
+        stamp = time.time()
+        with self._lock:
+            self._logs[(namespace, pod, container)] = [_LogLine(stamp, line) for line in lines]
+            self._lock.notify_all()
+
+    def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
+        with self._lock:
+            self._logs.setdefault((namespace, pod, container), []).append(
+                _LogLine(time.time(), line)
+            )
+            self._lock.notify_all()
+
+    def set_metrics(self, namespace: str, pod: str, containers: dict[str, dict[str, str]]) -> None:
+        """Usage per container, e.g. ``{"app": {"cpu": "250m", "memory": "300Mi"}}``.
+
+        Served as PodMetrics while the pod exists (metrics-server only reports live pods).
+        """
+        with self._lock:
+            self._metrics[(namespace, pod)] = (now(), copy.deepcopy(containers))
+
+    # ---- the Python side: requests and faults -------------------------------------------
+
+    @property
+    def requests(self) -> list[tuple[str, str, dict[str, str]]]:
+        """Every request so far: (method, path, query with the last value per key)."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def fail_next(self, status: int, times: int = 1, path_contains: str = "") -> None:
+        """Answer the next ``times`` requests whose path contains ``path_contains`` with
+        an error Status of that code (no Retry-After header: urllib3 would retry silently)."""
+        with self._lock:
+            self._failures.append(_Failure(status, times, path_contains))
+
+    # ---- store internals (callers hold the lock) ----------------------------------------
+
+    def _commit(self, key: Key, new: Obj, old: Obj | None) -> Obj:
+        meta = new.setdefault("metadata", {})
+        new_kind = key[1]
+        if old is None:
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now()
+            meta.pop("generation", None)
+            if new_kind not in NO_GENERATION:
+                meta["generation"] = 1
+            meta.pop("deletionTimestamp", None)
+            meta.pop("deletionGracePeriodSeconds", None)
+        else:
+            old_meta = old["metadata"]
+            meta["uid"] = old_meta["uid"]
+            meta["creationTimestamp"] = old_meta["creationTimestamp"]
+            for field_name in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+                if field_name in old_meta:
+                    meta[field_name] = old_meta[field_name]
+                else:
+                    meta.pop(field_name, None)
+            if "generation" in old_meta:
+                changed = _spec_of(new) != _spec_of(old)
+                meta["generation"] = old_meta["generation"] + (1 if changed else 0)
+            else:
+                meta.pop("generation", None)
+        self._rv += 1
+        meta["resourceVersion"] = str(self._rv)
+        self._objects.setdefault(key, {})[_identity(new)] = new
+        self._record(key, "ADDED" if old is None else "MODIFIED", new, old)
+        # Removing the last finalizer of an object being deleted completes the delete.
+        finalized = old is not None and old["metadata"].get("finalizers")
+        if "deletionTimestamp" in meta and finalized and not meta.get("finalizers"):
+            self._remove(key, new)
+        return new
+
+    def _mark_deleted(self, key: Key, old: Obj) -> Obj:
+        new = copy.deepcopy(old)
+        new["metadata"]["deletionTimestamp"] = now()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        if key[1] == "Namespace":
+            new["status"] = {"phase": "Terminating"}
+        self._rv += 1
+        new["metadata"]["resourceVersion"] = str(self._rv)
+        self._objects[key][_identity(new)] = new
+        self._record(key, "MODIFIED", new, old)
+        return new
+
+    def _remove(self, key: Key, old: Obj) -> Obj:
+        namespace, name = _identity(old)
+        self._objects[key].pop((namespace, name), None)
+        self._rv += 1
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = str(self._rv)
+        self._record(key, "DELETED", gone, old)
+        if key == ("v1", "Pod"):
+            self._metrics.pop((namespace, name), None)
+            for log_key in [k for k in self._logs if k[:2] == (namespace, name)]:
+                del self._logs[log_key]
+        if key == ("v1", "Namespace"):
+            for other_key, objects in list(self._objects.items()):
+                for inner in sorted(objects.values(), key=_sort_key):
+                    if inner["metadata"].get("namespace") == name:
+                        self._remove(other_key, inner)
+        return gone
+
+    def _record(self, key: Key, type_: str, obj: Obj, old: Obj | None) -> None:
+        if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
+            self._compacted = self._events[0].rv
+        self._events.append(_Event(self._rv, key, type_, obj, old))
+        self._lock.notify_all()
+
+    def _connection(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    # ---- HTTP ---------------------------------------------------------------------------
+
+    def _handle(self, handler: _Handler, method: str) -> None:
+        split = urlsplit(handler.path)
+        path = "/" + "/".join(p for p in split.path.split("/") if p)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        content_type = (handler.headers.get("Content-Type") or "").split(";")[0].strip()
+        request = _Request(handler, method, path, query, body, content_type)
+        with self._lock:
+            self._requests.append((method, path, dict(query)))
+        try:
+            self._authorize(handler)
+            if self.delay:
+                time.sleep(self.delay)
+            self._inject(path)
+            self._route(request)
+        except ApiError as exc:
+            self._send(handler, exc.code, exc.body)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+        except Exception as exc:  # a bug in the fake: say so on the wire
+            self._send(handler, 500, status_object(500, f"kubefake: {exc!r}"))
+
+    def _authorize(self, handler: _Handler) -> None:
+        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized")
+
+    def _inject(self, path: str) -> None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.path_contains in path and failure.times > 0:
+                    failure.times -= 1
+                    self._failures = [f for f in self._failures if f.times > 0]
+                    raise ApiError(failure.status, f"kubefake: injected {failure.status}")
+
+    def _send(
+        self,
+        handler: _Handler,
+        code: int,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        handler.send_response(code)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _route(self, request: _Request) -> None:
+        parts = request.path.split("/")[1:]
+        if request.path == "/version":
+            return self._send(request.handler, 200, KUBE_VERSION)
+        if parts == ["api"]:
+            return self._send(request.handler, 200, self._api_versions(request))
+        if parts == ["apis"]:
+            return self._send(request.handler, 200, self._group_list())
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) == 2:
+            return self._send(request.handler, 200, self._group(parts[1]))
+        elif parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        if group == METRICS.group:
+            return self._serve_metrics(request, version, rest)
+        if not rest:
+            return self._send(request.handler, 200, self._resource_list(group, version))
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and (group, version, rest[2]) in BY_PATH:
+            namespace, resource, tail = rest[1], BY_PATH[(group, version, rest[2])], rest[3:]
+            if not resource.namespaced:
+                raise ApiError(404, NOT_FOUND_PATH, details={})
+        elif (group, version, rest[0]) in BY_PATH:
+            resource, tail = BY_PATH[(group, version, rest[0])], rest[1:]
+            if resource.namespaced and tail:
+                raise ApiError(404, NOT_FOUND_PATH, details={})
+        else:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        if len(tail) > 2 or (len(tail) == 2 and tail[1] not in resource.subresources):
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        name = tail[0] if tail else None
+        sub = tail[1] if len(tail) == 2 else None
+        return self._dispatch(request, resource, namespace, name, sub)
+
+    def _dispatch(
+        self,
+        request: _Request,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None,
+        sub: str | None,
+    ) -> None:
+        method = request.method
+        if name is None and method == "GET":
+            if _truthy(request.query.get("watch")):
+                return self._watch(request, resource, namespace)
+            return self._send(request.handler, 200, self._list(request, resource, namespace))
+        if name is None and method == "POST":
+            return self._send(request.handler, 201, self._create(request, resource, namespace))
+        if name is not None and sub == "log" and method == "GET":
+            return self._pod_log(request, namespace or "", name)
+        if name is not None and sub in (None, "status"):
+            if method == "GET":
+                found = self.get(resource.api_version, resource.kind, namespace, name)
+                if found is None:
+                    raise not_found(resource, name)
+                return self._send(request.handler, 200, found)
+            status_only = sub == "status"
+            if method == "PUT":
+                body = self._replace(request, resource, namespace, name, status_only=status_only)
+                return self._send(request.handler, 200, body)
+            if method == "PATCH":
+                body = self._patch(request, resource, namespace, name, status_only=status_only)
+                return self._send(request.handler, 200, body)
+            if method == "DELETE" and sub is None:
+                return self._send(
+                    request.handler, 200, self._delete(request, resource, namespace, name)
+                )
+        raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    # ---- discovery ------------------------------------------------------------------------
+
+    def _api_versions(self, request: _Request) -> Obj:
+        host = urlsplit(self.url).netloc
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+        }
+
+    def _groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for resource in RESOURCES:
+            if resource.group and resource.version not in groups.get(resource.group, []):
+                groups.setdefault(resource.group, []).append(resource.version)
+        if self.metrics_enabled:
+            groups[METRICS.group] = [METRICS.version]
+        return groups
+
+    def _group(self, name: str) -> Obj:
+        versions = self._groups().get(name)
+        if not versions:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": name,
+            "versions": listed,
+            "preferredVersion": listed[0],
+        }
+
+    def _group_list(self) -> Obj:
+        groups = [self._group(name) for name in self._groups()]
+        for group in groups:
+            del group["kind"], group["apiVersion"]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+    def _resource_list(self, group: str, version: str) -> Obj:
+        served = [r for r in RESOURCES if (r.group, r.version) == (group, version)]
+        if group == METRICS.group and version == METRICS.version and self.metrics_enabled:
+            served = [METRICS]
+        if not served:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        listed: list[Obj] = []
+        for resource in served:
+            verbs = ["get", "list"] if resource is METRICS else VERBS
+            entry: Obj = {
+                "name": resource.plural,
+                "singularName": resource.kind.lower(),
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": verbs,
+            }
+            if resource.short_names:
+                entry["shortNames"] = list(resource.short_names)
+            listed.append(entry)
+            for sub in resource.subresources:
+                sub_verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+                listed.append(
+                    {
+                        "name": f"{resource.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": resource.namespaced,
+                        "kind": resource.kind,
+                        "verbs": sub_verbs,
+                    }
+                )
+        group_version = f"{group}/{version}" if group else version
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": listed,
+        }
+
+    # ---- read -----------------------------------------------------------------------------
+
+    def _list(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
+        match = _matcher(resource, namespace, request.query)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid limit: {exc}") from exc
+        token = request.query.get("continue")
+        snapshot_id: str | None = None
+        with self._lock:
+            if token:
+                snapshot_id, start = _decode_continue(token)
+                snapshot = self._snapshots.get(snapshot_id) if snapshot_id else None
+                if snapshot_id and snapshot is None:
+                    raise ApiError(
+                        410,
+                        TOO_OLD_CONTINUE,
+                        reason="Expired",
+                        metadata={"continue": _encode_continue(None, start, self._rv)},
+                    )
+                if snapshot is not None:
+                    rv, items = snapshot.rv, snapshot.items
+                else:  # an inconsistent continuation: the current state from `start` on
+                    rv, items = self._rv, self._matching(resource, match)
+                items = [i for i in items if _sort_key(i) >= start]
+            else:
+                rv, items = self._rv, self._matching(resource, match)
+            page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
+            meta: Obj = {"resourceVersion": str(rv)}
+            if rest:
+                if snapshot_id is None or snapshot_id not in self._snapshots:
+                    snapshot_id = uuid.uuid4().hex
+                    self._snapshots[snapshot_id] = _Snapshot(rv, items)
+                    while len(self._snapshots) > SNAPSHOTS:
+                        self._snapshots.popitem(last=False)
+                meta["continue"] = _encode_continue(snapshot_id, _sort_key(rest[0]), rv)
+                meta["remainingItemCount"] = len(rest)
+        return {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.api_version,
+            "metadata": meta,
+            "items": [self._list_item(resource, item) for item in page],
+        }
+
+    def _matching(self, resource: Resource, match: Callable[[Obj], bool]) -> list[Obj]:
+        found = [o for o in self._objects.get(resource.key, {}).values() if match(o)]
+        return sorted(found, key=_sort_key)
+
+    @staticmethod
+    def _list_item(resource: Resource, item: Obj) -> Obj:
+        if resource.custom:
+            return item
+        return {k: v for k, v in item.items() if k not in ("apiVersion", "kind")}
+
+    # ---- write ----------------------------------------------------------------------------
+
+    def _incoming(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
+        obj = request.json()
+        if not isinstance(obj, dict):
+            raise ApiError(400, "the body of the request must be an object")
+        api_version = obj.setdefault("apiVersion", resource.api_version)
+        obj.setdefault("kind", resource.kind)
+        if api_version != resource.api_version or obj["kind"] != resource.kind:
+            raise ApiError(
+                400,
+                f"the API version in the data ({api_version}) does not match the expected "
+                f"API version ({resource.api_version})"
+                if api_version != resource.api_version
+                else f"the kind in the data ({obj['kind']}) does not match {resource.kind}",
+            )
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise ApiError(400, "metadata must be an object")
+        if resource.namespaced:
+            if meta.get("namespace") not in (None, "", namespace):
+                raise ApiError(
+                    400,
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request",
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        return obj
+
+    def _create(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
+        obj = self._incoming(request, resource, namespace)
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if not meta.get("name"):
+            raise ApiError(
+                422,
+                f'{resource.kind} "" is invalid: metadata.name: Required value: name or '
+                "generateName is required",
+            )
+        for owned in ("uid", "resourceVersion", "generation", "creationTimestamp"):
+            meta.pop(owned, None)
+        with self._lock:
+            if _identity(obj) in self._objects.get(resource.key, {}):
+                raise ApiError(
+                    409,
+                    f'{resource.qualified} "{meta["name"]}" already exists',
+                    reason="AlreadyExists",
+                    details=_details(resource, meta["name"]),
+                )
+            return copy.deepcopy(self._commit(resource.key, obj, None))
+
+    def _existing(self, resource: Resource, namespace: str | None, name: str) -> Obj:
+        old = self._objects.get(resource.key, {}).get((namespace or "", name))
+        if old is None:
+            raise not_found(resource, name)
+        return old
+
+    def _finish_update(
+        self, resource: Resource, old: Obj, new: Obj, *, status_only: bool, name: str
+    ) -> Obj:
+        wanted = str(new.get("metadata", {}).get("resourceVersion") or "")
+        if wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise conflict(resource, name)
+        if status_only:
+            result = copy.deepcopy(old)
+            if "status" in new:
+                result["status"] = new["status"]
+            else:
+                result.pop("status", None)
+        else:
+            result = new
+            result["apiVersion"], result["kind"] = old["apiVersion"], old["kind"]
+            meta = result.setdefault("metadata", {})
+            meta["name"] = old["metadata"]["name"]
+            if "namespace" in old["metadata"]:
+                meta["namespace"] = old["metadata"]["namespace"]
+            if "status" in resource.subresources:
+                if "status" in old:
+                    result["status"] = copy.deepcopy(old["status"])
+                else:
+                    result.pop("status", None)
+        return copy.deepcopy(self._commit(resource.key, result, old))
+
+    def _replace(
+        self,
+        request: _Request,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        status_only: bool,
+    ) -> Obj:
+        obj = self._incoming(request, resource, namespace)
+        if obj["metadata"].get("name") not in (None, name):
+            raise ApiError(
+                400,
+                f"the name of the object ({obj['metadata']['name']}) does not match the name "
+                f"on the URL ({name})",
+            )
+        with self._lock:
+            old = self._existing(resource, namespace, name)
+            return self._finish_update(resource, old, obj, status_only=status_only, name=name)
+
+    def _patch(
+        self,
+        request: _Request,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        status_only: bool,
+    ) -> Obj:
+        kind = request.content_type
+        if kind == "application/strategic-merge-patch+json" and resource.custom:
+            raise ApiError(
+                415,
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml",
+            )
+        if kind not in (
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/json-patch+json",
+        ):
+            raise ApiError(415, f"kubefake: patch type {kind!r} is not implemented")
+        patch = request.json()
+        with self._lock:
+            old = self._existing(resource, namespace, name)
+            if kind == "application/json-patch+json":
+                patched = json_patch(old, patch)
+            else:
+                if not isinstance(patch, dict):
+                    raise ApiError(400, "a merge patch must be a JSON object")
+                patched = merge_patch(copy.deepcopy(old), patch)
+            if not isinstance(patched, dict):
+                raise ApiError(422, "the patched object is not an object")
+            return self._finish_update(resource, old, patched, status_only=status_only, name=name)
+
+    def _delete(
+        self, request: _Request, resource: Resource, namespace: str | None, name: str
+    ) -> Obj:
+        options = request.json() or {}
+        preconditions = options.get("preconditions") or {} if isinstance(options, dict) else {}
+        with self._lock:
+            old = self._existing(resource, namespace, name)
+            for field_name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                wanted, actual = preconditions.get(field_name), old["metadata"][field_name]
+                if wanted and wanted != actual:
+                    raise ApiError(
+                        409,
+                        f"Precondition failed: {label} in precondition: {wanted}, {label} in "
+                        f"object meta: {actual}",
+                        details=_details(resource, name),
+                    )
+            if old["metadata"].get("finalizers"):
+                if "deletionTimestamp" in old["metadata"]:
+                    return copy.deepcopy(old)
+                return copy.deepcopy(self._mark_deleted(resource.key, old))
+            gone = self._remove(resource.key, old)
+        if resource.custom or resource.kind == "Pod":
+            return copy.deepcopy(gone)
+        details = _details(resource, name) | {"uid": gone["metadata"]["uid"]}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
+
+    # ---- streams: watch and logs ----------------------------------------------------------
+
+    @staticmethod
+    def _start_stream(handler: _Handler, content_type: str) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Cache-Control", "no-cache, private")
+        handler.end_headers()
+
+    @staticmethod
+    def _chunk(handler: _Handler, data: bytes) -> None:
+        if data:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    @staticmethod
+    def _end_stream(handler: _Handler) -> None:
+        with contextlib.suppress(OSError):
+            handler.wfile.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _client_gone(handler: _Handler) -> bool:
+        sock = handler.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _watch(self, request: _Request, resource: Resource, namespace: str | None) -> None:
+        match = _matcher(resource, namespace, request.query)
+        timeout = float(request.query.get("timeoutSeconds") or 1800)
+        bookmarks = _truthy(request.query.get("allowWatchBookmarks"))
+        since = request.query.get("resourceVersion", "")
+        if since not in ("", "0") and not since.isdigit():
+            raise ApiError(400, f"invalid resource version: {since}")
+        handler = request.handler
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if since in ("", "0"):
+                initial = [("ADDED", o) for o in self._matching(resource, match)]
+                last = self._rv
+            else:
+                initial, last = [], int(since)
+        self._start_stream(handler, "application/json")
+        try:
+            self._send_events(handler, initial)
+            last_sent = time.monotonic()
+            while True:
+                with self._lock:
+                    self._lock.wait_for(partial(self._woken, last), timeout=STREAM_TICK)
+                    if self._closing:
+                        break
+                    if last < self._compacted:
+                        expired = status_object(
+                            410, f"too old resource version: {last} ({self._compacted + 1})"
+                        )
+                        self._send_events(handler, [("ERROR", expired)])
+                        break
+                    events = [e for e in self._events if e.rv > last and e.key == resource.key]
+                    last = self._rv
+                translated = [t for t in (self._translate(e, match) for e in events) if t]
+                self._send_events(handler, translated)
+                moment = time.monotonic()
+                if translated:
+                    last_sent = moment
+                elif bookmarks and moment - last_sent >= self.bookmark_interval:
+                    bookmark = {
+                        "kind": resource.kind,
+                        "apiVersion": resource.api_version,
+                        "metadata": {"resourceVersion": str(last)},
+                    }
+                    self._send_events(handler, [("BOOKMARK", bookmark)])
+                    last_sent = moment
+                if moment >= deadline or self._client_gone(handler):
+                    break
+        except OSError:
+            handler.close_connection = True
+            return
+        self._end_stream(handler)
+
+    def _woken(self, last: int) -> bool:
+        return self._closing or self._rv > last or last < self._compacted
+
+    @staticmethod
+    def _translate(event: _Event, match: Callable[[Obj], bool]) -> tuple[str, Obj] | None:
+        now_matches = match(event.obj)
+        if event.type != "MODIFIED":
+            return (event.type, event.obj) if now_matches else None
+        was_matching = event.old is not None and match(event.old)
+        if now_matches:
+            return ("MODIFIED" if was_matching else "ADDED", event.obj)
+        return ("DELETED", event.obj) if was_matching else None
+
+    def _send_events(self, handler: _Handler, events: list[tuple[str, Obj]]) -> None:
+        for type_, obj in events:
+            line = json.dumps({"type": type_, "object": obj}) + "\n"
+            self._chunk(handler, line.encode())
+
+    def _pod_log(self, request: _Request, namespace: str, name: str) -> None:
+        pods = BY_PATH[("", "v1", "pods")]
+        query = request.query
+        with self._lock:
+            pod = self._existing(pods, namespace, name)
+        containers = [c.get("name", "") for c in pod.get("spec", {}).get("containers", [])]
+        container = query.get("container", "")
+        if not container and len(containers) == 1:
+            container = containers[0]
+        elif not container:
+            raise ApiError(
+                400,
+                f"a container name must be specified for pod {name}, choose one of: "
+                f"[{' '.join(containers)}]",
+            )
+        elif container not in containers:
+            raise ApiError(400, f"container {container} is not valid for pod {name}")
+        if _truthy(query.get("previous")):
+            raise ApiError(
+                400, f'previous terminated container "{container}" in pod "{name}" not found'
+            )
+        try:
+            tail = int(query["tailLines"]) if query.get("tailLines") else None
+            since = float(query["sinceSeconds"]) if query.get("sinceSeconds") else None
+        except ValueError as exc:
+            raise ApiError(400, f"invalid log options: {exc}") from exc
+        stamps = _truthy(query.get("timestamps"))
+        key = (namespace, name, container)
+
+        def render(lines: list[_LogLine]) -> bytes:
+            if stamps:
+                return "".join(f"{_nano(line.ts)} {line.text}\n" for line in lines).encode()
+            return "".join(f"{line.text}\n" for line in lines).encode()
+
+        with self._lock:
+            lines = list(self._logs.get(key, []))
+        sent = len(lines)
+        if since is not None:
+            lines = [line for line in lines if line.ts >= time.time() - since]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        handler = request.handler
+        if not _truthy(query.get("follow")):
+            return self._send(handler, 200, render(lines), content_type="text/plain")
+        self._start_stream(handler, "text/plain")
+        try:
+            self._chunk(handler, render(lines))
+            while True:
+                with self._lock:
+                    self._lock.wait(timeout=STREAM_TICK)
+                    current = self._objects.get(pods.key, {}).get((namespace, name))
+                    alive = (
+                        current is not None and current["metadata"]["uid"] == pod["metadata"]["uid"]
+                    )
+                    fresh = list(self._logs.get(key, []))[sent:]
+                    sent += len(fresh)
+                    closing = self._closing
+                self._chunk(handler, render(fresh))
+                if closing or not alive or self._client_gone(handler):
+                    break
+        except OSError:
+            handler.close_connection = True
+            return
+        self._end_stream(handler)
+
+    # ---- metrics.k8s.io -------------------------------------------------------------------
+
+    def _serve_metrics(self, request: _Request, version: str, rest: list[str]) -> None:
+        if not self.metrics_enabled or version != METRICS.version:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        if not rest:
+            return self._send(request.handler, 200, self._resource_list(METRICS.group, version))
+        if rest[0] == "namespaces" and len(rest) in (3, 4) and rest[2] == "pods":
+            namespace: str | None = rest[1]
+            name = rest[3] if len(rest) == 4 else None
+        elif rest == ["pods"]:
+            namespace, name = None, None
+        else:
+            raise ApiError(404, NOT_FOUND_PATH, details={})
+        if request.method != "GET":
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        if name is not None:
+            for item in self._pod_metrics(namespace):
+                if item["metadata"]["name"] == name:
+                    return self._send(request.handler, 200, item)
+            raise ApiError(
+                404, f'podmetrics.metrics.k8s.io "{name}" not found', details={"name": name}
+            )
+        match = _matcher(METRICS, namespace, request.query)
+        items = [self._list_item(METRICS, i) for i in self._pod_metrics(namespace) if match(i)]
+        body = {
+            "kind": "PodMetricsList",
+            "apiVersion": METRICS.api_version,
+            "metadata": {},
+            "items": items,
+        }
+        return self._send(request.handler, 200, body)
+
+    def _pod_metrics(self, namespace: str | None) -> list[Obj]:
+        found: list[Obj] = []
+        with self._lock:
+            pods = self._objects.get(("v1", "Pod"), {})
+            entries = sorted(self._metrics.items())
+            for (pod_namespace, pod_name), (stamp, containers) in entries:
+                pod = pods.get((pod_namespace, pod_name))
+                if pod is None or namespace not in (None, pod_namespace):
+                    continue
+                item = {
+                    "kind": METRICS.kind,
+                    "apiVersion": METRICS.api_version,
+                    "metadata": {
+                        "name": pod_name,
+                        "namespace": pod_namespace,
+                        "creationTimestamp": now(),
+                        "labels": dict(pod["metadata"].get("labels") or {}),
+                    },
+                    "timestamp": stamp,
+                    "window": "15s",
+                    "containers": [
+                        {"name": cname, "usage": dict(usage)} for cname, usage in containers.items()
+                    ],
+                }
+                found.append(item)
+        return found
