@@ -221,7 +221,7 @@ def test_two_candidates_cannot_both_win(fake: FakeKube, connection: kube.Cluster
     assert stale is not None
     now = "2027-01-15T08:00:00.000000Z"
     b, c = elector(connection, "b", clock), elector(connection, "c", clock)
-    assert b._write(stale, now, transitions=1, acquire=True) is True  # noqa: SLF001
-    assert c._write(stale, now, transitions=1, acquire=True) is False  # noqa: SLF001 (409)
+    assert b._write(stale, now, transitions=1, acquire=True) is True
+    assert c._write(stale, now, transitions=1, acquire=True) is False  # 409: stale version
     lease: Any = fake.get("coordination.k8s.io/v1", "Lease", "gitops-bridge", "poller")
     assert lease["spec"]["holderIdentity"] == "b"
