@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -97,6 +98,27 @@ def bench_race(repeat: int) -> None:
         print(f"create deployment after a lost push race         {median_ms(samples)}")
 
 
+def bench_poll(deployments: int, pods_each: int, repeat: int) -> None:
+    """One poll cycle against the HTTP-level fake API (tests/kubefake.py) of this size."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gitops_bridge import cluster, poller
+    from tests.kubefake import FakeKube
+    from tests.test_poller import populate
+
+    with FakeKube() as fake, tempfile.TemporaryDirectory() as tmp:
+        populate(fake, deployments, pods_each)
+        connection = cluster.Cluster.connect(kubeconfig=str(fake.kubeconfig(Path(tmp) / "kc")))
+        assert connection is not None
+        watcher = poller.Poller(connection)
+        readings = []
+        samples = timed(lambda: readings.append(watcher.poll()), repeat)
+        calls = readings[-1].calls
+        print(
+            f"poll cycle, {deployments:>5} deployments / {deployments * pods_each:>6} pods "
+            f"({calls} API calls)  {median_ms(samples)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
@@ -106,6 +128,8 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         bench_create(size, args.repeat)
     bench_race(args.repeat)
+    bench_poll(10, 5, args.repeat)
+    bench_poll(2000, 5, max(3, args.repeat // 3))
 
 
 if __name__ == "__main__":
