@@ -226,6 +226,20 @@ def interpret(
         "observed_generation": observed,
         "history": _history(release),
     }
+    # what runs, whatever Flux says about the release (a failed upgrade keeps old pods)
+    pods = tuple(
+        pod_view(p) for p in view.pods if not (p.get("metadata") or {}).get("deletionTimestamp")
+    )
+    ready = sum(1 for p in pods if p.ready)
+    cpu_limit, memory_limit = limits_per_pod(deployment, sidecar=sidecar)
+    common |= {
+        "pods": pods,
+        "ready": ready,
+        "cpu": _usage(view.pods, view.metrics, resource="cpu", limit=cpu_limit * max(desired, 0)),
+        "memory": _usage(
+            view.pods, view.metrics, resource="memory", limit=memory_limit * max(desired, 0)
+        ),
+    }
     ready_cond = condition(release, "Ready")
     stalled = condition(release, "Stalled")
     reconciling = condition(release, "Reconciling")
@@ -267,20 +281,6 @@ def interpret(
             remediation=remediation,
             **common,
         )
-    pods = tuple(
-        pod_view(p) for p in view.pods if not (p.get("metadata") or {}).get("deletionTimestamp")
-    )
-    ready = sum(1 for p in pods if p.ready)
-    cpu_limit, memory_limit = limits_per_pod(deployment, sidecar=sidecar)
-    common |= {
-        "pods": pods,
-        "ready": ready,
-        "cpu": _usage(view.pods, view.metrics, resource="cpu", limit=cpu_limit * max(desired, 0)),
-        "memory": _usage(
-            view.pods, view.metrics, resource="memory", limit=memory_limit * max(desired, 0)
-        ),
-        "remediation": remediation,
-    }
     if desired == 0:
         label = "stopped" if not pods else f"stopping ({len(pods)} left)"
         return DeploymentStatus(state="stopped", label=label, **common)

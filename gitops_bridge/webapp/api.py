@@ -73,7 +73,7 @@ def create_group() -> Answer:
 @bp.get("/groups/<group>/deployments")
 def list_group_deployments(group: str) -> Response:
     found = context.svc().deployments(context.user(), group)
-    return jsonify(_with_status(found))
+    return jsonify(_with_status(found) + _deleting(group))
 
 
 @bp.post("/groups/<group>/deployments")
@@ -88,8 +88,9 @@ def create_deployment(group: str) -> Answer:
 @bp.get("/deployments")
 def list_deployments() -> Response:
     svc = context.svc()
-    found = svc.deployments(context.user(), request.args.get("group") or None)
-    return jsonify(_with_status(found))
+    group = request.args.get("group") or None
+    found = svc.deployments(context.user(), group)
+    return jsonify(_with_status(found) + _deleting(group))
 
 
 @bp.get("/deployments/<name>")
@@ -97,6 +98,11 @@ def get_deployment(name: str) -> Response:
     svc = context.svc()
     found = svc.deployment(context.user(), name)
     return jsonify(_with_status([found])[0])
+
+
+def _deleting(group: str | None) -> list[dict[str, Any]]:
+    """Deleted in Git, still in the cluster: listed with state "deleting" until pruned."""
+    return views.deleting(context.svc(), context.user(), group, monitor=context.monitor())
 
 
 def _with_status(found: list[Any]) -> list[dict[str, Any]]:

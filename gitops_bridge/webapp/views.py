@@ -94,9 +94,10 @@ def deployments(
 
 
 def _quantity(value: Quantity | None, *, kind: str) -> str | None:
+    """For people: 202m, 1.5 cores; 256Mi, 1.2Gi (rounded)."""
     if value is None:
         return None
-    return value.format_cpu() if kind == "cpu" else value.format_memory()
+    return value.format_cpu() if kind == "cpu" else value.human_memory()
 
 
 def _usage(usage: Usage | None, kind: str) -> dict[str, Any] | None:

@@ -60,9 +60,20 @@
       badge.title = st.message || st.state || "";
     }
     const detail = card.querySelector("[data-field=detail]");
-    if (detail) {
-      detail.textContent = [st.reason, st.message].filter(Boolean).join(" ");
-      if (st.remediation) detail.textContent += " — Remediated: " + st.remediation;
+    if (detail) {  // the same markup as the server renders
+      detail.replaceChildren();
+      if (st.reason) {
+        const strong = document.createElement("strong");
+        strong.textContent = st.reason;
+        detail.append(strong);
+      }
+      if (st.message) detail.append(" " + st.message);
+      if (st.remediation) {
+        const note = document.createElement("span");
+        note.className = "muted";
+        note.textContent = "Remediated: " + st.remediation;
+        detail.append(document.createElement("br"), note);
+      }
       detail.classList.toggle("hidden", !(st.reason || st.message));
     }
     const cpu = card.querySelector("[data-field=cpu]");
@@ -85,6 +96,15 @@
       const response = await fetch(source, { headers: { Accept: "application/json" } });
       if (!response.ok) return;
       const items = await response.json();
+      const shown = Array.from(document.querySelectorAll("[data-testid=deployment-card]"))
+        .filter(function (card) { return !card.dataset.pending; })
+        .map(function (card) { return card.dataset.name; }).sort();
+      const listed = items.map(function (item) { return item.name; }).sort();
+      const editing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+      if (shown.join() !== listed.join() && !editing && !document.querySelector("dialog[open]")) {
+        window.location.reload();  // a deployment appeared or went away: draw the list again
+        return;
+      }
       items.forEach(function (item) {
         const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
         if (card) update(card, item);

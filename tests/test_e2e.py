@@ -1,0 +1,398 @@
+"""End to end in headless Chromium: form -> commit -> Flux -> cluster -> live card, and logs.
+
+No API server can run here, so the cluster is ``FakeKube`` (an HTTP-level fake of the Kubernetes
+API, spoken to by the app's real client) with ``FluxStandIn`` playing Flux on the real embedded
+remote with the real helm and kubectl. The background scheduler is not started: each test
+reconciles and polls explicitly (``rt.monitor.poller.run_once()``), and the page's own 3 s
+refresh must bring the new reading onto the card without a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from gitops_bridge import config, quantity
+from gitops_bridge.runtime import Runtime
+from gitops_bridge.webapp import create_app
+from tests.fluxstandin import FluxStandIn
+from tests.kubefake import FakeKube
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+HR = ("helm.toolkit.fluxcd.io/v2", "HelmRelease")
+NS = "group-demo"
+IMAGE = "registry:5000/demo/web:1.0"
+IMAGE_2 = "registry:5000/demo/web:2.0"
+WAIT = 10_000  # ms: the page refreshes its cards every 3 s
+
+
+@dataclass
+class Stack:
+    """The app on a live port, its embedded remote, the fake cluster and the Flux stand-in."""
+
+    url: str
+    app: Flask
+    rt: Runtime
+    remote: Path
+    fake: FakeKube
+    flux: FluxStandIn
+
+    def poll(self) -> None:
+        assert self.rt.monitor.poller is not None, "the app has no poller"
+        assert self.rt.monitor.poller.run_once() is not None, self.rt.monitor.poller.state.error
+
+    def reconcile(self, **options: Any) -> str:
+        """What Flux would do for the branch head, then one poll; the commit applied."""
+        commit = self.flux.reconcile(**options)
+        self.poll()
+        return commit
+
+    def release(self, name: str) -> dict[str, Any]:
+        found = self.fake.get(*HR, NS, name)
+        assert found is not None, f"no HelmRelease {NS}/{name} in the fake"
+        return found
+
+    def pods(self, name: str) -> list[str]:
+        return [
+            p["metadata"]["name"]
+            for p in self.fake.items("v1", "Pod", NS)
+            if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name
+        ]
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """The app on 127.0.0.1:<free port>, as the ``live_server`` fixture serves it."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def build_app(data: Path, **kubernetes: Any) -> tuple[Flask, Runtime]:
+    settings = config.load(data_dir=data, kubernetes=kubernetes)
+    app = create_app(settings)
+    return app, app.extensions["gitops_bridge.runtime"]
+
+
+@pytest.fixture
+def stack(tmp_path: Path, helm: str, kubectl: str) -> Iterator[Stack]:
+    with FakeKube() as fake:
+        kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
+        app, rt = build_app(
+            tmp_path / "data", mode="kubeconfig", kubeconfig=str(kubeconfig), poll_interval=1
+        )
+        assert rt.scheduler is None, "the background scheduler must not run: tests poll"
+        remote = tmp_path / "data" / "remote.git"
+        flux = FluxStandIn(fake, remote=remote, helm=helm, kubectl=kubectl)
+        with serve(app) as url:
+            yield Stack(url=url, app=app, rt=rt, remote=remote, fake=fake, flux=flux)
+
+
+# ---- the user's side -----------------------------------------------------------------------
+
+
+def card(page: Page, name: str) -> Locator:
+    return page.locator(f"[data-testid=deployment-card][data-name='{name}']")
+
+
+def badge(page: Page, name: str) -> Locator:
+    return card(page, name).get_by_test_id("status")
+
+
+def click_and_land(page: Page, target: Locator) -> int:
+    """Click something that submits a form; the status of the page landed on."""
+    with page.expect_navigation() as nav:
+        target.click()
+    response = nav.value
+    assert response is not None
+    return response.status
+
+
+def flash_sha(page: Page, text: str) -> str:
+    """The sha7 of a success flash ``<text>: committed <sha7>`` (maybe followed by a link)."""
+    flash = page.locator(".flash.success")
+    pattern = re.compile(rf"^{re.escape(text)}: committed ([0-9a-f]{{7}})( · .+)?$")
+    expect(flash).to_have_text(pattern)
+    match = pattern.match(flash.inner_text().strip())
+    assert match, flash.inner_text()
+    return match[1]
+
+
+def deploy(page: Page, url: str, app: str = "web", *, replicas: int = 2) -> tuple[str, str]:
+    """New deployment through the form in group demo (exposed); ('<app>-<id>', '<sha7>')."""
+    page.goto(f"{url}/deployments")
+    page.get_by_role("link", name="New deployment").first.click()
+    expect(page).to_have_url(re.compile(r"/deployments/new"))
+    page.select_option("select[name=group]", "demo")
+    page.fill("input[name=name]", app)
+    page.fill("input[name=image]", IMAGE)
+    page.fill("input[name=replicas]", str(replicas))
+    page.set_checked("input[name=expose]", True)
+    assert click_and_land(page, page.get_by_role("button", name="Deploy")) == 200
+    flash = page.locator(".flash.success")
+    expect(flash).to_have_text(re.compile(rf"^Deployed {app}-[a-z0-9]{{6}}: committed [0-9a-f]+$"))
+    match = re.fullmatch(
+        rf"Deployed ({app}-[a-z0-9]{{6}}): committed ([0-9a-f]{{7}})", flash.inner_text()
+    )
+    assert match, flash.inner_text()
+    return match[1], match[2]
+
+
+def deploy_running(page: Page, stack: Stack) -> tuple[str, str]:
+    """Deployed through the form and reconciled with success; (name, applied sha7)."""
+    stack.poll()
+    name, _ = deploy(page, stack.url)
+    sha7 = stack.reconcile()[:7]
+    expect(badge(page, name)).to_have_text("running 2/2", timeout=WAIT)
+    return name, sha7
+
+
+def mark_document(page: Page) -> None:
+    """A flag on the window: it survives live updates and is gone after any reload."""
+    page.evaluate("window.__e2eMark = 'still here'")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__e2eMark") == "still here", "the page was reloaded"
+
+
+def fake_log(stack: Stack, pod: str, container: str) -> list[str]:
+    """A pod's log read from the fake over HTTP, as kubectl logs would."""
+    url = f"{stack.fake.url}/api/v1/namespaces/{NS}/pods/{pod}/log?container={container}"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer fake-token"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode().splitlines()
+
+
+def pod_limits(stack: Stack, name: str) -> tuple[quantity.Quantity, quantity.Quantity]:
+    """The limits of all replicas, from the Deployment Flux applied (not from the app)."""
+    deployment = stack.fake.get("apps/v1", "Deployment", NS, name)
+    assert deployment is not None
+    cpu = memory = quantity.Quantity(0)
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        cpu = cpu + quantity.parse(container["resources"]["limits"]["cpu"])
+        memory = memory + quantity.parse(container["resources"]["limits"]["memory"])
+    replicas = int(deployment["spec"]["replicas"])
+    return cpu * replicas, memory * replicas
+
+
+def pod_usage(stack: Stack) -> tuple[quantity.Quantity, quantity.Quantity]:
+    """The summed PodMetrics of the namespace, read from the fake's metrics API."""
+    url = f"{stack.fake.url}/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer fake-token"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        items = json.load(response)["items"]
+    cpu = memory = quantity.Quantity(0)
+    for item in items:
+        for container in item["containers"]:
+            cpu = cpu + quantity.parse(container["usage"]["cpu"])
+            memory = memory + quantity.parse(container["usage"]["memory"])
+    return cpu, memory
+
+
+# ---- the tests --------------------------------------------------------------------------------
+
+
+def test_form_commit_flux_then_the_card_runs_live_with_usage_and_url(
+    page: Page, stack: Stack, artifacts: Path
+) -> None:
+    stack.poll()  # a reading without any Flux status yet: Git is ahead of the cluster
+    name, sha7 = deploy(page, stack.url)
+    assert name.startswith("web-")
+    expect(badge(page, name)).to_have_text(f"committed {sha7}")
+    applied = card(page, name).locator("[data-field=applied]")
+    expect(applied).not_to_contain_text("applied")
+    mark_document(page)
+
+    commit = stack.reconcile()
+    assert commit.startswith(sha7)
+    assert len(stack.pods(name)) == 2
+
+    expect(badge(page, name)).to_have_text("running 2/2", timeout=WAIT)
+    expect(applied).to_contain_text(f"{sha7} · applied {sha7}")
+    used_cpu, used_memory = pod_usage(stack)
+    limit_cpu, limit_memory = pod_limits(stack, name)
+    assert 0 < used_cpu.value < limit_cpu.value and 0 < used_memory.value < limit_memory.value
+    for field, used, limit in (("cpu", used_cpu, limit_cpu), ("memory", used_memory, limit_memory)):
+        shown = card(page, name).locator(f"[data-field={field}]")
+        expect(shown).to_have_text(re.compile(r"^\S+ / \S+$"))
+        shown_used, shown_limit = (quantity.parse(q) for q in shown.inner_text().split(" / "))
+        assert shown_limit == limit, f"{field}: {shown.inner_text()}, limit {limit}"
+        assert abs(shown_used.value - used.value) <= used.value / 100, f"{field}: {used}"
+    url = f"https://{name}.code-hub.com"
+    expect(card(page, name).get_by_role("link", name=url)).to_have_attribute("href", url)
+    expect(card(page, name).get_by_test_id("status-detail")).to_be_hidden()
+    expect(card(page, name).get_by_role("button", name="Retry")).to_be_hidden()
+    assert_not_reloaded(page)
+    page.screenshot(path=str(artifacts / "e2e-running.png"), full_page=True)
+
+
+def test_failed_upgrade_shows_flux_reason_and_message_and_retry_annotates(
+    page: Page, stack: Stack, artifacts: Path
+) -> None:
+    name, _ = deploy_running(page, stack)
+    card(page, name).get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name=f"Edit {name}")).to_be_visible()
+    page.fill("input[name=image]", IMAGE_2)
+    assert click_and_land(page, page.get_by_role("button", name="Save changes")) == 200
+    sha7 = flash_sha(page, f"Updated {name}")
+    expect(badge(page, name)).to_have_text(f"committed {sha7}")
+    mark_document(page)
+
+    stack.reconcile(scenario={name: "failed-upgrade"})
+    ready = next(c for c in stack.release(name)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "UpgradeFailed")
+
+    expect(badge(page, name)).to_have_text("failed (UpgradeFailed)", timeout=WAIT)
+    detail = card(page, name).get_by_test_id("status-detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("UpgradeFailed")
+    expect(detail).to_contain_text(ready["message"])
+    expect(detail).to_contain_text("Remediated: RollbackSucceeded")
+    retry = card(page, name).get_by_role("button", name="Retry")
+    expect(retry).to_be_visible()
+    expect(card(page, name).locator("dd.mono").first).to_have_text(IMAGE_2)  # what Git wants
+    assert_not_reloaded(page)
+    page.screenshot(path=str(artifacts / "e2e-failed.png"), full_page=True)
+
+    assert click_and_land(page, retry) == 200
+    expect(page.locator(".flash.info")).to_have_text(f"Asked Flux to retry {name}")
+    annotations = stack.release(name)["metadata"].get("annotations") or {}
+    stamps = {
+        key: annotations.get(f"reconcile.fluxcd.io/{key}")
+        for key in ("requestedAt", "forceAt", "resetAt")
+    }
+    assert all(stamps.values()), annotations
+    assert len(set(stamps.values())) == 1, stamps  # one request: the same token on all three
+
+
+def test_crash_loop_is_degraded_with_the_container_reason(page: Page, stack: Stack) -> None:
+    stack.poll()
+    name, _ = deploy(page, stack.url)
+    mark_document(page)
+    stack.reconcile(scenario={name: "crashloop"})
+
+    expect(badge(page, name)).to_have_text(re.compile(r"^degraded [01]/2$"), timeout=WAIT)
+    expect(badge(page, name)).to_have_text("degraded 0/2")
+    detail = card(page, name).get_by_test_id("status-detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("CrashLoopBackOff")
+    expect(detail).to_contain_text(re.compile(rf"pod {name}-\w+-\w+"))
+    expect(card(page, name).get_by_role("button", name="Retry")).to_be_hidden()
+    assert_not_reloaded(page)
+
+
+def test_without_a_cluster_the_cards_show_what_git_holds(
+    page: Page, tmp_path: Path, artifacts: Path
+) -> None:
+    app, rt = build_app(tmp_path / "data", mode="none")
+    assert rt.monitor.poller is None and not rt.monitor.connected
+    with serve(app) as url:
+        name, sha7 = deploy(page, url)
+        expect(page.get_by_test_id("not-connected")).to_be_visible()
+        expect(page.get_by_test_id("not-connected")).to_contain_text("No cluster is connected")
+        expect(badge(page, name)).to_have_text(f"committed {sha7}")
+        # the live refresh keeps saying so (it must not turn into "not connected")
+        with page.expect_response(lambda r: "/api/v1/deployments" in r.url, timeout=WAIT) as live:
+            pass
+        assert live.value.status == 200
+        expect(badge(page, name)).to_have_text(f"committed {sha7}")
+        expect(page.get_by_test_id("action-error")).to_have_count(0)
+        page.screenshot(path=str(artifacts / "e2e-not-connected.png"), full_page=True)
+
+        response = page.goto(f"{url}/deployments/{name}/logs")
+        assert response is not None and response.status == 200
+        expect(page.get_by_test_id("not-connected")).to_contain_text("no logs to read")
+        retry = page.request.post(
+            f"{url}/api/v1/deployments/{name}/retry",
+            data="{}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert retry.status == 503, retry.text()
+
+
+def test_logs_show_the_pod_log_and_follow_new_lines_members_only(
+    browser: Browser, page: Page, stack: Stack, artifacts: Path
+) -> None:
+    name, _ = deploy_running(page, stack)
+    pods = sorted(stack.pods(name))
+    published = fake_log(stack, pods[0], "app")
+    assert published, "the stand-in published no log lines"
+
+    card(page, name).get_by_role("link", name="Logs").click()
+    expect(page.get_by_role("heading", name=f"Logs {name}")).to_be_visible()
+    expect(page.locator("select[name=pod] option")).to_have_text(pods)
+    log = page.get_by_test_id("log")
+    for line in published:
+        expect(log).to_contain_text(line)
+    mark_document(page)
+
+    stack.fake.append_log(NS, pods[0], "app", "GET /e2e 200 0.4ms")
+    expect(log).to_contain_text("GET /e2e 200 0.4ms", timeout=WAIT)
+    assert log.inner_text().splitlines() == [*published, "GET /e2e 200 0.4ms"]
+    assert_not_reloaded(page)
+    page.screenshot(path=str(artifacts / "e2e-logs.png"), full_page=True)
+    page.goto("about:blank")  # closes the event stream before the servers stop
+
+    context = browser.new_context(extra_http_headers={"X-Forwarded-User": "mallory"})
+    context.set_default_timeout(10_000)
+    try:
+        mallory = context.new_page()
+        response = mallory.goto(f"{stack.url}/deployments/{name}/logs")
+        assert response is not None and response.status == 403
+        api = mallory.request.get(f"{stack.url}/api/v1/deployments/{name}/logs")
+        assert api.status == 403, api.text()
+        assert "GET / 200" not in api.text()
+    finally:
+        context.close()
+
+
+def test_deleting_is_listed_until_flux_has_pruned_the_release(
+    page: Page, stack: Stack, artifacts: Path
+) -> None:
+    name, _ = deploy_running(page, stack)
+    card(page, name).get_by_role("link", name="Delete…").click()
+    dialog = page.get_by_role("dialog", name=f"Delete {name}?")
+    expect(dialog).to_be_visible()
+    assert click_and_land(page, dialog.get_by_role("button", name=f"Delete {name}")) == 200
+    flash_sha(page, f"Deleted {name}")
+    # gone from Git, not yet from the cluster
+    expect(badge(page, name)).to_have_text("deleting")
+
+    stack.reconcile(hold_deletes=True)
+    assert stack.release(name)["metadata"].get("deletionTimestamp")
+    assert stack.pods(name)
+    page.reload()
+    expect(card(page, name)).to_have_count(1)
+    expect(badge(page, name)).to_have_text("deleting")
+    expect(card(page, name).locator(".hint")).to_have_text(
+        "Deleted from main: Flux is removing it from the cluster."
+    )
+    page.screenshot(path=str(artifacts / "e2e-deleting.png"), full_page=True)
+
+    stack.reconcile()
+    assert stack.fake.get(*HR, NS, name) is None and stack.pods(name) == []
+    page.reload()
+    expect(card(page, name)).to_have_count(0)
+    expect(page.get_by_text("No deployments yet")).to_be_visible()
