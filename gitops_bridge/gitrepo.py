@@ -36,6 +36,7 @@ from gitops_bridge.render import Change, yamlio
 log = logging.getLogger(__name__)
 
 CHANGES_PREFIX = "changes/"  # review branches: changes/<group>/<deployment>/<change>
+MAINTAIN_EVERY = 50  # pushes between `git gc --auto` runs
 TREE_MODE = 0o040000
 BLOB_MODE = 0o100644
 _REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|stale info")
@@ -173,7 +174,8 @@ class GitRepo:
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._parsed: OrderedDict[str, Any] = OrderedDict()
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
-        self.on_push: list[Callable[[str], None]] = []  # called with the new main after a push
+        self.on_push: list[Callable[[str], None]] = []
+        self._pushes = 0  # called with the new main after a push
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
         self.repo = self._open()
@@ -205,7 +207,10 @@ class GitRepo:
 
     def _configure(self, repo: git.Repo) -> None:
         with repo.config_writer() as cfg:
-            cfg.set_value("gc", "auto", "256")
+            # no automatic (detached) gc after a fetch: it would prune object directories
+            # while a write creates loose objects there; `_maintain` runs it under our lock
+            cfg.set_value("gc", "auto", "0")
+            cfg.set_value("maintenance", "auto", "false")
             cfg.set_value("core", "logAllRefUpdates", "false")
         remotes = {remote.name: remote for remote in repo.remotes}
         if "origin" not in remotes:
@@ -499,6 +504,9 @@ class GitRepo:
                     continue
                 self.repo.git.update_ref(self.tracking_ref, tip)
                 metrics.inc("gitops_bridge_push_batches_total")
+                self._pushes += 1
+                if self._pushes % MAINTAIN_EVERY == 0:
+                    self._maintain()
                 metrics.inc(
                     "gitops_bridge_commits_total",
                     sum(1 for r in batch if r.result is not None and r.result.changed),
@@ -548,6 +556,18 @@ class GitRepo:
             tree = new_tree
             request.result = CommitResult(sha=sha, changed=True, attempts=attempt)
         return snap.commit
+
+    def _maintain(self) -> None:
+        """Pack the loose objects of the last pushes (cost grows with them, not with the
+        repository), and let `gc --auto` merge packs when there are many; in the
+        foreground, under the write lock."""
+        try:
+            self.repo.git.repack("-d", "-q")
+            self.repo.git.execute(
+                ["git", "-c", "gc.auto=256", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"]
+            )
+        except git.GitCommandError as exc:
+            log.warning("git gc failed (the clone still works): %s", _stderr(exc))
 
     def _remember(self, snap: Snapshot) -> None:
         if snap.commit is not None:

@@ -207,3 +207,21 @@ def test_pushes_over_git_daemon(tmp_path: Path, git_daemon: str) -> None:
     result = repo.apply(lambda s: write(("a.yaml", "a\n")), author=ALICE)
     assert files(tmp_path / "served" / "remote.git") == ["a.yaml"]
     assert head(tmp_path / "served" / "remote.git") == result.sha
+
+
+def test_maintenance_packs_objects_in_the_foreground(
+    tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitrepo, "MAINTAIN_EVERY", 3)
+    repo = clone(tmp_path, remote.as_uri())
+    assert git(tmp_path / "clone", "config", "gc.auto") == "0"  # no detached gc after fetch
+    writes = tuple(render.Manifest(f"many/f{i}.yaml", f"n: {i}\n") for i in range(300))
+    repo.apply(lambda s: render.Change("many objects", writes=writes), author=ALICE)
+    for n in range(3):
+        repo.apply(lambda s, n=n: write((f"x{n}.yaml", "x\n")), author=ALICE)
+    stats = dict(
+        line.split(": ") for line in git(tmp_path / "clone", "count-objects", "-v").splitlines()
+    )
+    assert int(stats["packs"]) >= 1 and int(stats["count"]) < 300
+    assert git(tmp_path / "clone", "fsck") == ""
+    assert repo.snapshot().read("many/f7.yaml") == b"n: 7\n"
