@@ -212,7 +212,7 @@ def test_pushes_over_git_daemon(tmp_path: Path, git_daemon: str) -> None:
 def test_maintenance_packs_objects_in_the_foreground(
     tmp_path: Path, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gitrepo, "MAINTAIN_EVERY", 3)
+    monkeypatch.setattr(gitrepo.writer, "MAINTAIN_EVERY", 3)
     repo = clone(tmp_path, remote.as_uri())
     assert git(tmp_path / "clone", "config", "gc.auto") == "0"  # no detached gc after fetch
     writes = tuple(render.Manifest(f"many/f{i}.yaml", f"n: {i}\n") for i in range(300))

@@ -1,0 +1,342 @@
+"""The working clone: opening and recovering it, fetching, and reading at any commit.
+
+It is a bare repository (no work tree, no index): a crash can leave nothing half-written
+but unreferenced objects and lock files, which opening removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import git
+
+from gitops_bridge.errors import RepoUnavailable
+from gitops_bridge.gitrepo.model import CHANGES_PREFIX, Author, BranchTip, LastChange, LogEntry
+from gitops_bridge.gitrepo.snapshot import Snapshot
+from gitops_bridge.render import yamlio
+
+log = logging.getLogger(__name__)
+
+
+class Clone:
+    """A bare working clone of the GitOps remote: set-up, recovery and every read."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        url: str,
+        branch: str = "main",
+        committer: Author,
+        push_attempts: int = 5,
+        fetch_interval: float = 2.0,
+    ) -> None:
+        self.path = path
+        self.url = url
+        self.branch = branch
+        self.committer = committer
+        self.push_attempts = push_attempts
+        self.fetch_interval = fetch_interval
+        self._lock = threading.RLock()
+        self._odb_lock = threading.Lock()
+        self._last_fetch = 0.0
+        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
+        self._parsed: OrderedDict[str, Any] = OrderedDict()
+        self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
+        self.repo = self._open()
+
+    # ---- set-up and recovery -------------------------------------------------
+
+    def _open(self) -> git.Repo:
+        try:
+            if not (self.path / "HEAD").exists():
+                self.path.mkdir(parents=True, exist_ok=True)
+                repo = git.Repo.init(self.path, bare=True, initial_branch=self.branch)
+            else:
+                repo = git.Repo(self.path)
+            with self._file_lock():
+                self._recover(repo)
+                self._configure(repo)
+        except git.GitError as exc:
+            raise RepoUnavailable(f"cannot open the working clone at {self.path}: {exc}") from exc
+        return repo
+
+    def _recover(self, repo: git.Repo) -> None:
+        """Remove lock files a crashed process left behind (we hold the file lock)."""
+        gitdir = Path(repo.git_dir)
+        for lock in [gitdir / "packed-refs.lock", gitdir / "config.lock", gitdir / "shallow.lock"]:
+            lock.unlink(missing_ok=True)
+        for lock in (gitdir / "refs").rglob("*.lock"):
+            log.warning("removing stale git lock %s", lock)
+            lock.unlink(missing_ok=True)
+
+    def _configure(self, repo: git.Repo) -> None:
+        with repo.config_writer() as cfg:
+            # no automatic (detached) gc after a fetch: it would prune object directories
+            # while a write creates loose objects there; `_maintain` runs it under our lock
+            cfg.set_value("gc", "auto", "0")
+            cfg.set_value("maintenance", "auto", "false")
+            cfg.set_value("core", "logAllRefUpdates", "false")
+        remotes = {remote.name: remote for remote in repo.remotes}
+        if "origin" not in remotes:
+            repo.create_remote("origin", self.url)
+        elif remotes["origin"].url != self.url:
+            repo.git.remote("set-url", "origin", self.url)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialises writers across processes sharing this clone (serve + CLI)."""
+        with open(self.path / "gitops-bridge.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # ---- reading ---------------------------------------------------------------
+
+    @property
+    def tracking_ref(self) -> str:
+        return f"refs/remotes/origin/{self.branch}"
+
+    def fetch(self) -> None:
+        try:
+            self.repo.git.fetch(
+                "--quiet",
+                "--no-tags",
+                "origin",
+                f"+refs/heads/{self.branch}:{self.tracking_ref}",
+            )
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" in str(exc.stderr):
+                self._last_fetch = time.monotonic()
+                return  # an empty remote: nothing to fetch yet
+            raise RepoUnavailable(f"cannot fetch from the GitOps remote: {_stderr(exc)}") from exc
+        self._last_fetch = time.monotonic()
+
+    def refresh(self, *, max_age: float | None = None) -> None:
+        """Fetch if the last fetch is older than max_age seconds (default: fetch_interval)."""
+        limit = self.fetch_interval if max_age is None else max_age
+        if time.monotonic() - self._last_fetch >= limit:
+            with self._lock:
+                if time.monotonic() - self._last_fetch >= limit:
+                    self.fetch()
+
+    def head(self) -> str | None:
+        try:
+            return str(self.repo.git.rev_parse("--verify", "--quiet", self.tracking_ref))
+        except git.GitCommandError:
+            return None
+
+    def snapshot(self, commit: str | None = None) -> Snapshot:
+        commit = commit or self.head()
+        if commit is None:
+            return Snapshot(self, None, {})
+        cached = self._snapshots.get(commit)
+        if cached is not None:
+            self._snapshots.move_to_end(commit)
+            return cached
+        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", commit)
+        files: dict[str, str] = {}
+        for entry in out.split("\0"):
+            if entry:
+                meta, _, path = entry.partition("\t")
+                _mode, kind, sha = meta.split(" ")
+                if kind == "blob":
+                    files[path] = sha
+        snap = Snapshot(self, commit, files)
+        self._remember(snap)
+        return snap
+
+    def read_blob(self, sha: str) -> bytes:
+        with self._odb_lock:
+            data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
+        return data
+
+    def parsed_blob(self, sha: str) -> Any:
+        cached = self._parsed.get(sha)
+        if cached is None:
+            cached = yamlio.load(self.read_blob(sha))
+            self._parsed[sha] = cached
+            while len(self._parsed) > 50_000:
+                self._parsed.popitem(last=False)
+        return cached
+
+    def last_changes(self, commit: str | None, prefix: str) -> dict[str, LastChange]:
+        """For every path under prefix at commit: the newest commit that changed it.
+
+        Kept incrementally: a new head only walks the commits since the last one seen.
+        """
+        if commit is None:
+            return {}
+        with self._lock:
+            known, seen = self._last_changes.get(prefix, ({}, None))
+            if seen == commit:
+                return known
+            walk = f"{seen}..{commit}" if seen and self.is_ancestor(seen, commit) else commit
+            if walk == commit:
+                known = {}
+            out = self.repo.git.log(
+                "--format=%x01%H%x00%an%x00%at",
+                "--name-only",
+                "--no-renames",
+                walk,
+                "--",
+                prefix,
+            )
+            fresh: dict[str, LastChange] = {}
+            for block in out.split("\x01")[1:]:
+                header, _, names = block.partition("\n")
+                sha, author, when = header.split("\x00")
+                for name in names.split("\n"):
+                    if name and name not in fresh:
+                        fresh[name] = LastChange(sha=sha, author=author, time=int(when))
+            merged = {**known, **fresh}
+            self._last_changes[prefix] = (merged, commit)
+            return merged
+
+    def log(
+        self, *, paths: list[str] | None = None, commit: str | None = None, limit: int = 200
+    ) -> list[LogEntry]:
+        """Commits (that changed any of paths: glob pathspecs), newest first."""
+        commit = commit or self.head()
+        if commit is None:
+            return []
+        specs = [f":(glob){path}" for path in paths or []]
+        out = self.repo.git.log(
+            f"--max-count={limit}",
+            "--format=%x01%H%x00%P%x00%an%x00%ae%x00%at%x00%B%x02",
+            "--name-only",
+            "--no-renames",
+            commit,
+            "--",
+            *specs,
+        )
+        entries = []
+        for block in out.split("\x01")[1:]:
+            header, _, names = block.partition("\x02")
+            sha, parents, author, email, when, message = header.split("\x00", 5)
+            entries.append(
+                LogEntry(
+                    sha=sha,
+                    parent=parents.split(" ")[0] if parents else None,
+                    author=author,
+                    email=email,
+                    time=int(when),
+                    message=message.strip(),
+                    paths=tuple(n for n in names.split("\n") if n),
+                )
+            )
+        return entries
+
+    def changed_paths(self, commit: str) -> list[str]:
+        out = self.repo.git.diff_tree("--no-commit-id", "-r", "--name-only", "--root", commit)
+        return [line for line in out.splitlines() if line]
+
+    def diff(self, commit: str, path: str) -> str:
+        """The unified diff a commit made to one path."""
+        return str(self.repo.git.show("--format=", "--no-color", commit, "--", path))
+
+    def find_message(self, line: str, *, since: str = "24 hours ago") -> str | None:
+        """The newest recent commit on main with a message line that starts with ``line``."""
+        head = self.head()
+        if head is None:
+            return None
+        out = self.repo.git.log(
+            "--format=%H", "--fixed-strings", f"--grep={line}", f"--since={since}", head
+        )
+        for sha in out.splitlines():
+            message = self.repo.git.show("-s", "--format=%B", sha)
+            if any(text.startswith(line) for text in message.splitlines()):
+                return str(sha)
+        return None
+
+    def merge_file(self, *, ours: bytes, base: bytes, theirs: bytes) -> bytes | None:
+        """Three-way merge of one file's contents; None when it conflicts."""
+        with tempfile.TemporaryDirectory(prefix="gitops-bridge-merge-") as tmp:
+            names = []
+            for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                names.append(str(path))
+            try:
+                merged = self.repo.git.merge_file(
+                    "-p", "-q", *names, stdout_as_string=False, strip_newline_in_stdout=False
+                )
+            except git.GitCommandError:
+                return None
+            return bytes(merged)
+
+    def change_branches(self) -> list[BranchTip]:
+        """Open review branches (as of the last fetch)."""
+        out = self.repo.git.for_each_ref(
+            "--format=%(refname)%00%(objectname)", f"refs/remotes/origin/{CHANGES_PREFIX}"
+        )
+        tips = []
+        for line in out.splitlines():
+            ref, _, sha = line.partition("\x00")
+            tips.append(BranchTip(branch=ref.removeprefix("refs/remotes/origin/"), sha=sha))
+        return tips
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self.repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def _remember(self, snap: Snapshot) -> None:
+        if snap.commit is not None:
+            self._snapshots[snap.commit] = snap
+            while len(self._snapshots) > 16:
+                self._snapshots.popitem(last=False)
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip()
+    return text.removeprefix("stderr:").strip().strip("'").strip() or str(exc)
+
+
+def init_bare(path: Path, *, branch: str = "main") -> None:
+    """An empty bare repository to serve as the embedded GitOps remote."""
+    if (path / "HEAD").exists():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(path, bare=True, initial_branch=branch)
+
+
+def init_worktree(
+    path: Path,
+    *,
+    files: dict[str, bytes],
+    author: Author,
+    committer: Author,
+    message: str,
+    branch: str = "main",
+) -> str:
+    """A new repository with a work tree at path holding files, in one commit; its sha."""
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not empty")
+    repo = git.Repo.init(path, initial_branch=branch)
+    for rel, data in files.items():
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    repo.git.add("--all")
+    env = {
+        "GIT_AUTHOR_NAME": author.name,
+        "GIT_AUTHOR_EMAIL": author.email,
+        "GIT_COMMITTER_NAME": committer.name,
+        "GIT_COMMITTER_EMAIL": committer.email,
+    }
+    repo.git.commit("--quiet", "-m", message, env=env)
+    return str(repo.head.commit.hexsha)
