@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask, Response, request
 
 from gitops_bridge import assets, config, metrics, runtime
-from gitops_bridge.webapp import api, auth, errors, ops, ui
+from gitops_bridge.webapp import api, auth, errors, ops, pages, review_pages, ui  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def create_app(
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(ui.bp)
+    app.register_blueprint(pages.bp)  # with the routes of ui and review_pages
     return app
 
 

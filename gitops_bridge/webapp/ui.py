@@ -1,5 +1,4 @@
-"""Server-rendered pages: Deployments (cards, card actions, the deployment form), History,
-Changes (review mode) and Groups.
+"""Server-rendered pages: Deployments (cards, card actions, the deployment form) and Groups.
 
 Every action is a form post (with the CSRF token) that calls the service once and redirects
 with a flash naming the commit, or the change request waiting for review. A refused action
@@ -8,153 +7,27 @@ renders its page again with the message, keeping the error's status code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
-from markupsafe import Markup
+from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from gitops_bridge import history
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
-from gitops_bridge.gitrepo import CommitResult
 from gitops_bridge.models import Deployment
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import context, views
-
-bp = Blueprint("ui", __name__)
-
-Page = Response | tuple[str, int]
-Action = Callable[[], tuple[str, Written]]  # -> (what was done, for the flash; the write)
-
-
-@bp.app_context_processor
-def _globals() -> dict[str, Any]:
-    return {"domain": context.settings().domain, "open_change_count": _open_change_count}
-
-
-def _open_change_count() -> int:
-    """The nav badge: open change requests the user may decide on (0 when unknown)."""
-    user = g.get("user")
-    reviews = context.svc().review
-    if user is None or reviews is None:
-        return 0
-    try:
-        return len(reviews.open_changes(user))
-    except BridgeError:  # the badge must not break the page that reports the error
-        return 0
-
-
-# ---- template filters ---------------------------------------------------------------
-
-
-@bp.app_template_filter("utc")
-def _utc(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@bp.app_template_filter("isotime")
-def _isotime(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@bp.app_template_filter("ago")
-def _ago(timestamp: int) -> str:
-    seconds = int(datetime.now(UTC).timestamp()) - timestamp
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
-    return "just now"
-
-
-@bp.app_template_filter("diff_lines")
-def _diff_lines(diff: str) -> list[tuple[str, str]]:
-    """A unified diff as (kind, line): kind is meta, hunk, add, del or context."""
-    lines: list[tuple[str, str]] = []
-    in_hunk = False
-    for line in diff.splitlines():
-        if line.startswith("@@"):
-            in_hunk, kind = True, "hunk"
-        elif not in_hunk or line.startswith("diff --git"):
-            in_hunk, kind = False, "meta"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "context"
-        lines.append((kind, line))
-    return lines
-
-
-# ---- flashes and shared steps ---------------------------------------------------------
-
-
-def _flash(text: str, category: str, link: tuple[str, str] | None = None) -> None:
-    """A flash, optionally ending in a link (Markup survives the session: Flask tags it)."""
-    if link is None:
-        flash(text, category)
-    else:
-        flash(Markup('{} · <a href="{}">{}</a>').format(text, *link), category)
-
-
-def _flash_commit(text: str, commit: CommitResult, *, link: tuple[str, str] | None = None) -> None:
-    if commit.changed:
-        _flash(f"{text}: committed {(commit.sha or '')[:7]}", "success", link)
-    else:
-        _flash(f"{text}: nothing to change, main has it already", "info")
-
-
-def _flash_written(text: str, written: Written, *, link: tuple[str, str] | None = None) -> None:
-    """`<text>: committed <sha7>`, or in review mode `<text>: waiting for review` + link."""
-    change = written.change
-    if change is not None and change.state == "open":
-        href = url_for(".change", change_id=change.id)
-        _flash(f"{text}: waiting for review", "info", (href, "View the change"))
-    else:
-        _flash_commit(text, written.commit, link=link)
-
-
-def _act(
-    act: Action,
-    *,
-    failed: Callable[[BridgeError], str],
-    then: str,
-    link: tuple[str, str] | None = None,
-) -> Page:
-    """Run one write; flash and redirect to ``then``, or render ``failed(error)``."""
-    try:
-        text, written = act()
-    except BridgeError as exc:
-        return failed(exc), exc.status
-    _flash_written(text, written, link=link)
-    return redirect(then)
-
-
-def _int_field(form: MultiDict[str, str], name: str, problems: list[FieldProblem]) -> Any:
-    text = form.get(name, "").strip()
-    try:
-        return int(text)
-    except ValueError:
-        problems.append(FieldProblem(name, f"must be a whole number, got {text!r}"))
-        return None
-
-
-def _numbers(form: MultiDict[str, str], *names: str) -> list[Any]:
-    """Whole-number fields, or InvalidRequest naming each one that is not."""
-    problems: list[FieldProblem] = []
-    values = [_int_field(form, name, problems) for name in names]
-    if problems:
-        raise InvalidRequest.of(problems)
-    return values
-
-
-def _groups() -> list[str]:
-    return [view.group.name for view in context.svc().groups(context.user())]
-
+from gitops_bridge.webapp.pages import (
+    Action,
+    Page,
+    bp,
+    flash_link,
+    flash_written,
+    int_field,
+    my_groups,
+    numbers,
+    run_action,
+)
 
 # ---- deployments: list and card actions -----------------------------------------------
 
@@ -182,7 +55,7 @@ def _deployments_page(
         "deployments.html",
         cards=cards,
         connected=monitor.connected,
-        groups=_groups(),
+        groups=my_groups(),
         selected=group,
         error=error,
         failed=failed,
@@ -192,7 +65,7 @@ def _deployments_page(
 def _on_card(name: str, act: Action, *, link: tuple[str, str] | None = None) -> Page:
     """A card action: back to the list (keeping its group filter), or the list with the error."""
     group = request.form.get("group") or None
-    return _act(
+    return run_action(
         act,
         failed=lambda exc: _deployments_page(group, error=exc, failed=name),
         then=url_for(".deployments", group=group),
@@ -203,7 +76,7 @@ def _on_card(name: str, act: Action, *, link: tuple[str, str] | None = None) -> 
 @bp.post("/deployments/<name>/scale")
 def scale_deployment(name: str) -> Page:
     def act() -> tuple[str, Written]:
-        (replicas,) = _numbers(request.form, "replicas")
+        (replicas,) = numbers(request.form, "replicas")
         written = context.svc().scale(context.user(), name, replicas)
         return f"Scaled {name} to {replicas} replicas", written
 
@@ -225,7 +98,7 @@ def retry_deployment(name: str) -> Page:
         context.monitor().retry(context.user(), name)
     except BridgeError as exc:
         return _deployments_page(group, error=exc, failed=name), exc.status
-    _flash(f"Asked Flux to retry {name}", "info")
+    flash_link(f"Asked Flux to retry {name}", "info")
     return redirect(url_for(".deployments", group=group))
 
 
@@ -318,7 +191,7 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
 
 def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[str, Any]:
     """The API body the form stands for (InvalidRequest when a number is not one)."""
-    replicas, port = _numbers(form, "replicas", "port")
+    replicas, port = numbers(form, "replicas", "port")
     return {
         "name": values["name"],
         "image": values["image"],
@@ -340,7 +213,7 @@ def _form_page(
     return render_template(
         "deployment_form.html",
         form=form,
-        groups=[] if editing else _groups(),
+        groups=[] if editing else my_groups(),
         editing=editing,
         error=error,
         errors=errors,
@@ -349,7 +222,7 @@ def _form_page(
 
 @bp.get("/deployments/new")
 def new_deployment() -> str:
-    return _form_page(_form_defaults(_groups()))
+    return _form_page(_form_defaults(my_groups()))
 
 
 @bp.post("/deployments/new")
@@ -361,7 +234,7 @@ def create_deployment() -> Page:
     except BridgeError as exc:
         return _form_page(values, error=exc), exc.status
     assert written.deployment is not None
-    _flash_written(f"Deployed {written.deployment.name}", written)
+    flash_written(f"Deployed {written.deployment.name}", written)
     return redirect(url_for(".deployments", group=values["group"]))
 
 
@@ -383,108 +256,8 @@ def update_deployment(name: str) -> Page:
         written = svc.update_deployment(context.user(), name, body)
     except BridgeError as exc:
         return _form_page(values, editing=views.deployment(svc, current), error=exc), exc.status
-    _flash_written(f"Updated {name}", written)
+    flash_written(f"Updated {name}", written)
     return redirect(url_for(".deployments"))
-
-
-# ---- history: revert a change, restore a version --------------------------------------
-
-
-@bp.get("/deployments/<name>/history")
-def deployment_history(name: str) -> str:
-    return _history_page(name)
-
-
-def _history_page(name: str, *, error: BridgeError | None = None) -> str:
-    versions = history.history(context.svc(), context.user(), name, diffs=True)
-    return render_template("history.html", name=name, versions=versions, error=error)
-
-
-def _on_version(name: str, act: Action) -> Page:
-    return _act(
-        act,
-        failed=lambda exc: _history_page(name, error=exc),
-        then=url_for(".deployments"),
-    )
-
-
-@bp.post("/deployments/<name>/revert")
-def revert_deployment(name: str) -> Page:
-    commit = request.form.get("commit", "")
-
-    def act() -> tuple[str, Written]:
-        written = history.revert(context.svc(), context.user(), name, commit)
-        return f"Reverted {commit[:7]} of {name}", written
-
-    return _on_version(name, act)
-
-
-@bp.post("/deployments/<name>/restore")
-def restore_deployment(name: str) -> Page:
-    commit = request.form.get("commit", "")
-
-    def act() -> tuple[str, Written]:
-        written = history.restore(context.svc(), context.user(), name, commit)
-        return f"Restored {name} to its version of {commit[:7]}", written
-
-    return _on_version(name, act)
-
-
-# ---- change requests (review mode) ----------------------------------------------------
-
-
-@bp.get("/changes")
-def changes() -> str:
-    return _changes_page()
-
-
-def _changes_page(*, error: BridgeError | None = None, failed: str | None = None) -> str:
-    reviews = context.svc().review
-    found = reviews.open_changes(context.user()) if reviews is not None else []
-    return render_template(
-        "changes.html",
-        changes=[(change, reviews.diff(change)) for change in found],
-        error=error,
-        failed=failed,
-    )
-
-
-@bp.get("/changes/<path:change_id>")
-def change(change_id: str) -> str:
-    return _change_page(change_id)
-
-
-def _change_page(change_id: str, *, error: BridgeError | None = None) -> str:
-    reviews = context.svc().review
-    found = reviews.get(context.user(), change_id)
-    return render_template("change.html", change=found, diff=reviews.diff(found), error=error)
-
-
-def _decision_failed(change_id: str, exc: BridgeError) -> Page:
-    """The page the decision was made on, with the message next to the change."""
-    if request.form.get("from") == "detail":
-        return _change_page(change_id, error=exc), exc.status
-    return _changes_page(error=exc, failed=change_id), exc.status
-
-
-@bp.post("/changes/<path:change_id>/approve")
-def approve_change(change_id: str) -> Page:
-    try:
-        written = context.svc().review.approve(context.user(), change_id)
-    except BridgeError as exc:
-        return _decision_failed(change_id, exc)
-    _flash_commit(f"Approved “{written.change.subject}” by {written.change.author}", written.commit)
-    return redirect(url_for(".changes"))
-
-
-@bp.post("/changes/<path:change_id>/close")
-def close_change(change_id: str) -> Page:
-    try:
-        closed = context.svc().review.close(context.user(), change_id)
-    except BridgeError as exc:
-        return _decision_failed(change_id, exc)
-    flash(f"Closed “{closed.subject}”: nothing committed", "success")
-    return redirect(url_for(".changes"))
 
 
 # ---- groups ---------------------------------------------------------------------------
@@ -503,7 +276,7 @@ def create_group() -> Page:
     svc = context.svc()
     form = request.form
     problems: list[FieldProblem] = []
-    deployments = _int_field(form, "deployments", problems)
+    deployments = int_field(form, "deployments", problems)
     values = {
         key: form.get(key, "").strip() for key in ("name", "members", "cpu", "memory", "storage")
     }

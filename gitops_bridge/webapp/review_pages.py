@@ -1,0 +1,110 @@
+"""History (revert a change, restore a version) and Changes (review mode) pages."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from gitops_bridge import history
+from gitops_bridge.errors import BridgeError
+from gitops_bridge.service import Written
+from gitops_bridge.webapp import context
+from gitops_bridge.webapp.pages import Action, Page, bp, flash_commit, run_action
+
+# ---- history: revert a change, restore a version --------------------------------------
+
+
+@bp.get("/deployments/<name>/history")
+def deployment_history(name: str) -> str:
+    return _history_page(name)
+
+
+def _history_page(name: str, *, error: BridgeError | None = None) -> str:
+    versions = history.history(context.svc(), context.user(), name, diffs=True)
+    return render_template("history.html", name=name, versions=versions, error=error)
+
+
+def _on_version(name: str, act: Action) -> Page:
+    return run_action(
+        act,
+        failed=lambda exc: _history_page(name, error=exc),
+        then=url_for(".deployments"),
+    )
+
+
+@bp.post("/deployments/<name>/revert")
+def revert_deployment(name: str) -> Page:
+    commit = request.form.get("commit", "")
+
+    def act() -> tuple[str, Written]:
+        written = history.revert(context.svc(), context.user(), name, commit)
+        return f"Reverted {commit[:7]} of {name}", written
+
+    return _on_version(name, act)
+
+
+@bp.post("/deployments/<name>/restore")
+def restore_deployment(name: str) -> Page:
+    commit = request.form.get("commit", "")
+
+    def act() -> tuple[str, Written]:
+        written = history.restore(context.svc(), context.user(), name, commit)
+        return f"Restored {name} to its version of {commit[:7]}", written
+
+    return _on_version(name, act)
+
+
+# ---- change requests (review mode) ----------------------------------------------------
+
+
+@bp.get("/changes")
+def changes() -> str:
+    return _changes_page()
+
+
+def _changes_page(*, error: BridgeError | None = None, failed: str | None = None) -> str:
+    reviews = context.svc().review
+    found = reviews.open_changes(context.user()) if reviews is not None else []
+    return render_template(
+        "changes.html",
+        changes=[(change, reviews.diff(change)) for change in found],
+        error=error,
+        failed=failed,
+    )
+
+
+@bp.get("/changes/<path:change_id>")
+def change(change_id: str) -> str:
+    return _change_page(change_id)
+
+
+def _change_page(change_id: str, *, error: BridgeError | None = None) -> str:
+    reviews = context.svc().review
+    found = reviews.get(context.user(), change_id)
+    return render_template("change.html", change=found, diff=reviews.diff(found), error=error)
+
+
+def _decision_failed(change_id: str, exc: BridgeError) -> Page:
+    """The page the decision was made on, with the message next to the change."""
+    if request.form.get("from") == "detail":
+        return _change_page(change_id, error=exc), exc.status
+    return _changes_page(error=exc, failed=change_id), exc.status
+
+
+@bp.post("/changes/<path:change_id>/approve")
+def approve_change(change_id: str) -> Page:
+    try:
+        written = context.svc().review.approve(context.user(), change_id)
+    except BridgeError as exc:
+        return _decision_failed(change_id, exc)
+    flash_commit(f"Approved “{written.change.subject}” by {written.change.author}", written.commit)
+    return redirect(url_for(".changes"))
+
+
+@bp.post("/changes/<path:change_id>/close")
+def close_change(change_id: str) -> Page:
+    try:
+        closed = context.svc().review.close(context.user(), change_id)
+    except BridgeError as exc:
+        return _decision_failed(change_id, exc)
+    flash(f"Closed “{closed.subject}”: nothing committed", "success")
+    return redirect(url_for(".changes"))
