@@ -225,3 +225,41 @@ def test_maintenance_packs_objects_in_the_foreground(
     assert int(stats["packs"]) >= 1 and int(stats["count"]) < 300
     assert git(tmp_path / "clone", "fsck") == ""
     assert repo.snapshot().read("many/f7.yaml") == b"n: 7\n"
+
+
+def test_a_main_that_keeps_moving_gives_up_with_503_and_writes_nothing(
+    tmp_path: Path, remote: Path
+) -> None:
+    ours = clone(tmp_path, remote.as_uri(), "ours", push_attempts=3, fetch_interval=3600)
+    rival = clone(tmp_path, remote.as_uri(), "rival")
+    ours.apply(lambda s: write(("base.yaml", "b\n")), author=ALICE)
+    attempts = []
+
+    def build(snapshot: gitrepo.Snapshot) -> render.Change:
+        attempts.append(snapshot.commit)
+        rival.fetch()  # another replica wins the race every time
+        rival.apply(lambda s, n=len(attempts): write((f"rival{n}.yaml", "r\n")), author=ALICE)
+        return write(("ours.yaml", "o\n"))
+
+    with pytest.raises(RepoUnavailable) as info:
+        ours.apply(build, author=ALICE)
+    assert len(attempts) == 3 and "gave up after 3 attempts" in info.value.message
+    assert info.value.status == 503 and info.value.retryable
+    assert "ours.yaml" not in files(remote)
+
+
+def test_a_push_refused_by_the_remote_is_not_retried(tmp_path: Path, remote: Path) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    repo = clone(tmp_path, remote.as_uri())
+    calls = []
+
+    def build(snapshot: gitrepo.Snapshot) -> render.Change:
+        calls.append(1)
+        return write(("a.yaml", "a\n"))
+
+    with pytest.raises(RepoUnavailable) as info:
+        repo.apply(build, author=ALICE)
+    assert calls == [1] and "refused the push (pre-receive hook declined)" in info.value.message
+    assert git(remote, "for-each-ref") == ""  # nothing reached the remote

@@ -32,7 +32,12 @@ from gitops_bridge.render import Change
 log = logging.getLogger(__name__)
 
 MAINTAIN_EVERY = 50  # pushes between packing loose objects
-_REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|stale info")
+# the remote's main moved (a race: fetch and build again), as opposed to a refusal (a hook,
+# branch protection: retrying cannot help)
+_RACE = re.compile(
+    r"non-fast-forward|fetch first|stale info|cannot lock ref|failed to update ref"
+    r"|incorrect old value"
+)
 
 
 @dataclass
@@ -250,8 +255,13 @@ class GitRepo(Clone):
             self.repo.git.push("--porcelain", "origin", f"{sha}:{target}")
         except git.GitCommandError as exc:
             text = f"{exc.stdout}\n{exc.stderr}"
-            if _REJECTED.search(text):
+            if _RACE.search(text):
                 raise _Rejected from exc
+            refused = re.search(r"\[remote rejected\] \((.*?)\)", text)
+            if refused:
+                raise RepoUnavailable(
+                    f"the GitOps remote refused the push ({refused.group(1)}): {_stderr(exc)}"
+                ) from exc
             raise RepoUnavailable(f"cannot push to the GitOps remote: {_stderr(exc)}") from exc
 
     def propose(
