@@ -238,7 +238,8 @@ def test_a_main_that_keeps_moving_gives_up_with_503_and_writes_nothing(
     def build(snapshot: gitrepo.Snapshot) -> render.Change:
         attempts.append(snapshot.commit)
         rival.fetch()  # another replica wins the race every time
-        rival.apply(lambda s, n=len(attempts): write((f"rival{n}.yaml", "r\n")), author=ALICE)
+        path = f"rival{len(attempts)}.yaml"
+        rival.apply(lambda s: write((path, "r\n")), author=ALICE)
         return write(("ours.yaml", "o\n"))
 
     with pytest.raises(RepoUnavailable) as info:
