@@ -307,3 +307,28 @@ def pull_request_event(payload: Any, *, forge: str) -> PullRequestEvent:
     return PullRequestEvent(
         branch=branch, number=number, state=pr_state(state=field(pull, "state"), merged=merged)
     )
+
+
+class PullRequestApi:
+    """What GitHub and Gitea share: the pulls endpoint; opening and closing a PR there."""
+
+    name = ""
+    _api: Api
+    _pulls: str  # /repos/<owner>/<name>/pulls
+
+    def open_pull_request(self, *, branch: str, base: str, title: str, body: str) -> PullRequest:
+        reply = self._api.call(
+            "POST",
+            self._api.url(self._pulls),
+            body={"title": title, "head": branch, "base": base, "body": body},
+        )
+        return self._pull(reply.data)
+
+    def close_pull_request(self, number: int) -> PullRequest:
+        reply = self._api.call(
+            "PATCH", self._api.url(f"{self._pulls}/{int(number)}"), body={"state": "closed"}
+        )
+        return self._pull(reply.data)
+
+    def _pull(self, data: Any) -> PullRequest:
+        raise NotImplementedError

@@ -19,7 +19,7 @@ LIMIT = 50  # Gitea's default [api] MAX_RESPONSE_ITEMS; the server may cap it lo
 MAX_PAGES = 1000
 
 
-class Gitea:
+class Gitea(common.PullRequestApi):
     name = "gitea"
 
     def __init__(
@@ -44,16 +44,6 @@ class Gitea:
             error_message=_error_message,
         )
 
-    def open_pull_request(
-        self, *, branch: str, base: str, title: str, body: str
-    ) -> common.PullRequest:
-        reply = self._api.call(
-            "POST",
-            self._api.url(self._pulls),
-            body={"title": title, "head": branch, "base": base, "body": body},
-        )
-        return self._pull(reply.data)
-
     def find_pull_request(self, branch: str) -> common.PullRequest | None:
         found = [pr for pr in self._pages("all") if pr.branch == branch]
         return max(found, key=lambda pr: pr.number, default=None)
@@ -62,12 +52,6 @@ class Gitea:
         self, *, state: Literal["open", "all"] = "open"
     ) -> list[common.PullRequest]:
         return list(self._pages(state))
-
-    def close_pull_request(self, number: int) -> common.PullRequest:
-        reply = self._api.call(
-            "PATCH", self._api.url(f"{self._pulls}/{int(number)}"), body={"state": "closed"}
-        )
-        return self._pull(reply.data)
 
     def parse_webhook(
         self, *, headers: Mapping[str, str], body: bytes

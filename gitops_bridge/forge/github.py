@@ -20,7 +20,7 @@ MAX_PAGES = 1000
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="([^"]*)"')
 
 
-class GitHub:
+class GitHub(common.PullRequestApi):
     name = "github"
 
     def __init__(
@@ -43,16 +43,6 @@ class GitHub:
             error_message=_error_message,
         )
 
-    def open_pull_request(
-        self, *, branch: str, base: str, title: str, body: str
-    ) -> common.PullRequest:
-        reply = self._api.call(
-            "POST",
-            self._api.url(self._pulls),
-            body={"title": title, "head": branch, "base": base, "body": body},
-        )
-        return self._pull(reply.data)
-
     def find_pull_request(self, branch: str) -> common.PullRequest | None:
         query: dict[str, str | int] = {
             "state": "all",
@@ -66,12 +56,6 @@ class GitHub:
         self, *, state: Literal["open", "all"] = "open"
     ) -> list[common.PullRequest]:
         return list(self._pages({"state": state, "per_page": PER_PAGE}))
-
-    def close_pull_request(self, number: int) -> common.PullRequest:
-        reply = self._api.call(
-            "PATCH", self._api.url(f"{self._pulls}/{int(number)}"), body={"state": "closed"}
-        )
-        return self._pull(reply.data)
 
     def parse_webhook(
         self, *, headers: Mapping[str, str], body: bytes
