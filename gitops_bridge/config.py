@@ -91,6 +91,30 @@ class KubernetesSettings(BaseModel):
     advertise_url: str = ""  # how other replicas reach this one (leader's readings)
 
 
+class RegistrySettings(BaseModel):
+    """The platform registry users push images to; empty ``url``: no image picker, no storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = ""  # how the bridge reaches the registry's HTTP API, e.g. http://registry:5000
+    host: str = "registry:5000"  # how images are named in manifests: <host>/<repository>:<tag>
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    group_prefix: str = "{group}/"  # the repositories of group g start with this
+    timeout: float = Field(default=5.0, gt=0)
+    cache_seconds: float = Field(default=30.0, ge=0)  # how long listings and sizes are reused
+
+    @field_validator("group_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if "{group}" not in value:
+            raise ValueError(f"must contain {{group}}, got {value!r}")
+        return value
+
+    def prefix(self, group: str) -> str:
+        return self.group_prefix.replace("{group}", group)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -118,6 +142,7 @@ class Settings(BaseSettings):
     chart: ChartSettings = Field(default_factory=ChartSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     helm_interval: str = "10m"
     remediation_retries: int = 3
     helm_bin: str | None = None

@@ -100,6 +100,13 @@ class ClusterUnavailable(BridgeError):
     status = 503
 
 
+class RegistryUnavailable(BridgeError):
+    """The image registry could not be reached or answered with a server error."""
+
+    retryable = True
+    status = 503
+
+
 class ToolMissing(BridgeError):
     """An external binary (helm, kubectl) needed by the command was not found."""
 

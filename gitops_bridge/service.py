@@ -18,9 +18,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from gitops_bridge import models, quantity, quota, render
+from gitops_bridge import models, quantity, quota, registry, render
 from gitops_bridge.config import Settings
-from gitops_bridge.errors import Conflict, FieldProblem, Forbidden, InvalidRequest, NotFound
+from gitops_bridge.errors import (
+    BridgeError,
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
 from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
@@ -58,6 +65,8 @@ class GroupView:
     group: Group
     usage: quota.Usage
     deployments: int
+    storage: int | None = None  # bytes of the group's registry images; None: not known
+    storage_note: str = ""  # why not, when a registry is configured but did not answer
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,7 @@ class Service:
             cpu=quantity.parse(settings.frp.cpu), memory=quantity.parse(settings.frp.memory)
         )
         self.review: Any = None  # review.Reviews, attached by open_service
+        self.registry = registry.from_settings(settings.registry)
         self._states: OrderedDict[str, State] = OrderedDict()
         self._parsed: dict[str, Any] = {}
         self._key_locks: dict[str, threading.Lock] = {}
@@ -169,21 +179,42 @@ class Service:
             state = self.state()
         return state
 
-    def groups(self, user: User) -> list[GroupView]:
+    def groups(self, user: User, *, storage: bool = False) -> list[GroupView]:
+        """The user's groups with their usage; ``storage``: also ask the registry how much
+        their images take (a registry that does not answer leaves it unknown, with a note)."""
         state = self.state()
         views = []
         for group in sorted(state.groups.values(), key=lambda g: g.name):
             if not user.member_of(group.name, group.members):
                 continue
             specs = [d.spec for d in state.in_group(group.name)]
+            used, note = self._storage(group.name) if storage else (None, "")
             views.append(
                 GroupView(
                     group=group,
                     usage=quota.usage(specs, sidecar=self.sidecar),
                     deployments=len(specs),
+                    storage=used,
+                    storage_note=note,
                 )
             )
         return views
+
+    def _storage(self, group: str) -> tuple[int | None, str]:
+        if self.registry is None:
+            return None, ""
+        try:
+            return self.registry.usage(self.settings.registry.prefix(group)), ""
+        except BridgeError as exc:
+            return None, exc.message
+
+    def images(self, user: User, group: str) -> list[registry.Repository]:
+        """The group's repositories in the platform registry, tags newest first; [] when
+        no registry is configured. ``RegistryUnavailable`` when it does not answer."""
+        self.group(user, group)
+        if self.registry is None:
+            return []
+        return self.registry.images(self.settings.registry.prefix(group))
 
     def group(self, user: User, name: str) -> Group:
         return self.member_group(self.fresh_state(group=name), user, name)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -16,6 +16,8 @@ from gitops_bridge import tools
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
+
+    from tests.registryutil import RegistryServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -85,14 +87,20 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+def live_overrides() -> dict[str, Any]:
+    """Settings for the live server besides its data dir; a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, live_overrides: dict[str, Any]) -> Iterator[LiveServer]:
     """The real app on 127.0.0.1:<free port>, its embedded bare remote under tmp_path/data."""
     from werkzeug.serving import make_server
 
     from gitops_bridge import config
     from gitops_bridge.webapp import create_app
 
-    settings = config.load(data_dir=tmp_path / "data")
+    settings = config.load(data_dir=tmp_path / "data", **live_overrides)
     app = create_app(settings)
     remote = settings.embedded_remote
     assert remote is not None and (remote / "HEAD").is_file(), f"no bare remote at {remote}"
@@ -135,3 +143,15 @@ def page(browser: Browser) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
+
+
+# ---- a real Docker registry 2.8 (Debian's docker-registry) on 127.0.0.1 -----------------
+
+
+@pytest.fixture
+def registry_server(tmp_path: Path) -> Iterator[RegistryServer]:
+    """docker-registry on a free port with its own config and storage under tmp_path."""
+    from tests.registryutil import running_registry
+
+    with running_registry(tmp_path / "registry") as server:
+        yield server

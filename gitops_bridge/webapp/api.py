@@ -59,7 +59,8 @@ def _written(written: Written, *, created: bool = False) -> Answer:
 
 @bp.get("/groups")
 def list_groups() -> Response:
-    return jsonify([views.group(view) for view in context.svc().groups(context.user())])
+    found = context.svc().groups(context.user(), storage=True)
+    return jsonify([views.group(view) for view in found])
 
 
 @bp.post("/groups")
@@ -68,6 +69,13 @@ def create_group() -> Answer:
     assert written.group is not None
     body = views.group_record(written.group) | {"commit": written.commit.sha}
     return jsonify(body), 201, {"Location": url_for(".list_groups")}
+
+
+@bp.get("/groups/<group>/images")
+def list_group_images(group: str) -> Response:
+    """The group's images in the platform registry (members only), newest tag first."""
+    found = context.svc().images(context.user(), group)
+    return jsonify([views.image_repository(repo) for repo in found])
 
 
 @bp.get("/groups/<group>/deployments")

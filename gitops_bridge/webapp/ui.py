@@ -29,6 +29,8 @@ from gitops_bridge.webapp.pages import (
     run_action,
 )
 
+MAX_TAGS = 20  # per repository in the image picker
+
 # ---- deployments: list and card actions -----------------------------------------------
 
 
@@ -217,7 +219,40 @@ def _form_page(
         editing=editing,
         error=error,
         errors=errors,
+        images=_image_choices(editing["group"] if editing else form["group"]),
     )
+
+
+def _image_choices(group: str) -> dict[str, Any] | None:
+    """The image picker: the group's images in the registry, newest tag first; a note instead
+    when the registry does not answer (the form works without it); None without a registry."""
+    svc = context.svc()
+    if svc.registry is None:
+        return None
+    host = svc.registry.host
+    picker: dict[str, Any] = {
+        "host": host,
+        "source": url_for("api.list_group_images", group="GROUP"),
+        "options": [],
+        "note": "",
+        "detail": "",
+    }
+    if not group:
+        return picker
+    try:
+        found = svc.images(context.user(), group)
+    except BridgeError as exc:
+        picker["note"] = "The image list is unavailable right now; type the image reference."
+        picker["detail"] = exc.message
+        return picker
+    for repo in found:
+        for index, tag in enumerate(repo.tags[:MAX_TAGS]):
+            value = svc.registry.reference(repo.name, tag)
+            picker["options"].append({"value": value, "label": "newest" if index == 0 else ""})
+    if not found:
+        prefix = context.settings().registry.prefix(group)
+        picker["note"] = f"No images under {host}/{prefix} yet."
+    return picker
 
 
 @bp.get("/deployments/new")
@@ -266,9 +301,8 @@ def update_deployment(name: str) -> Page:
 @bp.get("/groups")
 def groups() -> str:
     svc = context.svc()
-    return render_template(
-        "groups.html", groups=[views.group(view) for view in svc.groups(context.user())], form={}
-    )
+    found = svc.groups(context.user(), storage=True)
+    return render_template("groups.html", groups=[views.group(view) for view in found], form={})
 
 
 @bp.post("/groups")
@@ -299,7 +333,7 @@ def create_group() -> Page:
         errors = {p.field: p.message for p in exc.problems}
         page = render_template(
             "groups.html",
-            groups=[views.group(view) for view in svc.groups(context.user())],
+            groups=[views.group(view) for view in svc.groups(context.user(), storage=True)],
             form=values,
             error=exc,
             errors=errors,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitops_bridge import registry
 from gitops_bridge.history import Version
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, Group
@@ -23,7 +24,26 @@ def group(view: GroupView) -> dict[str, Any]:
         "pods": view.usage.pods,
         "deployments": view.deployments,
     }
+    if view.storage is not None or view.storage_note:  # a registry is configured and asked
+        data["usage"] |= {
+            "storage": None if view.storage is None else Quantity(view.storage).human_memory(),
+            "storageBytes": view.storage,
+            "storageNote": view.storage_note or None,
+        }
     return data
+
+
+def image_repository(value: registry.Repository) -> dict[str, Any]:
+    """A repository of the group's images; ``reference`` names its newest tag."""
+    newest = value.newest
+    return {
+        "repository": value.name,
+        "tags": list(value.tags),
+        "reference": newest.reference,
+        "digest": newest.digest,
+        "size": newest.size,
+        "created": newest.created,
+    }
 
 
 def group_record(value: Group) -> dict[str, Any]:
