@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import logging
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -192,6 +194,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new API token: print it once, with the settings entry that accepts it."""
+    token = "gb_" + secrets.token_urlsafe(32)
+    entry: dict[str, Any] = {"sha256": hashlib.sha256(token.encode()).hexdigest()}
+    if args.groups:
+        entry["groups"] = [g for g in args.groups.split(",") if g]
+    if args.admin:
+        entry["admin"] = True
+    print(f"token (shown once): {token}")
+    print(f"GITOPS_BRIDGE_API_TOKENS='{json.dumps({args.name: entry})}'")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     report = validate.validate_repo(
         Path(args.path), helm=tools.binary("helm"), kubectl=tools.binary("kubectl")
@@ -306,6 +321,13 @@ def parser() -> argparse.ArgumentParser:
         _repo_options(sub_parser)
         _user_options(sub_parser)
     changes.set_defaults(func=cmd_changes)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    new_token = token.add_parser("new", help="make a token for NAME (prints its settings entry)")
+    new_token.add_argument("name")
+    new_token.add_argument("--groups", help="comma separated groups it acts in")
+    new_token.add_argument("--admin", action="store_true", help="a platform admin")
+    new_token.set_defaults(func=cmd_token)
 
     check = sub.add_parser("validate", help="build and schema-check a GitOps repository")
     check.add_argument("path")

@@ -115,6 +115,20 @@ class RegistrySettings(BaseModel):
         return self.group_prefix.replace("{group}", group)
 
 
+class ApiToken(BaseModel):
+    """A machine identity for the JSON API: `Authorization: Bearer <token>`.
+
+    Only the token's SHA-256 is configured (`gitops-bridge token new NAME` makes one).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    groups: list[str] = Field(default_factory=list)  # acts as a member of these groups
+    admin: bool = False
+    email: str = ""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -130,6 +144,7 @@ class Settings(BaseSettings):
     identity: Literal["dev", "proxy"] = "dev"
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     admins: list[str] = Field(default_factory=lambda: ["admin"])
+    api_tokens: dict[str, ApiToken] = Field(default_factory=dict)  # name -> token
     admin_group: str = "platform-admins"
     secret_key: str | None = None
     committer_name: str = "gitops-bridge"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -229,3 +231,30 @@ def test_deployment_ids_are_unique_even_when_the_generator_repeats(tmp_path: Pat
     one = client.post("/api/v1/groups/team-a/deployments", json=web("one")).json
     two = client.post("/api/v1/groups/team-a/deployments", json=web("two")).json
     assert (one["id"], two["id"]) == ("aaaaaa", "bbbbbb")
+
+
+def test_api_tokens_identify_machines_from_any_address(tmp_path: Path) -> None:
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    tokens = {
+        "ci-bot": {"sha256": digest("gb_ci"), "groups": ["team-a"]},
+        "root-bot": {"sha256": digest("gb_root"), "admin": True},
+    }
+    app = make_app(tmp_path / "data", identity="proxy", api_tokens=tokens)
+    remote = tmp_path / "data" / "remote.git"
+    client = app.test_client()
+    anywhere = {"REMOTE_ADDR": "203.0.113.9"}  # not a trusted proxy
+
+    def call(method: str, path: str, token: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        return client.open(path, method=method, headers=headers, environ_base=anywhere, **kwargs)
+
+    assert call("POST", "/api/v1/groups", "gb_root", json=TEAM_A).status_code == 201
+    created = call("POST", "/api/v1/groups/team-a/deployments", "gb_ci", json=web())
+    assert created.status_code == 201, created.json
+    assert git(remote, "log", "-1", "--format=%an <%ae>") == "ci-bot <ci-bot@code-hub.com>"
+    elsewhere = call("POST", "/api/v1/groups/demo/deployments", "gb_ci", json=web())
+    assert elsewhere.status_code == 403  # acts only in its groups
+    wrong = call("GET", "/api/v1/groups", "gb_nope")
+    assert wrong.status_code == 401 and "unknown API token" in wrong.json["message"]

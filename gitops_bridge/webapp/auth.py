@@ -1,5 +1,7 @@
 """Identity and CSRF.
 
+- API tokens (any identity mode): ``Authorization: Bearer <token>`` on ``/api/``; the token's
+  SHA-256 is configured in ``api_tokens`` with its name, groups and admin flag.
 - ``dev`` identity: only requests from loopback are served; ``X-Forwarded-User`` /
   ``X-Forwarded-Groups`` / ``X-Forwarded-Email`` are honoured, and with no header the
   user is ``admin`` (a platform admin).
@@ -12,6 +14,7 @@ Forms carry a per-session CSRF token; the JSON API requires a JSON body instead
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -64,6 +67,10 @@ def _identify() -> None:
     if request.endpoint == "static" or request.endpoint in PUBLIC_ENDPOINTS:
         return
     settings = context.settings()
+    authorization = request.headers.get("Authorization", "")
+    if authorization.startswith("Bearer ") and request.path.startswith("/api/"):
+        g.user = _token_user(authorization.removeprefix("Bearer ").strip())
+        return
     address = request.remote_addr
     if settings.identity == "dev":
         if not _is_loopback(address):
@@ -85,6 +92,19 @@ def _identify() -> None:
     email = request.headers.get("X-Forwarded-Email", "").strip() or f"{name}@{settings.domain}"
     admin = name in settings.admins or settings.admin_group in groups
     g.user = User(name=name, email=email, groups=groups, admin=admin)
+
+
+def _token_user(token: str) -> User:
+    """The API token's identity; a name of the configured tokens, found by constant-time
+    comparison of SHA-256 digests."""
+    settings = context.settings()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    for name, entry in settings.api_tokens.items():
+        if hmac.compare_digest(digest, entry.sha256):
+            email = entry.email or f"{name}@{settings.domain}"
+            admin = entry.admin or name in settings.admins
+            return User(name=name, email=email, groups=frozenset(entry.groups), admin=admin)
+    raise Unauthenticated("Authorization: unknown API token")
 
 
 def csrf_token() -> str:
