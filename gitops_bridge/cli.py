@@ -89,6 +89,28 @@ def cmd_group_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_group_update(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    patch: dict[str, Any] = {}
+    for key in ("members", "admins"):
+        value = getattr(args, key)
+        if value is not None:
+            patch[key] = [m for m in value.split(",") if m]
+    quota = {
+        key: getattr(args, key)
+        for key in ("cpu", "memory", "storage", "deployments")
+        if getattr(args, key) is not None
+    }
+    if quota:
+        patch["quota"] = quota
+    if args.review is not None:
+        patch["review"] = None if args.review == "default" else args.review
+    written = svc.update_group(_user(args, settings), args.name, patch)
+    _print({"group": args.name, "commit": written.commit.sha, "changed": written.commit.changed})
+    return 0
+
+
 def _deployment_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.file:
         data = json.loads(Path(args.file).read_text())
@@ -273,6 +295,19 @@ def parser() -> argparse.ArgumentParser:
     _repo_options(create)
     _user_options(create)
     create.set_defaults(func=cmd_group_create)
+
+    update = group.add_parser("update", help="change members, admins, quota or review mode")
+    update.add_argument("name")
+    update.add_argument("--members", help="comma separated user names (replaces the list)")
+    update.add_argument("--admins", help="comma separated group admins (replaces the list)")
+    update.add_argument("--cpu")
+    update.add_argument("--memory")
+    update.add_argument("--storage")
+    update.add_argument("--deployments", type=int)
+    update.add_argument("--review", choices=["direct", "pull-request", "default"])
+    _repo_options(update)
+    _user_options(update)
+    update.set_defaults(func=cmd_group_update)
 
     deploy = sub.add_parser("deploy", help="deploy an image into a group (one commit)")
     _deployment_options(deploy)

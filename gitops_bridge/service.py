@@ -270,6 +270,41 @@ class Service:
 
         return Written(commit=self.repo.apply(build, author=self.author(user)), group=group)
 
+    def update_group(self, user: User, name: str, patch: object) -> Written:
+        """Change a group's members, admins, quota or review mode (platform admins).
+
+        A quota below the current usage is allowed: the group then cannot grow, but can
+        still shrink (see quota.check).
+        """
+        if not user.admin:
+            raise Forbidden("only platform admins may change groups")
+        if not isinstance(patch, dict):
+            raise InvalidRequest.field("", "the body must be a JSON object")
+        if "name" in patch and patch["name"] != name:
+            raise InvalidRequest.field("name", "cannot be changed; create a new group instead")
+        current = self.fresh_state(group=name).groups.get(name)
+        if current is None:
+            raise NotFound(f"group {name!r} not found")
+        models.parse_group(_merged_group(current, patch))  # fail fast, before the lock
+        updated: list[Group] = []
+
+        def build(snapshot: Snapshot) -> render.Change:
+            before = self.state(snapshot).groups.get(name)
+            if before is None:
+                raise NotFound(f"group {name!r} not found (deleted meanwhile?)")
+            group = models.parse_group(_merged_group(before, patch))
+            updated[:] = [group]
+            writes = render.group_files(group, settings=self.settings)
+            summary = "; ".join(_group_differences(before, group)) or "no changes"
+            return render.Change(
+                message=f"Update group {name}: {summary}",
+                writes=tuple(writes),
+                trailers={TRAILER_ACTION: "update-group", TRAILER_GROUP: name},
+            )
+
+        commit = self.repo.apply(build, author=self.author(user))
+        return Written(commit=commit, group=updated[0] if updated else current)
+
     def create_deployment(
         self, user: User, group_name: str, data: object, *, key: str | None = None
     ) -> Written:
@@ -544,6 +579,35 @@ class Service:
             TRAILER_GROUP: deployment.group,
             TRAILER_DEPLOYMENT: deployment.name,
         }
+
+
+def _merged_group(group: Group, patch: dict[str, Any]) -> dict[str, Any]:
+    data = group.model_dump()
+    for key, value in patch.items():
+        if key == "quota" and isinstance(value, dict):
+            data["quota"] = {**data["quota"], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def _group_differences(before: Group, after: Group) -> list[str]:
+    changes = []
+    added = [m for m in after.members if m not in before.members]
+    removed = [m for m in before.members if m not in after.members]
+    if added:
+        changes.append("members +" + ", +".join(added))
+    if removed:
+        changes.append("members -" + ", -".join(removed))
+    if after.admins != before.admins:
+        changes.append(f"admins {', '.join(after.admins) or '-'}")
+    for name in ("cpu", "memory", "storage", "deployments"):
+        old, new = getattr(before.quota, name), getattr(after.quota, name)
+        if old != new:
+            changes.append(f"quota {name} {old} -> {new}")
+    if after.review != before.review:
+        changes.append(f"review {after.review or 'installation default'}")
+    return changes
 
 
 def _summary(spec: DeploymentSpec) -> str:

@@ -258,3 +258,37 @@ def test_api_tokens_identify_machines_from_any_address(tmp_path: Path) -> None:
     assert elsewhere.status_code == 403  # acts only in its groups
     wrong = call("GET", "/api/v1/groups", "gb_nope")
     assert wrong.status_code == 401 and "unknown API token" in wrong.json["message"]
+
+
+def test_admins_change_members_and_quota_in_one_commit(client: FlaskClient, remote: Path) -> None:
+    create_group(client)
+    response = client.patch(
+        "/api/v1/groups/team-a",
+        json={"members": ["alice", "carol"], "quota": {"cpu": "8", "deployments": 9}},
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["members"] == ["alice", "carol"] and response.json["quota"]["cpu"] == "8"
+    assert git(remote, "log", "-1", "--format=%an|%s") == (
+        "admin|Update group team-a: members +carol; members -bob; quota cpu 2 -> 8; "
+        "quota deployments 5 -> 9"
+    )
+    changed = git(remote, "diff", "--name-only", "main~1", "main").splitlines()
+    assert changed == ["tenants/team-a/namespace.yaml", "tenants/team-a/quota.yaml"]
+    quota = yamlio.load_all(show(remote, "tenants/team-a/quota.yaml"))[0]
+    assert quota["spec"]["hard"]["requests.cpu"] == "8"
+    carol = client.post("/api/v1/groups/team-a/deployments", json=web(), headers=as_user("carol"))
+    assert carol.status_code == 201  # carol is a member now
+    before = head(remote)
+    for patch, status, fragment in [
+        ({"quota": {"cpu": "lots"}}, 422, "quota.cpu: must be a Kubernetes quantity"),
+        ({"name": "other"}, 422, "name: cannot be changed"),
+        ({"members": ["Not A User"]}, 422, "members[0]: must be a user name"),
+    ]:
+        refused = client.patch("/api/v1/groups/team-a", json=patch)
+        assert refused.status_code == status and fragment in refused.json["message"], refused.json
+    denied = client.patch("/api/v1/groups/team-a", json={"members": []}, headers=as_user("alice"))
+    assert denied.status_code == 403
+    assert client.patch("/api/v1/groups/nope", json={"members": []}).status_code == 404
+    assert head(remote) == before
+    same = client.patch("/api/v1/groups/team-a", json={"members": ["alice", "carol"]})
+    assert same.status_code == 200 and same.json["changed"] is False and head(remote) == before

@@ -114,6 +114,14 @@ def test_deploy_manage_and_roll_back_from_the_command_line(tmp_path: Path) -> No
     outsider = cli("restart", name, "--as", "mallory", data=data, check=False)
     assert outsider.returncode == 2 and "not a member of group team-a" in outsider.stderr
 
+    updated = out(
+        cli("group", "update", "team-a", "--cpu", "3", "--members", "alice,bob", data=data)
+    )
+    assert updated["changed"] is True
+    assert git(remote, "log", "-1", "--format=%s") == (
+        "Update group team-a: members +bob; quota cpu 2 -> 3"
+    )
+
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
     assert cli("validate", str(clone)).returncode == 0

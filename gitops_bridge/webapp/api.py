@@ -78,6 +78,17 @@ def list_group_images(group: str) -> Response:
     return jsonify([views.image_repository(repo) for repo in found])
 
 
+@bp.patch("/groups/<group>")
+def update_group(group: str) -> Answer:
+    written = context.svc().update_group(context.user(), group, _body())
+    assert written.group is not None
+    body = views.group_record(written.group) | {
+        "commit": written.commit.sha,
+        "changed": written.commit.changed,
+    }
+    return jsonify(body), 200
+
+
 @bp.get("/groups/<group>/deployments")
 def list_group_deployments(group: str) -> Response:
     found = context.svc().deployments(context.user(), group)

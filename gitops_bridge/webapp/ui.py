@@ -305,40 +305,66 @@ def groups() -> str:
     return render_template("groups.html", groups=[views.group(view) for view in found], form={})
 
 
-@bp.post("/groups")
-def create_group() -> Page:
-    svc = context.svc()
-    form = request.form
+def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The group form: the typed values (to show again) and the API body."""
     problems: list[FieldProblem] = []
     deployments = int_field(form, "deployments", problems)
-    values = {
-        key: form.get(key, "").strip() for key in ("name", "members", "cpu", "memory", "storage")
+    keys = ("name", "members", "admins", "cpu", "memory", "storage", "review")
+    values = {key: form.get(key, "").strip() for key in keys}
+    if problems:
+        raise InvalidRequest.of([FieldProblem(f"quota.{p.field}", p.message) for p in problems])
+
+    def names(text: str) -> list[str]:
+        return [m.strip() for m in text.replace("\n", ",").split(",") if m.strip()]
+
+    body: dict[str, Any] = {
+        "members": names(values["members"]),
+        "admins": names(values["admins"]),
+        "quota": {
+            "cpu": values["cpu"],
+            "memory": values["memory"],
+            "storage": values["storage"] or "10Gi",
+            "deployments": deployments,
+        },
+        "review": values["review"] or None,
     }
-    members = [m.strip() for m in values["members"].replace("\n", ",").split(",") if m.strip()]
+    return values, body
+
+
+def _groups_page(
+    *, form: dict[str, str], error: BridgeError | None = None, failed: str | None = None
+) -> tuple[str, int]:
+    svc = context.svc()
+    page = render_template(
+        "groups.html",
+        groups=[views.group(view) for view in svc.groups(context.user(), storage=True)],
+        form=form,
+        error=error,
+        errors={p.field: p.message for p in error.problems} if error else {},
+        failed=failed,
+    )
+    return page, error.status if error else 200
+
+
+@bp.post("/groups")
+def create_group() -> Page:
+    values: dict[str, str] = {key: request.form.get(key, "").strip() for key in request.form}
     try:
-        if problems:
-            raise InvalidRequest.of([FieldProblem(f"quota.{p.field}", p.message) for p in problems])
-        body = {
-            "name": values["name"],
-            "members": members,
-            "quota": {
-                "cpu": values["cpu"],
-                "memory": values["memory"],
-                "storage": values["storage"] or "10Gi",
-                "deployments": deployments,
-            },
-        }
-        written = svc.create_group(context.user(), body)
+        values, body = _group_body(request.form)
+        written = context.svc().create_group(context.user(), body | {"name": values["name"]})
     except BridgeError as exc:
-        errors = {p.field: p.message for p in exc.problems}
-        page = render_template(
-            "groups.html",
-            groups=[views.group(view) for view in svc.groups(context.user(), storage=True)],
-            form=values,
-            error=exc,
-            errors=errors,
-        )
-        return page, exc.status
+        return _groups_page(form=values, error=exc)
     assert written.group is not None
     flash(f"Created group {written.group.name}", "success")
+    return redirect(url_for(".groups"))
+
+
+@bp.post("/groups/<name>/edit")
+def update_group(name: str) -> Page:
+    try:
+        _, body = _group_body(request.form)
+        written = context.svc().update_group(context.user(), name, body)
+    except BridgeError as exc:
+        return _groups_page(form={}, error=exc, failed=name)
+    flash_written(f"Updated group {name}", written)
     return redirect(url_for(".groups"))
