@@ -248,3 +248,22 @@ def test_closing_in_the_bridge_closes_the_pull_request(
     closed = client.post(f"/api/v1/changes/{change_id}/close", headers=ALICE, content_type=JSON)
     assert closed.status_code == 200
     assert forge.pulls[pull.number].state == "closed" and branches(remote) == []
+
+
+def test_a_change_proposed_on_one_replica_is_approved_on_another(
+    tmp_path: Path, remote: Path
+) -> None:
+    first = review_app(tmp_path).test_client()
+    create_group(first)
+    second = make_app(
+        tmp_path / "other",
+        repo_url=remote.as_uri(),
+        review={"mode": "pull-request"},
+        fetch_interval=0,
+    ).test_client()
+    change_id = propose(first)["change"]["id"]
+    listed = second.get("/api/v1/changes", headers=BOB).json
+    assert [c["id"] for c in listed] == [change_id]
+    assert approve(second, change_id).status_code == 200
+    assert branches(remote) == []
+    assert first.get(f"/api/v1/changes/{change_id}", headers=BOB).status_code == 404

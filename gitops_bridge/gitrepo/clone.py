@@ -113,8 +113,10 @@ class Clone:
             self.repo.git.fetch(
                 "--quiet",
                 "--no-tags",
+                "--prune",  # review branches approved or closed elsewhere go away here too
                 "origin",
                 f"+refs/heads/{self.branch}:{self.tracking_ref}",
+                f"+refs/heads/{CHANGES_PREFIX}*:refs/remotes/origin/{CHANGES_PREFIX}*",
             )
         except git.GitCommandError as exc:
             if "couldn't find remote ref" in str(exc.stderr):
