@@ -52,9 +52,9 @@ def _group_of(path: str) -> str:
     return path.split("/")[1]
 
 
-def _parse(svc: Service, snapshot: Snapshot, path: str) -> Deployment | None:
-    document = snapshot.yaml(path)
-    return None if document is None else render.parse_helmrelease(document)
+def _parse_at(svc: Service, commit: str | None, path: str) -> Deployment | None:
+    blob = svc.repo.blob_at(commit, path)
+    return None if blob is None else render.parse_helmrelease(svc.repo.parsed_blob(blob))
 
 
 def _authorise(svc: Service, user: User, group: str) -> None:
@@ -66,10 +66,8 @@ def history(svc: Service, user: User, name: str, *, diffs: bool = False) -> list
     _authorise(svc, user, _group_of(path))
     versions = []
     for entry in svc.repo.log(paths=[path]):
-        after = svc.repo.snapshot(entry.sha)
-        before = svc.repo.snapshot(entry.parent) if entry.parent else None
-        old = _parse(svc, before, path) if before else None
-        new = _parse(svc, after, path)
+        old = _parse_at(svc, entry.parent, path)
+        new = _parse_at(svc, entry.sha, path)
         summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
         if new and old and new.restarted_at != old.restarted_at:
             summary.append("restarted")
@@ -117,16 +115,16 @@ def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None 
             f"commit {entry.sha[:7]} also changes {', '.join(sorted(others)[:5])}: reverting it "
             f"here would touch more than {name}; restore a version of {name} instead"
         )
-    reverted = svc.repo.snapshot(entry.sha)
-    parent = svc.repo.snapshot(entry.parent) if entry.parent else None
+    reverted = svc.repo.read_at(entry.sha, path)
+    parent = svc.repo.read_at(entry.parent, path)
 
     def plan(snapshot: Snapshot, state: State) -> Plan:
         content = three_way(
             svc,
             path=path,
             ours=snapshot.read(path),
-            base=reverted.read(path),
-            theirs=parent.read(path) if parent else None,
+            base=reverted,
+            theirs=parent,
             what=f"reverting {entry.sha[:7]}",
         )
         message = f'Revert "{entry.subject}"\n\nThis reverts commit {entry.sha}.'
@@ -149,7 +147,7 @@ def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None
     group = _group_of(path)
     _authorise(svc, user, group)
     entry = _entry(svc, path, commit)
-    content = svc.repo.snapshot(entry.sha).read(path)
+    content = svc.repo.read_at(entry.sha, path)
     if content is None:
         raise InvalidRequest.field(
             "commit", f"{entry.sha[:7]} deleted {name}; pick a commit where it existed"

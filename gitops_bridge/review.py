@@ -146,10 +146,9 @@ class Reviews:
 
     def proposed(self, change: ChangeRequest) -> Deployment | None:
         """The deployment as the change request would leave it."""
-        snapshot = self.svc.repo.snapshot(change.sha)
         path = self._path(change)
-        document = snapshot.yaml(path) if path else None
-        return None if document is None else render.parse_helmrelease(document)
+        blob = self.svc.repo.blob_at(change.sha, path) if path else None
+        return None if blob is None else render.parse_helmrelease(self.svc.repo.parsed_blob(blob))
 
     def diff(self, change: ChangeRequest) -> str:
         path = self._path(change)
@@ -204,8 +203,8 @@ class Reviews:
         path = self._path(change)
         if path is None:
             raise Conflict(f"change request {change_id} changes no deployment file")
-        base = self.svc.repo.snapshot(change.base) if change.base else None
-        proposed = self.svc.repo.snapshot(change.sha)
+        base = self.svc.repo.read_at(change.base, path)
+        proposed = self.svc.repo.read_at(change.sha, path)
 
         def build(snapshot: Snapshot) -> Change:
             state = self.svc.state(snapshot)
@@ -213,8 +212,8 @@ class Reviews:
                 self.svc,
                 path=path,
                 ours=snapshot.read(path),
-                base=base.read(path) if base else None,
-                theirs=proposed.read(path),
+                base=base,
+                theirs=proposed,
                 what=f"approving {change_id}",
             )
             message = change.subject + (f"\n\n{change.body}" if change.body else "")

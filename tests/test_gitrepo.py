@@ -159,6 +159,10 @@ def test_snapshot_reads_content_and_last_changes(tmp_path: Path, remote: Path) -
     assert repo.last_changes(third.sha, "t")["t/a.yaml"].sha == third.sha
     assert repo.last_changes(third.sha, "t")["t/b.yaml"].sha == second.sha
     assert show(remote, "t/a.yaml") == "a: 3"
+    assert repo.read_at(first.sha, "t/a.yaml") == b"a: 1\n"  # one path, no tree listing
+    assert repo.read_at(first.sha, "t/missing.yaml") is None
+    assert repo.read_at(first.sha, "t") is None  # a folder is not a file
+    assert repo.read_at(None, "t/a.yaml") is None
 
 
 def _free_port() -> int:

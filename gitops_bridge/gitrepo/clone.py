@@ -164,6 +164,21 @@ class Clone:
             data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
         return data
 
+    def blob_at(self, commit: str | None, path: str) -> str | None:
+        """The blob of one path at a commit (None: absent), without listing the whole tree."""
+        if commit is None:
+            return None
+        with self._odb_lock:
+            try:
+                found = self.repo.commit(commit).tree / path
+            except KeyError:
+                return None
+            return str(found.hexsha) if found.type == "blob" else None
+
+    def read_at(self, commit: str | None, path: str) -> bytes | None:
+        sha = self.blob_at(commit, path)
+        return None if sha is None else self.read_blob(sha)
+
     def parsed_blob(self, sha: str) -> Any:
         cached = self._parsed.get(sha)
         if cached is None:
