@@ -49,6 +49,7 @@ class Clone:
         self._lock = threading.RLock()
         self._odb_lock = threading.Lock()
         self._last_fetch = 0.0
+        self._branches: list[BranchTip] | None = None  # review branches, until refs change
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._parsed: OrderedDict[str, Any] = OrderedDict()
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
@@ -124,6 +125,7 @@ class Clone:
                 return  # an empty remote: nothing to fetch yet
             raise RepoUnavailable(f"cannot fetch from the GitOps remote: {_stderr(exc)}") from exc
         self._last_fetch = time.monotonic()
+        self._branches = None
 
     def refresh(self, *, max_age: float | None = None) -> None:
         """Fetch if the last fetch is older than max_age seconds (default: fetch_interval)."""
@@ -294,7 +296,10 @@ class Clone:
             return bytes(merged)
 
     def change_branches(self) -> list[BranchTip]:
-        """Open review branches (as of the last fetch)."""
+        """Open review branches (as of the last fetch; kept until refs change)."""
+        cached = self._branches
+        if cached is not None:
+            return cached
         out = self.repo.git.for_each_ref(
             "--format=%(refname)%00%(objectname)", f"refs/remotes/origin/{CHANGES_PREFIX}"
         )
@@ -302,6 +307,7 @@ class Clone:
         for line in out.splitlines():
             ref, _, sha = line.partition("\x00")
             tips.append(BranchTip(branch=ref.removeprefix("refs/remotes/origin/"), sha=sha))
+        self._branches = tips
         return tips
 
     def is_ancestor(self, older: str, newer: str) -> bool:

@@ -291,6 +291,7 @@ class GitRepo(Clone):
             except _Rejected as exc:
                 raise Conflict(f"the review branch {name} exists already") from exc
             self.repo.git.update_ref(f"refs/remotes/origin/{name}", sha)
+            self._branches = None
             return CommitResult(sha=sha, changed=True), name
 
     def delete_branch(self, branch: str) -> None:
@@ -302,6 +303,7 @@ class GitRepo(Clone):
                     raise RepoUnavailable(f"cannot delete {branch}: {_stderr(exc)}") from exc
             with contextlib.suppress(git.GitCommandError):
                 self.repo.git.update_ref("-d", f"refs/remotes/origin/{branch}")
+            self._branches = None
 
 
 def _flatten(change: Change) -> dict[str, bytes | None]:
