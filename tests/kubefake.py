@@ -3,7 +3,7 @@
 ``FakeKube`` is a threaded plain-HTTP server on 127.0.0.1 that answers the official
 ``kubernetes`` Python client (or any HTTP client) the way a real API server does, for
 the kinds gitops-bridge reads: core v1 namespaces/pods(+log)/services/configmaps/secrets/
-serviceaccounts/resourcequotas/limitranges, apps/v1 deployments, coordination.k8s.io/v1
+serviceaccounts/resourcequotas/limitranges/events, apps/v1 deployments, coordination.k8s.io/v1
 leases, networking.k8s.io/v1 networkpolicies, rbac.authorization.k8s.io/v1 rolebindings,
 the Flux kinds (HelmRelease v2, Kustomization v1, GitRepository v1, Receiver v1) and
 metrics.k8s.io/v1beta1 PodMetrics. Tests drive the state from Python (``apply``,
@@ -25,16 +25,51 @@ as the real server) and JSON patches, pod logs (``container``, ``tailLines``,
 ``sinceSeconds``, ``timestamps``, ``follow`` streamed until the pod is deleted or the
 client leaves) and error ``Status`` objects.
 
-Not implemented: authorization (one optional bearer token, no RBAC), admission and
-validation (any body is stored as given; creating in a namespace that does not exist is
-allowed), server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun``,
+Writes (HTTP POST/PUT/PATCH and ``apply()``, which raises the same ``ApiError``) go through
+what kube-apiserver checks, in its order; each rule names its Kubernetes source at the code:
+
+- Namespace lifecycle: the fake starts with default, kube-system, kube-public and
+  kube-node-lease; creating or updating a namespaced object in a namespace that does not
+  exist is 404 ``namespaces "x" not found``, creating in one being terminated is 403; the
+  first three may not be deleted (403). Namespaces get status.phase Active, the
+  ``kubernetes`` spec finalizer and the ``kubernetes.io/metadata.name`` label.
+- Validation, 422 Invalid with the real message and ``details.causes``: names per kind
+  (DNS-1123 subdomain; DNS-1123 label for Namespaces, DNS-1035 label for Services, path
+  segment for RoleBindings), generateName, label keys and values, annotation keys and
+  their 256 KiB total, finalizer names; a Pod's containers and a Deployment's pod template
+  (requests <= limits, no negative quantity; selector required, non-empty and matching the
+  template labels; template labels and annotations). A quantity that does not parse or a
+  label that is not a string is 400, as when the body is decoded.
+- Warnings: a memory or ephemeral-storage quantity that is not a whole number of bytes is
+  stored, answered with ``Warning: 299 - "..."`` and recorded in ``FakeKube.warnings``.
+- LimitRanger on Pod create: Container defaults (``defaultRequest``/``default``, with the
+  LimitRange's own defaulting from max and min) and the kubernetes.io/limit-ranger
+  annotation, then min/max/maxLimitRequestRatio per Container and per Pod (403).
+- ResourceQuota on create: compute resources and ``pods`` of pods (LimitRange defaults
+  applied first; Succeeded/Failed pods not charged; a deleted pod charged until its
+  deletionTimestamp + grace period, read from ``FakeKube.clock``), ``services*``, the
+  legacy ``configmaps``/``secrets``/``resourcequotas`` counts and ``count/<resource>.<group>``
+  for every kind (403 ``exceeded quota: ...``; ``must specify ...`` when a quota tracks cpu
+  or memory a container does not set). ResourceQuota ``status.hard``/``status.used`` are
+  recomputed after every change in the namespace, as the quota controller would.
+
+Not implemented: authorization (one optional bearer token, no RBAC); validation of
+anything but the above (other spec fields of built-in kinds, the OpenAPI schemas of custom
+resources, immutable fields, ownerReferences); admission plugins other than the three
+above (no ServiceAccount, PodSecurity, webhooks ...); the quota scope
+CrossNamespacePodAffinity (the other scopes are implemented); quota and LimitRange checks
+on updates (a pod resize); LimitRange PersistentVolumeClaim items; canonical quantities in
+stored objects (they read back as written); a quota's usage changing by time alone (a
+terminating pod's grace period running out shows in status.used at the next change);
+server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun``,
 ``deletecollection``, ``resourceVersion``/``resourceVersionMatch`` on GET/LIST (always the
 latest state), the ``sendInitialEvents`` watch-list, Table/protobuf/CBOR output,
 ``previous`` container logs (400 as for a container that never restarted), ``limitBytes``,
 set-based ``>``/``<`` label operators, garbage collection through ownerReferences
-(deleting a Namespace removes what is in it, nothing else cascades), and controllers of
-any kind (no scheduler, kubelet or Deployment controller: tests, or ``fluxstandin``,
-write the objects and their status).
+(deleting a Namespace removes what is in it, nothing else cascades), graceful deletion of
+pods over HTTP (a DELETE removes the pod at once; ``delete(graceful=True)`` keeps it for its
+grace period), and controllers of any kind (no scheduler, kubelet or Deployment controller:
+tests, or ``fluxstandin``, write the objects and their status).
 """
 
 from __future__ import annotations
@@ -43,6 +78,7 @@ import base64
 import contextlib
 import copy
 import json
+import random
 import re
 import select
 import socket
@@ -53,6 +89,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,7 +141,7 @@ TOO_OLD_CONTINUE = (
 )
 # Kinds whose objects carry no metadata.generation on a real server.
 NO_GENERATION = {"ConfigMap", "Secret", "Namespace", "ServiceAccount", "Lease", "Service"}
-NO_GENERATION |= {"ResourceQuota", "LimitRange", "RoleBinding"}
+NO_GENERATION |= {"ResourceQuota", "LimitRange", "RoleBinding", "Event"}
 SNAPSHOTS = 64
 STREAM_TICK = 0.2
 
@@ -149,6 +186,7 @@ RESOURCES = (
     Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     Resource("", "v1", "resourcequotas", "ResourceQuota", subresources=("status",)),
     Resource("", "v1", "limitranges", "LimitRange", short_names=("limits",)),
+    Resource("", "v1", "events", "Event", short_names=("ev",)),
     Resource("apps", "v1", "deployments", "Deployment", subresources=("status",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
@@ -161,6 +199,10 @@ RESOURCES = (
 METRICS = Resource("metrics.k8s.io", "v1beta1", "pods", "PodMetrics")
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 BY_KEY = {r.key: r for r in RESOURCES}
+NAMESPACE_KEY: Key = ("v1", "Namespace")
+POD_KEY: Key = ("v1", "Pod")
+QUOTA_KEY: Key = ("v1", "ResourceQuota")
+LIMIT_RANGE_KEY: Key = ("v1", "LimitRange")
 
 
 def now() -> str:
@@ -402,6 +444,989 @@ def json_patch(doc: Any, operations: Any) -> Any:
     return doc
 
 
+# ---- validation and admission ---------------------------------------------------------
+# What kube-apiserver refuses, changes or warns about on a write, each rule with its source.
+# Paths are in kubernetes/kubernetes; ``staging/src/k8s.io/<repo>/...`` is the published
+# k8s.io/<repo> module (k8s.io/apimachinery, k8s.io/apiserver). Go iterates maps in random
+# order; where a message lists map entries, the fake sorts them so the text is stable.
+
+_NANO = Fraction(1, 10**9)
+# staging/src/k8s.io/apimachinery/pkg/api/resource/quantity.go (ParseQuantity, ErrFormatWrong)
+_QUANTITY = re.compile(
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+)
+QUANTITY_FORMAT_ERROR = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12}
+_DECIMAL_SUFFIXES |= {"P": 15, "E": 18}
+_DECIMAL_BY_EXPONENT = {exponent: suffix for suffix, exponent in _DECIMAL_SUFFIXES.items()}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A resource.Quantity: an exact value and the format its text was written in.
+
+    Source: staging/src/k8s.io/apimachinery/pkg/api/resource/quantity.go (ParseQuantity
+    rounds up to nano precision; String() is CanonicalizeBytes; Add keeps the format of the
+    left operand unless that is zero) and amount.go (AsCanonicalBytes,
+    AsCanonicalBase1024Bytes).
+    """
+
+    value: Fraction
+    format: str = "DecimalSI"  # BinarySI | DecimalSI | DecimalExponent
+
+    @classmethod
+    def parse(cls, raw: Any) -> Quantity:
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise ValueError(QUANTITY_FORMAT_ERROR)
+        text = raw if isinstance(raw, str) else repr(raw)
+        match = _QUANTITY.fullmatch(text)
+        if match is None:
+            raise ValueError(QUANTITY_FORMAT_ERROR)
+        number, suffix = Fraction(match[1]), match[2] or ""
+        if suffix in _BINARY_SUFFIXES[1:]:
+            value, fmt = number * 1024 ** _BINARY_SUFFIXES.index(suffix), "BinarySI"
+        elif suffix in _DECIMAL_SUFFIXES:
+            value, fmt = number * Fraction(10) ** _DECIMAL_SUFFIXES[suffix], "DecimalSI"
+        else:
+            value, fmt = number * Fraction(10) ** int(suffix[1:]), "DecimalExponent"
+        if (value / _NANO).denominator != 1:  # more precise than nano: rounded up (away from 0)
+            nanos = -((-abs(value)) // _NANO)
+            value = nanos * _NANO * (1 if value > 0 else -1)
+        return cls(value, fmt)
+
+    def __add__(self, other: Quantity) -> Quantity:
+        return Quantity(self.value + other.value, other.format if not self.value else self.format)
+
+    def milli(self) -> int:
+        """MilliValue(): the value in thousandths, rounded up."""
+        return -((-self.value * 1000) // 1)
+
+    def __str__(self) -> str:
+        value = self.value
+        if not value:
+            return "0"
+        fmt = self.format
+        if fmt == "BinarySI" and (abs(value) < 1024 or value.denominator != 1):
+            fmt = "DecimalSI"
+        sign, value = ("-" if value < 0 else ""), abs(value)
+        if fmt == "BinarySI":
+            number, power = value.numerator, 0
+            while number % 1024 == 0 and power < len(_BINARY_SUFFIXES) - 1:
+                number, power = number // 1024, power + 1
+            return f"{sign}{number}{_BINARY_SUFFIXES[power]}"
+        exponent = 0
+        while value.denominator != 1:
+            value, exponent = value * 10, exponent - 1
+        mantissa = value.numerator
+        while mantissa % 10 == 0:
+            mantissa, exponent = mantissa // 10, exponent + 1
+        shift = exponent % 3  # down to a multiple of 3, as AsCanonicalBytes does
+        mantissa, exponent = mantissa * 10**shift, exponent - shift
+        if fmt == "DecimalSI" and exponent in _DECIMAL_BY_EXPONENT:
+            suffix = _DECIMAL_BY_EXPONENT[exponent]
+        else:
+            suffix = f"e{exponent}" if exponent else ""
+        return f"{sign}{mantissa}{suffix}"
+
+
+ZERO = Quantity(Fraction(0))
+
+# staging/src/k8s.io/apimachinery/pkg/util/validation/field/errors.go: ErrorType and how
+# Error() renders (Required, Forbidden and TooLong leave the value out).
+_ERROR_WORDS = {
+    "FieldValueRequired": "Required value",
+    "FieldValueInvalid": "Invalid value",
+    "FieldValueForbidden": "Forbidden",
+    "FieldValueTooLong": "Too long",
+    "FieldValueNotSupported": "Unsupported value",
+}
+
+
+def _mapping(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def _go_value(value: Any) -> str:
+    """A bad value as field.Error prints it: strings quoted, structures as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field.Error: ``metadata.labels: Invalid value: "x": <detail>``."""
+
+    type: str
+    field: str
+    value: Any = ""
+    detail: str = ""
+
+    def body(self) -> str:
+        text = _ERROR_WORDS[self.type]
+        if self.type not in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong"):
+            text += f": {_go_value(self.value)}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+
+def _bad(path: str, value: Any, detail: str) -> FieldError:
+    return FieldError("FieldValueInvalid", path, value, detail)
+
+
+def _aggregate(messages: list[str]) -> str:
+    """utilerrors.NewAggregate(...).Error(): one message alone, several in [a, b]."""
+    unique = list(dict.fromkeys(messages))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+
+
+def invalid(resource: Resource, name: str, errors: list[FieldError]) -> ApiError:
+    """422: staging/src/k8s.io/apimachinery/pkg/api/errors/errors.go NewInvalid."""
+    qualified_kind = f"{resource.kind}.{resource.group}" if resource.group else resource.kind
+    details: Obj = {"name": name}
+    if resource.group:
+        details["group"] = resource.group
+    details["kind"] = resource.kind
+    details["causes"] = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errors]
+    message = f'{qualified_kind} "{name}" is invalid: {_aggregate([str(e) for e in errors])}'
+    return ApiError(422, message, details=details)
+
+
+def forbidden(
+    resource: Resource, name: str, reason: str, *, causes: list[Obj] | None = None
+) -> ApiError:
+    """403: errors.go NewForbidden, as admission.NewForbidden (apiserver/pkg/admission/errors.go)
+    builds it from the request's resource and the object's name."""
+    subject = f'{resource.qualified} "{name}"' if name else resource.qualified
+    details = _details(resource, name)
+    if causes:
+        details["causes"] = causes
+    return ApiError(403, f"{subject} is forbidden: {reason}", details=details)
+
+
+def _regex_error(message: str, fmt: str, *examples: str) -> str:
+    """staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go RegexError."""
+    if not examples:
+        return f"{message} (regex used for validation is '{fmt}')"
+    shown = " or ".join(f"'{example}', " for example in examples)
+    return f"{message} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+def _size(text: str) -> int:
+    return len(text.encode())  # Go's len(): bytes
+
+
+# Names: staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go (IsDNS1123Label,
+# IsDNS1123Subdomain, IsDNS1035Label; MaxLenError there says "characters").
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character"
+)
+_DNS1035_LABEL_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with "
+    "an alphabetic character, and end with an alphanumeric character"
+)
+
+
+def dns1123_subdomain(value: str, *, unit: str = "characters") -> list[str]:
+    problems = []
+    if _size(value) > 253:
+        problems.append(f"must be no more than 253 {unit}")
+    if not re.fullmatch(_DNS1123_SUBDOMAIN_FMT, value):
+        problems.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return problems
+
+
+def dns1123_label(value: str) -> list[str]:
+    problems = []
+    if _size(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not re.fullmatch(_DNS1123_LABEL_FMT, value):
+        if re.fullmatch(_DNS1123_SUBDOMAIN_FMT, value):
+            problems.append("must not contain dots")
+        else:
+            problems.append(
+                _regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc")
+            )
+    return problems
+
+
+def dns1035_label(value: str) -> list[str]:
+    problems = []
+    if _size(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not re.fullmatch(_DNS1035_LABEL_FMT, value):
+        problems.append(_regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
+    return problems
+
+
+def path_segment_name(value: str) -> list[str]:
+    """staging/src/k8s.io/apimachinery/pkg/api/validation/path/name.go IsValidPathSegmentName."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{bad}'" for bad in ("/", "%") if bad in value]
+
+
+# Label keys and values: staging/src/k8s.io/apimachinery/pkg/api/validate/content/kube.go
+# (IsLabelKey, which IsQualifiedName is; IsLabelValue) and content/errors.go, whose MaxLenError
+# says "bytes"; the key prefix is content/dns.go IsDNS1123Subdomain.
+_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = "(" + _LABEL_KEY_FMT + ")?"
+_LABEL_KEY_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character"
+)
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+    "'.', and must start and end with an alphanumeric character"
+)
+
+
+def qualified_name(value: str) -> list[str]:
+    parts = value.split("/")
+    problems: list[str] = []
+    if len(parts) > 2:
+        rule = _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+        return [
+            f"a valid label key {rule} with an optional DNS subdomain prefix and '/' "
+            "(e.g. 'example.com/MyName')"
+        ]
+    name = parts[-1]
+    if len(parts) == 2:
+        if not parts[0]:
+            problems.append("prefix part must be non-empty")
+        else:
+            problems += [f"prefix part {p}" for p in dns1123_subdomain(parts[0], unit="bytes")]
+    if not name:
+        problems.append("name part must be non-empty")
+    elif _size(name) > 63:
+        problems.append("name part must be no more than 63 bytes")
+    if not re.fullmatch(_LABEL_KEY_FMT, name):
+        rule = _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+        problems.append(f"name part {rule}")
+    return problems
+
+
+def label_value(value: str) -> list[str]:
+    problems = []
+    if _size(value) > 63:
+        problems.append("must be no more than 63 bytes")
+    if not re.fullmatch(_LABEL_VALUE_FMT, value):
+        problems.append(
+            _regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
+        )
+    return problems
+
+
+# Which name rule each stored kind has: pkg/apis/core/validation/validation.go
+# (ValidateNamespaceName = NameIsDNSLabel, ValidateServiceName = NameIsDNS1035Label; Pod,
+# ConfigMap, Secret, ServiceAccount, ResourceQuota, LimitRange: NameIsDNSSubdomain),
+# pkg/apis/apps/validation/validation.go (Deployment: NameIsDNSSubdomain),
+# pkg/apis/coordination/validation/validation.go (Lease: NameIsDNSSubdomain),
+# pkg/apis/networking/validation/validation.go (NetworkPolicy: NameIsDNSSubdomain),
+# pkg/apis/rbac/validation/validation.go (ValidateRBACName = IsValidPathSegmentName) and
+# staging/src/k8s.io/apiextensions-apiserver/pkg/registry/customresource/validator.go
+# (custom resources: NameIsDNSSubdomain). Everything else: DNS subdomain.
+NAME_RULES: dict[str, Callable[[str], list[str]]] = {
+    "Namespace": dns1123_label,
+    "Service": dns1035_label,
+    "RoleBinding": path_segment_name,
+}
+
+
+def _name_rule(kind: str) -> Callable[[str], list[str]]:
+    return NAME_RULES.get(kind, dns1123_subdomain)
+
+
+def _mask_trailing_dash(name: str) -> str:
+    """staging/src/k8s.io/apimachinery/pkg/api/validation/generic.go maskTrailingDash
+    (a generateName may end in '-'; Go replaces the last two characters with 'a')."""
+    return name[:-2] + "a" if name.endswith("-") else name
+
+
+def _labels_errors(labels: Any, path: str) -> list[FieldError]:
+    """staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/validation/validation.go ValidateLabels."""
+    errors: list[FieldError] = []
+    for key in sorted(labels or {}):
+        errors += [_bad(path, key, msg) for msg in qualified_name(key)]
+        errors += [_bad(path, labels[key], msg) for msg in label_value(labels[key])]
+    return errors
+
+
+TOTAL_ANNOTATION_SIZE = 256 * 1024
+
+
+def _annotations_errors(annotations: Any, path: str) -> list[FieldError]:
+    """staging/src/k8s.io/apimachinery/pkg/api/validation/objectmeta.go ValidateAnnotations:
+    keys are qualified names (case does not matter), keys + values at most 256 KiB."""
+    errors: list[FieldError] = []
+    annotations = annotations or {}
+    for key in sorted(annotations):
+        errors += [_bad(path, key, msg) for msg in qualified_name(key.lower())]
+    if sum(_size(k) + _size(v) for k, v in annotations.items()) > TOTAL_ANNOTATION_SIZE:
+        errors.append(
+            FieldError(
+                "FieldValueTooLong", path, "", f"must have at most {TOTAL_ANNOTATION_SIZE} bytes"
+            )
+        )
+    return errors
+
+
+def _meta_errors(resource: Resource, meta: Obj, *, create: bool) -> list[FieldError]:
+    """objectmeta.go ValidateObjectMetaAccessor (create) / ValidateObjectMetaAccessorUpdate:
+    generateName, name, namespace, labels, annotations, finalizers, in that order."""
+    errors: list[FieldError] = []
+    rule = _name_rule(resource.kind)
+    if create:
+        if meta.get("generateName"):
+            generate = str(meta["generateName"])
+            errors += [
+                _bad("metadata.generateName", generate, msg)
+                for msg in rule(_mask_trailing_dash(generate))
+            ]
+        name = str(meta.get("name") or "")
+        if not name:
+            errors.append(
+                FieldError(
+                    "FieldValueRequired", "metadata.name", "", "name or generateName is required"
+                )
+            )
+        else:
+            errors += [_bad("metadata.name", name, msg) for msg in rule(name)]
+        if resource.namespaced:
+            namespace = str(meta.get("namespace") or "")
+            if not namespace:
+                errors.append(FieldError("FieldValueRequired", "metadata.namespace"))
+            else:
+                errors += [
+                    _bad("metadata.namespace", namespace, m) for m in dns1123_label(namespace)
+                ]
+    errors += _labels_errors(meta.get("labels"), "metadata.labels")
+    errors += _annotations_errors(meta.get("annotations"), "metadata.annotations")
+    for finalizer in meta.get("finalizers") or []:
+        errors += [_bad("metadata.finalizers", finalizer, m) for m in qualified_name(finalizer)]
+    return errors
+
+
+def _decode_errors(resource: Resource, obj: Obj) -> None:
+    """What fails before validation, when the body is decoded into the Go type: 400 for a
+    label that is not a string and for a quantity that does not parse
+    (staging/src/k8s.io/apimachinery/pkg/runtime/serializer: "<Kind> in version ... cannot be
+    handled as a <Kind>: ...")."""
+    prefix = (
+        f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}'
+    )
+    meta = obj.get("metadata")
+    for name in ("labels", "annotations"):
+        found = meta.get(name) if isinstance(meta, dict) else None
+        if found is None:
+            continue
+        if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+            raise ApiError(
+                400,
+                f"{prefix}: json: cannot unmarshal into Go struct field ObjectMeta.metadata.{name} "
+                "of type string",
+            )
+    for quantities in _quantity_maps(resource, obj):
+        for raw in quantities.values():
+            try:
+                Quantity.parse(raw)
+            except ValueError as exc:
+                raise ApiError(400, f"{prefix}: {exc}") from exc
+
+
+def _containers(pod_spec: Obj) -> list[tuple[str, Obj]]:
+    """(field name, container) for init, regular and ephemeral containers, as
+    pkg/apis/core/pods/helpers.go VisitContainersWithPath visits them."""
+    found = []
+    for group in ("initContainers", "containers", "ephemeralContainers"):
+        for index, container in enumerate(pod_spec.get(group) or []):
+            if isinstance(container, dict):
+                found.append((f"{group}[{index}]", container))
+    return found
+
+
+def _pod_spec_of(resource: Resource, obj: Obj) -> tuple[str, Obj] | None:
+    """The pod spec a Pod or a Deployment carries, and its field path."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    if resource.kind == "Pod":
+        return "spec", spec
+    if resource.kind == "Deployment":
+        template = spec.get("template")
+        inner = template.get("spec") if isinstance(template, dict) else None
+        return ("spec.template.spec", inner) if isinstance(inner, dict) else None
+    return None
+
+
+def _quantity_maps(resource: Resource, obj: Obj) -> list[Obj]:
+    maps: list[Obj] = []
+    pod = _pod_spec_of(resource, obj)
+    if pod is not None:
+        for _, container in _containers(pod[1]):
+            resources = container.get("resources") or {}
+            maps += [resources.get(b) or {} for b in ("requests", "limits")]
+        maps.append(pod[1].get("overhead") or {})
+    spec = _mapping(obj.get("spec"))
+    if resource.kind == "ResourceQuota":
+        maps.append(spec.get("hard") or {})
+    if resource.kind == "LimitRange":
+        for item in spec.get("limits") or []:
+            maps += [item.get(k) or {} for k in _LIMIT_KEYS]
+    return [m for m in maps if isinstance(m, dict)]
+
+
+def _resources_errors(pod_spec: Obj, path: str) -> list[FieldError]:
+    """pkg/apis/core/validation/validation.go ValidateResourceRequirements, per container
+    (ValidatePodSpec checks containers, then init containers): no negative quantity, and a
+    request may not exceed its limit."""
+    errors: list[FieldError] = []
+    ordered = [c for c in _containers(pod_spec) if c[0].startswith("containers")]
+    ordered += [c for c in _containers(pod_spec) if c[0].startswith("initContainers")]
+    for where, container in ordered:
+        resources = container.get("resources") or {}
+        limits = {k: Quantity.parse(v) for k, v in (resources.get("limits") or {}).items()}
+        requests = {k: Quantity.parse(v) for k, v in (resources.get("requests") or {}).items()}
+        base = f"{path}.{where}.resources"
+        for bucket, values in (("limits", limits), ("requests", requests)):
+            for name in sorted(values):
+                if values[name].value < 0:
+                    errors.append(
+                        _bad(
+                            f"{base}.{bucket}[{name}]",
+                            str(values[name]),
+                            "must be greater than or equal to 0",
+                        )
+                    )
+                if (
+                    bucket == "requests"
+                    and name in limits
+                    and values[name].value > limits[name].value
+                ):
+                    errors.append(
+                        _bad(
+                            f"{base}.requests",
+                            str(values[name]),
+                            f"must be less than or equal to {name} limit of {limits[name]}",
+                        )
+                    )
+    return errors
+
+
+def _selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, op = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        present = key in labels
+        if (
+            (op == "In" and not (present and labels[key] in values))
+            or (op == "NotIn" and present and labels[key] in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _deployment_errors(obj: Obj) -> list[FieldError]:
+    """pkg/apis/apps/validation/validation.go ValidateDeploymentSpec and
+    ValidatePodTemplateSpecForReplicaSet; template labels and annotations as
+    pkg/apis/core/validation/validation.go ValidatePodTemplateSpec checks them (its path is
+    spec.template, so they appear as spec.template.labels)."""
+    spec = obj.get("spec") or {}
+    errors: list[FieldError] = []
+    replicas = spec.get("replicas")
+    if isinstance(replicas, int) and replicas < 0:
+        errors.append(_bad("spec.replicas", replicas, "must be greater than or equal to 0"))
+    selector = spec.get("selector")
+    if selector is None:
+        errors.append(FieldError("FieldValueRequired", "spec.selector"))
+    else:
+        errors += _labels_errors(selector.get("matchLabels"), "spec.selector.matchLabels")
+        for index, expression in enumerate(selector.get("matchExpressions") or []):
+            path = f"spec.selector.matchExpressions[{index}].key"
+            errors += [
+                _bad(path, expression.get("key"), m)
+                for m in qualified_name(str(expression.get("key")))
+            ]
+        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+            errors.append(
+                _bad("spec.selector", selector, "empty selector is invalid for deployment")
+            )
+    template = spec.get("template") or {}
+    template_meta = template.get("metadata") or {}
+    template_labels = template_meta.get("labels") or {}
+    # A missing selector converts to labels.Nothing(), which matches nothing; an empty one
+    # selects everything and is not compared.
+    empty = (
+        selector is not None
+        and not selector.get("matchLabels")
+        and not selector.get("matchExpressions")
+    )
+    if not empty and (selector is None or not _selector_matches(selector, template_labels)):
+        errors.append(
+            _bad(
+                "spec.template.metadata.labels",
+                template_labels,
+                "`selector` does not match template `labels`",
+            )
+        )
+    errors += _labels_errors(template_labels, "spec.template.labels")
+    errors += _annotations_errors(template_meta.get("annotations"), "spec.template.annotations")
+    if isinstance(template.get("spec"), dict):
+        errors += _resources_errors(template["spec"], "spec.template.spec")
+    return errors
+
+
+def _validation_errors(resource: Resource, obj: Obj, old: Obj | None) -> list[FieldError]:
+    errors = _meta_errors(resource, obj["metadata"], create=old is None)
+    if resource.kind == "Pod" and isinstance(obj.get("spec"), dict):
+        errors += _resources_errors(obj["spec"], "spec")
+    if resource.kind == "Deployment":
+        errors += _deployment_errors(obj)
+    return errors
+
+
+def pod_warnings(resource: Resource, obj: Obj) -> list[str]:
+    """pkg/api/pod/warnings.go warningsForPodSpecAndMeta, the fractional-byte rule: memory
+    and ephemeral-storage quantities that are not whole bytes are stored, with a warning."""
+    found = _pod_spec_of(resource, obj)
+    if found is None:
+        return []
+    path, spec = found
+    warnings = []
+
+    def check(where: str, raw: Any) -> None:
+        quantity = Quantity.parse(raw)
+        if quantity.milli() % 1000:
+            warnings.append(
+                f'{where}: fractional byte value "{quantity}" is invalid, must be an integer'
+            )
+
+    overhead = spec.get("overhead") or {}
+    for name in ("memory", "ephemeral-storage"):
+        if name in overhead:
+            check(f"{path}.overhead[{name}]", overhead[name])
+    for where, container in _containers(spec):
+        resources = container.get("resources") or {}
+        for name in ("memory", "ephemeral-storage"):
+            for bucket in ("limits", "requests"):
+                values = resources.get(bucket) or {}
+                if name in values:
+                    check(f"{path}.{where}.resources.{bucket}[{name}]", values[name])
+    return warnings
+
+
+def warning_header(text: str) -> str:
+    """staging/src/k8s.io/apimachinery/pkg/util/net/http.go NewWarningHeader: code 299,
+    agent "-", the text quoted with " and \\ escaped."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    quoted = "".join(c if c.isprintable() else " " for c in quoted)
+    return f'299 - "{quoted}"'.encode("latin-1", "replace").decode("latin-1")
+
+
+# LimitRanger: plugin/pkg/admission/limitranger/admission.go. Pods only, on create (updates
+# are skipped: SupportsAttributes). A LimitRangeItem of type Container is first defaulted as
+# pkg/apis/core/v1/defaults.go SetDefaults_LimitRangeItem does when the LimitRange is stored:
+# default <- max, defaultRequest <- default, then defaultRequest <- min.
+_LIMIT_KEYS = ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
+LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
+
+
+def _limit_items(limit_range: Obj) -> list[Obj]:
+    items = []
+    for raw in (limit_range.get("spec") or {}).get("limits") or []:
+        item = {k: dict(raw.get(k) or {}) for k in _LIMIT_KEYS} | {"type": raw.get("type")}
+        if item["type"] == "Container":
+            for source, target in (
+                ("max", "default"),
+                ("default", "defaultRequest"),
+                ("min", "defaultRequest"),
+            ):
+                for name, value in item[source].items():
+                    item[target].setdefault(name, value)
+        items.append(item)
+    return items
+
+
+def _limit_defaults(pod: Obj, limit_range: Obj) -> None:
+    """PodMutateLimitFunc: a container without a request or limit gets the LimitRange's."""
+    defaults: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    for item in _limit_items(limit_range):
+        if item["type"] == "Container":
+            defaults["requests"].update(
+                {k: str(Quantity.parse(v)) for k, v in item["defaultRequest"].items()}
+            )
+            defaults["limits"].update(
+                {k: str(Quantity.parse(v)) for k, v in item["default"].items()}
+            )
+    spec = pod.get("spec") or {}
+    notes = []
+    for group, prefix in (("containers", "container"), ("initContainers", "init container")):
+        for container in spec.get(group) or []:
+            resources = container.setdefault("resources", {})
+            set_limits = [k for k in defaults["limits"] if k not in (resources.get("limits") or {})]
+            set_requests = [
+                k for k in defaults["requests"] if k not in (resources.get("requests") or {})
+            ]
+            if set_limits:
+                resources["limits"] = (resources.get("limits") or {}) | {
+                    k: defaults["limits"][k] for k in set_limits
+                }
+            if set_requests:
+                resources["requests"] = (resources.get("requests") or {}) | {
+                    k: defaults["requests"][k] for k in set_requests
+                }
+            name = container.get("name", "")
+            if set_requests:
+                notes.append(f"{', '.join(sorted(set_requests))} request for {prefix} {name}")
+            if set_limits:
+                notes.append(f"{', '.join(sorted(set_limits))} limit for {prefix} {name}")
+    if notes:
+        annotations = pod["metadata"].get("annotations") or {}
+        annotations[LIMIT_RANGER_ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
+        pod["metadata"]["annotations"] = annotations
+
+
+def _resource_list(values: Any) -> dict[str, Quantity]:
+    return {k: Quantity.parse(v) for k, v in (values or {}).items()}
+
+
+def _min_problem(
+    kind: str,
+    name: str,
+    enforced: Quantity,
+    requests: dict[str, Quantity],
+    limits: dict[str, Quantity],
+) -> str | None:
+    if name not in requests:
+        return f"minimum {name} usage per {kind} is {enforced}.  No request is specified"
+    if requests[name].milli() < enforced.milli():
+        return f"minimum {name} usage per {kind} is {enforced}, but request is {requests[name]}"
+    if name in limits and limits[name].milli() < enforced.milli():
+        return f"minimum {name} usage per {kind} is {enforced}, but limit is {limits[name]}"
+    return None
+
+
+def _max_problem(
+    kind: str,
+    name: str,
+    enforced: Quantity,
+    requests: dict[str, Quantity],
+    limits: dict[str, Quantity],
+) -> str | None:
+    if name not in limits:
+        return f"maximum {name} usage per {kind} is {enforced}.  No limit is specified"
+    if limits[name].milli() > enforced.milli():
+        return f"maximum {name} usage per {kind} is {enforced}, but limit is {limits[name]}"
+    if name in requests and requests[name].milli() > enforced.milli():
+        return f"maximum {name} usage per {kind} is {enforced}, but request is {requests[name]}"
+    return None
+
+
+def _ratio_problem(
+    kind: str,
+    name: str,
+    enforced: Quantity,
+    requests: dict[str, Quantity],
+    limits: dict[str, Quantity],
+) -> str | None:
+    request, limit = requests.get(name, ZERO).milli(), limits.get(name, ZERO).milli()
+    rule = f"{name} max limit to request ratio per {kind} is {enforced}"
+    if not request:
+        return f"{rule}, but no request is specified or request is 0"
+    if not limit:
+        return f"{rule}, but no limit is specified or limit is 0"
+    ratio = limit / request
+    if ratio * 1000 > enforced.milli():
+        return f"{rule}, but provided ratio is {ratio:f}"
+    return None
+
+
+def _pod_totals(spec: Obj, bucket: str, *, overhead: bool) -> dict[str, Quantity]:
+    """A pod's requests or limits: pkg/api/v1/resource/helpers.go PodRequests/PodLimits
+    (containers add up; an init container counts as the maximum, a restartable one adds)."""
+    total: dict[str, Quantity] = {}
+    restartable: dict[str, Quantity] = {}
+    init_max: dict[str, Quantity] = {}
+    for container in spec.get("containers") or []:
+        for name, value in _resource_list((container.get("resources") or {}).get(bucket)).items():
+            total[name] = total.get(name, ZERO) + value
+    for container in spec.get("initContainers") or []:
+        own = _resource_list((container.get("resources") or {}).get(bucket))
+        if container.get("restartPolicy") == "Always":
+            for name, value in own.items():
+                total[name] = total.get(name, ZERO) + value
+                restartable[name] = restartable.get(name, ZERO) + value
+            own = dict(restartable)
+        else:
+            own = {
+                n: own.get(n, ZERO) + restartable.get(n, ZERO) for n in set(own) | set(restartable)
+            }
+        for name, value in own.items():
+            if name not in init_max or value.value > init_max[name].value:
+                init_max[name] = value
+    for name, value in init_max.items():
+        if name not in total or value.value > total[name].value:
+            total[name] = value
+    if overhead and bucket == "requests":
+        for name, value in _resource_list(spec.get("overhead")).items():
+            total[name] = total.get(name, ZERO) + value
+    return total
+
+
+def limit_range_problem(pod: Obj, limit_range: Obj) -> str | None:
+    """PodValidateLimitFunc: min, max and maxLimitRequestRatio per Container and per Pod."""
+    spec = pod.get("spec") or {}
+    problems: list[str | None] = []
+    checks = (
+        ("min", _min_problem),
+        ("max", _max_problem),
+        ("maxLimitRequestRatio", _ratio_problem),
+    )
+    for item in _limit_items(limit_range):
+        kind = str(item["type"])
+        if kind == "Container":
+            targets = [
+                (
+                    _resource_list((c.get("resources") or {}).get("requests")),
+                    _resource_list((c.get("resources") or {}).get("limits")),
+                )
+                for group in ("containers", "initContainers")
+                for c in spec.get(group) or []
+            ]
+        elif kind == "Pod":
+            targets = [
+                (
+                    _pod_totals(spec, "requests", overhead=False),
+                    _pod_totals(spec, "limits", overhead=False),
+                )
+            ]
+        else:
+            continue
+        for requests, limits in targets:
+            for key, check in checks:
+                for name in sorted(item[key]):
+                    problems.append(
+                        check(kind, name, Quantity.parse(item[key][name]), requests, limits)
+                    )
+    found = [p for p in problems if p]
+    return _aggregate(found) if found else None
+
+
+# ResourceQuota: staging/src/k8s.io/apiserver/pkg/admission/plugin/resourcequota/controller.go
+# (CheckRequest; "exceeded quota: ..." with prettyPrint: name=value sorted, comma-separated),
+# the pod evaluator pkg/quota/v1/evaluator/core/pods.go (podResources, validationSet,
+# Constraints, PodUsageFunc, QuotaV1Pod), the service evaluator
+# pkg/quota/v1/evaluator/core/services.go, the object-count aliases of
+# pkg/quota/v1/evaluator/core/registry.go and the generic object-count evaluator
+# staging/src/k8s.io/apiserver/pkg/quota/v1/generic/evaluator.go (count/<resource>.<group>;
+# create only). Pods are evaluated on create (updates only through the resize subresource).
+POD_QUOTA_RESOURCES = frozenset(
+    {
+        "count/pods",
+        "cpu",
+        "memory",
+        "ephemeral-storage",
+        "requests.cpu",
+        "requests.memory",
+        "requests.ephemeral-storage",
+        "limits.cpu",
+        "limits.memory",
+        "limits.ephemeral-storage",
+        "pods",
+    }
+)
+QUOTA_VALIDATION_SET = frozenset(
+    {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+)
+SERVICE_QUOTA_RESOURCES = frozenset(
+    {"count/services", "services", "services.loadbalancers", "services.nodeports"}
+)
+LEGACY_COUNT_NAMES = {
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "ResourceQuota": "resourcequotas",
+}
+ONE = Quantity(Fraction(1))
+
+
+def quota_resources(resource: Resource) -> frozenset[str]:
+    """The quota resource names an evaluator answers for (MatchingResources)."""
+    names = {f"count/{resource.qualified}"}
+    if resource.kind == "Pod":
+        names |= POD_QUOTA_RESOURCES
+    if resource.kind == "Service":
+        names |= SERVICE_QUOTA_RESOURCES
+    if resource.kind in LEGACY_COUNT_NAMES:
+        names.add(LEGACY_COUNT_NAMES[resource.kind])
+    return frozenset(names)
+
+
+def _parse_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def pod_counts(pod: Obj, moment: float) -> bool:
+    """QuotaV1Pod: a pod in phase Succeeded or Failed is not charged; a pod being deleted is
+    charged until deletionTimestamp + deletionGracePeriodSeconds has passed."""
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    meta = pod.get("metadata") or {}
+    stamp, grace = meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds")
+    return not (stamp and grace is not None and moment > _parse_time(stamp) + int(grace))
+
+
+def quota_usage(resource: Resource, obj: Obj, moment: float) -> dict[str, Quantity]:
+    """What one object uses (PodUsageFunc for pods; services; object counts)."""
+    usage = {f"count/{resource.qualified}": ONE}
+    if resource.kind in LEGACY_COUNT_NAMES:
+        usage[LEGACY_COUNT_NAMES[resource.kind]] = ONE
+    spec = _mapping(obj.get("spec"))
+    if resource.kind == "Service":
+        usage["services"] = ONE
+        kind = spec.get("type", "ClusterIP")
+        if kind == "LoadBalancer":
+            usage["services.loadbalancers"] = ONE
+        if kind in ("NodePort", "LoadBalancer"):
+            usage["services.nodeports"] = Quantity(Fraction(len(spec.get("ports") or [])))
+    if resource.kind == "Pod" and pod_counts(obj, moment):
+        usage["pods"] = ONE
+        requests = _pod_totals(spec, "requests", overhead=True)
+        limits = _pod_totals(spec, "limits", overhead=True)
+        for name in ("cpu", "memory", "ephemeral-storage"):
+            if name in requests:
+                usage[name] = usage[f"requests.{name}"] = requests[name]
+            if name in limits:
+                usage[f"limits.{name}"] = limits[name]
+    return usage
+
+
+def quota_constraints(pod: Obj, required: set[str]) -> str | None:
+    """podEvaluator.Constraints: a quota on cpu or memory needs every container to set it."""
+    missing: dict[str, set[str]] = {}
+    spec = pod.get("spec") or {}
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        resources = container.get("resources") or {}
+        has = {"pods"}
+        for name in ("cpu", "memory"):
+            if name in (resources.get("requests") or {}):
+                has |= {name, f"requests.{name}"}
+            if name in (resources.get("limits") or {}):
+                has.add(f"limits.{name}")
+        for name in required & QUOTA_VALIDATION_SET - has:
+            missing.setdefault(name, set()).add(str(container.get("name", "")))
+    if not missing:
+        return None
+    parts = [f"{name} for: {','.join(sorted(missing[name]))}" for name in sorted(missing)]
+    return f"must specify {'; '.join(parts)}"
+
+
+def quota_matches(resource: Resource, obj: Obj, quota: Obj) -> bool:
+    """Whether a quota's scopes (spec.scopes, spec.scopeSelector) take in an object: only pods
+    have scopes (podMatchesScopeFunc); the object-count evaluators match no scope
+    (generic.MatchesNoScopeFunc). CrossNamespacePodAffinity is not implemented (no match)."""
+    spec = _mapping(quota.get("spec"))
+    scopes = [(str(name), "Exists", []) for name in spec.get("scopes") or []]
+    for expression in _mapping(spec.get("scopeSelector")).get("matchExpressions") or []:
+        scopes.append(
+            (
+                str(expression.get("scopeName")),
+                str(expression.get("operator")),
+                list(expression.get("values") or []),
+            )
+        )
+    if not scopes:
+        return True
+    if resource.kind != "Pod":
+        return False
+    pod_spec = _mapping(obj.get("spec"))
+    deadline = pod_spec.get("activeDeadlineSeconds")
+    terminating = isinstance(deadline, int) and deadline >= 0
+    # pkg/apis/core/v1/helper/qos/qos.go: BestEffort when no container asks for cpu or memory
+    best_effort = not any(
+        name in ((container.get("resources") or {}).get(bucket) or {})
+        for _, container in _containers(pod_spec)
+        for bucket in ("requests", "limits")
+        for name in ("cpu", "memory")
+    )
+    priority = str(pod_spec.get("priorityClassName") or "")
+    for name, operator, values in scopes:
+        if name == "PriorityClass":
+            matched = {
+                "Exists": bool(priority),
+                "DoesNotExist": not priority,
+                "In": bool(priority) and priority in values,
+                "NotIn": not priority or priority not in values,
+            }.get(operator, False)
+        else:
+            matched = {
+                "Terminating": terminating,
+                "NotTerminating": not terminating,
+                "BestEffort": best_effort,
+                "NotBestEffort": not best_effort,
+            }.get(name, False)
+        if not matched:
+            return False
+    return True
+
+
+def pretty(values: dict[str, Quantity]) -> str:
+    return ",".join(f"{name}={values[name]}" for name in sorted(values))
+
+
+# pkg/controlplane/controller/systemnamespaces/system_namespaces_controller.go creates these;
+# staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go Register
+# refuses to delete the first three.
+INITIAL_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# staging/src/k8s.io/apimachinery/pkg/util/rand/rand.go: what generateName appends.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def namespace_defaults(obj: Obj, old: Obj | None) -> None:
+    """pkg/registry/core/namespace/strategy.go: on create status.phase Active and the
+    "kubernetes" finalizer in spec.finalizers (PrepareForCreate), on update the finalizers
+    stay (PrepareForUpdate); always the kubernetes.io/metadata.name label, set when the body
+    is decoded (pkg/apis/core/v1/defaults.go SetDefaults_Namespace), so validated too."""
+    meta = obj["metadata"]
+    meta["labels"] = (meta.get("labels") or {}) | {NAMESPACE_NAME_LABEL: meta.get("name", "")}
+    spec = _mapping(obj.get("spec"))
+    if old is None:
+        finalizers = list(spec.get("finalizers") or [])
+        obj["spec"] = spec | {"finalizers": finalizers or ["kubernetes"]}
+        obj.setdefault("status", {"phase": "Active"})
+    elif (old.get("spec") or {}).get("finalizers"):
+        obj["spec"] = spec | {"finalizers": list(old["spec"]["finalizers"])}
+
+
+def _stamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # ---- the store and the server ---------------------------------------------------------
 
 
@@ -516,6 +1541,7 @@ class _Request:
     query: dict[str, str]
     body: bytes
     content_type: str = field(default="")
+    warnings: list[str] = field(default_factory=list)
 
     def json(self) -> Any:
         try:
@@ -548,6 +1574,16 @@ class FakeKube:
         self._closing = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # Every warning a write drew: (kind, namespace/name or name, text).
+        self.warnings: list[tuple[str, str, str]] = []
+        # The time admission and graceful deletion use (seconds since the epoch).
+        self.clock: Callable[[], float] = time.time
+        self._syncing = False
+        with self._lock:
+            for name in INITIAL_NAMESPACES:
+                initial: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                namespace_defaults(initial, None)
+                self._commit(NAMESPACE_KEY, initial, None)
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -619,8 +1655,11 @@ class FakeKube:
         with self._lock:
             return str(self._rv)
 
-    def apply(self, obj: Obj) -> Obj:
+    def apply(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Create or replace by apiVersion/kind/namespace/name; returns the stored object.
+
+        ``dry_run``: everything a request with ``?dryRun=All`` goes through (validation and
+        admission, errors raised alike), nothing stored; returns the object as it would be.
 
         The server owns uid, creationTimestamp, resourceVersion and generation (+1 when
         anything but metadata/status changes). A body without ``status`` keeps the stored
@@ -636,13 +1675,19 @@ class FakeKube:
         elif resource is not None:
             meta.pop("namespace", None)
         with self._lock:
-            old = self._objects.get(key, {}).get(_identity(new))
+            old = self._objects.get(key, {}).get(_identity(new)) if meta.get("name") else None
             if old is not None:
                 if "status" not in new and "status" in old:
                     new["status"] = copy.deepcopy(old["status"])
                 if "finalizers" not in meta and "finalizers" in old["metadata"]:
                     meta["finalizers"] = list(old["metadata"]["finalizers"])
-            return copy.deepcopy(self._commit(key, new, old))
+            if resource is not None:
+                self._admit(resource, new, old, [])
+            if dry_run:
+                return copy.deepcopy(new)
+            stored = self._commit(key, new, old)
+            # The latest version: a ResourceQuota comes back with the status just computed.
+            return copy.deepcopy(self._objects.get(key, {}).get(_identity(stored), stored))
 
     def set_status(
         self, api_version: str, kind: str, namespace: str | None, name: str, status: Obj
@@ -687,6 +1732,8 @@ class FakeKube:
         still listed: the "deleting"/"Terminating" state), a second call removes it.
         """
         key = (api_version, kind)
+        if key == NAMESPACE_KEY and name in IMMORTAL_NAMESPACES:
+            raise forbidden(BY_KEY[key], name, "this namespace may not be deleted")
         with self._lock:
             old = self._objects.get(key, {}).get((namespace or "", name))
             if old is None:
@@ -777,18 +1824,29 @@ class FakeKube:
         finalized = old is not None and old["metadata"].get("finalizers")
         if "deletionTimestamp" in meta and finalized and not meta.get("finalizers"):
             self._remove(key, new)
+        self._sync_quotas(key, str(meta.get("namespace") or ""))
         return new
 
     def _mark_deleted(self, key: Key, old: Obj) -> Obj:
+        """Graceful deletion: staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go
+        BeforeDelete sets deletionTimestamp = now + grace period; a Pod's grace period is
+        spec.terminationGracePeriodSeconds (default 30), or 0 when it is not scheduled or has
+        finished (pkg/registry/core/pod/strategy.go CheckGracefulDelete)."""
         new = copy.deepcopy(old)
-        new["metadata"]["deletionTimestamp"] = now()
-        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        grace = 0
+        if key == POD_KEY:
+            spec, phase = old.get("spec") or {}, (old.get("status") or {}).get("phase")
+            if spec.get("nodeName") and phase not in ("Succeeded", "Failed"):
+                grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        new["metadata"]["deletionTimestamp"] = _stamp(self.clock() + grace)
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
         if key[1] == "Namespace":
             new["status"] = {"phase": "Terminating"}
         self._rv += 1
         new["metadata"]["resourceVersion"] = str(self._rv)
         self._objects[key][_identity(new)] = new
         self._record(key, "MODIFIED", new, old)
+        self._sync_quotas(key, namespace=str(new["metadata"].get("namespace") or ""))
         return new
 
     def _remove(self, key: Key, old: Obj) -> Obj:
@@ -807,7 +1865,169 @@ class FakeKube:
                 for inner in sorted(objects.values(), key=_sort_key):
                     if inner["metadata"].get("namespace") == name:
                         self._remove(other_key, inner)
+        self._sync_quotas(key, namespace)
         return gone
+
+    def _in_namespace(self, key: Key, namespace: str) -> list[Obj]:
+        found = self._objects.get(key, {}).values()
+        return sorted(
+            (o for o in found if o["metadata"].get("namespace") == namespace), key=_sort_key
+        )
+
+    def _quota_used(self, quota: Obj, names: set[str], moment: float) -> dict[str, Quantity]:
+        """A quota's usage as the quota controller sums it (generic CalculateUsageStats:
+        every object of the namespace in storage that the quota's scopes take in)."""
+        namespace = str(quota["metadata"]["namespace"])
+        used = dict.fromkeys(names, ZERO)
+        for resource in RESOURCES:
+            if not resource.namespaced or not quota_resources(resource) & names:
+                continue
+            for obj in self._in_namespace(resource.key, namespace):
+                if not quota_matches(resource, obj, quota):
+                    continue
+                for name, value in quota_usage(resource, obj, moment).items():
+                    if name in used:
+                        used[name] = used[name] + value
+        return used
+
+    def _sync_quotas(self, key: Key, namespace: str) -> None:
+        """The resource quota controller (pkg/controller/resourcequota/
+        resource_quota_controller.go syncResourceQuota): status.hard is spec.hard and
+        status.used the namespace's usage; recomputed here after every change in the
+        namespace (a terminating pod's grace period running out is no change)."""
+        if self._syncing or not namespace or key == NAMESPACE_KEY:
+            return
+        if ("", namespace) not in self._objects.get(NAMESPACE_KEY, {}):
+            return  # the namespace is being removed with everything in it
+        self._syncing = True
+        try:
+            moment = self.clock()
+            for quota in self._in_namespace(QUOTA_KEY, namespace):
+                try:
+                    hard = _resource_list((quota.get("spec") or {}).get("hard"))
+                except ValueError:
+                    continue
+                used = self._quota_used(quota, set(hard), moment)
+                status = {
+                    "hard": {name: str(hard[name]) for name in sorted(hard)},
+                    "used": {name: str(used[name]) for name in sorted(used)},
+                }
+                if quota.get("status") != status:
+                    self._commit(QUOTA_KEY, copy.deepcopy(quota) | {"status": status}, quota)
+        finally:
+            self._syncing = False
+
+    # ---- admission (callers hold the lock) ----------------------------------------------
+
+    def _admit(self, resource: Resource, obj: Obj, old: Obj | None, warnings: list[str]) -> None:
+        """Take a create (``old`` None) or an update of the whole object through what
+        kube-apiserver does before it stores it, in its order: decoding (400), mutating
+        admission (NamespaceLifecycle 404/403, LimitRanger defaults), name generation, the
+        Namespace strategy, validation (422), warnings (appended to ``warnings`` and to
+        ``self.warnings``), validating admission (LimitRanger 403, ResourceQuota 403).
+        Raises ApiError; may change ``obj`` as the real mutations do."""
+        create = old is None
+        meta = obj["metadata"]
+        _decode_errors(resource, obj)
+        namespace = str(meta.get("namespace") or "")
+        if resource.namespaced and namespace:
+            self._namespace_lifecycle(resource, obj, create=create)
+        if create and resource.kind == "Pod":
+            for limit_range in self._in_namespace(LIMIT_RANGE_KEY, namespace):
+                _limit_defaults(obj, limit_range)
+        if create and not meta.get("name") and meta.get("generateName"):
+            suffix = "".join(random.choice(NAME_ALPHABET) for _ in range(5))
+            meta["name"] = f"{meta['generateName']}{suffix}"
+        if resource.kind == "Namespace":
+            namespace_defaults(obj, old)
+        name = str(meta.get("name") or "")
+        errors = _validation_errors(resource, obj, old)
+        if errors:
+            raise invalid(resource, name, errors)
+        if create or _spec_of(obj) != _spec_of(old):
+            where = f"{namespace}/{name}" if resource.namespaced else name
+            for text in pod_warnings(resource, obj):
+                warnings.append(text)
+                self.warnings.append((resource.kind, where, text))
+        if not create:
+            return
+        if resource.kind == "Pod":
+            for limit_range in self._in_namespace(LIMIT_RANGE_KEY, namespace):
+                problem = limit_range_problem(obj, limit_range)
+                if problem:
+                    raise forbidden(resource, name, problem)
+        if resource.namespaced and namespace:
+            self._quota_admit(resource, obj)
+
+    def _namespace_lifecycle(self, resource: Resource, obj: Obj, *, create: bool) -> None:
+        """staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go:
+        nothing is created or updated in a namespace that does not exist (404 for the
+        namespace); nothing is created in one being terminated (403). Exempt: cluster-scoped
+        resources, Namespaces themselves, deletes and localsubjectaccessreviews."""
+        meta = obj["metadata"]
+        namespace = str(meta["namespace"])
+        found = self._objects.get(NAMESPACE_KEY, {}).get(("", namespace))
+        if found is None:
+            raise not_found(BY_KEY[NAMESPACE_KEY], namespace)
+        if create and (found.get("status") or {}).get("phase") == "Terminating":
+            cause = {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {namespace} is being terminated",
+                "field": "metadata.namespace",
+            }
+            raise forbidden(
+                resource,
+                str(meta.get("name") or ""),
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated",
+                causes=[cause],
+            )
+
+    def _quota_admit(self, resource: Resource, obj: Obj) -> None:
+        """ResourceQuota admission on create (controller.go CheckRequest): every quota of
+        the namespace that tracks something this object uses must still fit it. The usage
+        it adds to is recomputed now, not read from a status that may be stale."""
+        meta = obj["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        quotas = self._in_namespace(QUOTA_KEY, namespace)
+        if not quotas:
+            return
+        moment = self.clock()
+        names = quota_resources(resource)
+        usage = quota_usage(resource, obj, moment)
+        negative = sorted(k for k, v in usage.items() if v.value < 0)
+        if negative:
+            raise forbidden(
+                resource, name, f"quota usage is negative for resource(s): {','.join(negative)}"
+            )
+        tracked: list[tuple[Obj, dict[str, Quantity]]] = []
+        for quota in quotas:
+            hard = _resource_list((quota.get("spec") or {}).get("hard"))
+            restricted = set(hard) & names
+            if not restricted or not quota_matches(resource, obj, quota):
+                continue
+            quota_name = quota["metadata"]["name"]
+            if resource.kind == "Pod":
+                problem = quota_constraints(obj, restricted)
+                if problem:
+                    raise forbidden(resource, name, f"failed quota: {quota_name}: {problem}")
+            tracked.append((quota, hard))
+        delta = {k: v for k, v in usage.items() if v.value}
+        for quota, hard in tracked:
+            requested = {k: v for k, v in delta.items() if k in hard}
+            if not requested:
+                continue
+            quota_name = quota["metadata"]["name"]
+            used = self._quota_used(quota, set(requested), moment)
+            exceeded = {k for k in requested if (used[k] + requested[k]).value > hard[k].value}
+            if exceeded:
+                shown = [pretty({k: v[k] for k in exceeded}) for v in (requested, used, hard)]
+                raise forbidden(
+                    resource,
+                    name,
+                    f"exceeded quota: {quota_name}, requested: {shown[0]}, used: {shown[1]}, "
+                    f"limited: {shown[2]}",
+                )
 
     def _record(self, key: Key, type_: str, obj: Obj, old: Obj | None) -> None:
         if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
@@ -841,7 +2061,7 @@ class FakeKube:
             self._inject(path)
             self._route(request)
         except ApiError as exc:
-            self._send(handler, exc.code, exc.body)
+            self._send(handler, exc.code, exc.body, warnings=request.warnings)
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
         except Exception as exc:  # a bug in the fake: say so on the wire
@@ -866,14 +2086,14 @@ class FakeKube:
         body: Any,
         *,
         content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         handler.send_response(code)
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
+        for text in warnings or []:
+            handler.send_header("Warning", warning_header(text))
         handler.end_headers()
         handler.wfile.write(data)
 
@@ -928,7 +2148,8 @@ class FakeKube:
                 return self._watch(request, resource, namespace)
             return self._send(request.handler, 200, self._list(request, resource, namespace))
         if name is None and method == "POST":
-            return self._send(request.handler, 201, self._create(request, resource, namespace))
+            created = self._create(request, resource, namespace)
+            return self._send(request.handler, 201, created, warnings=request.warnings)
         if name is not None and sub == "log" and method == "GET":
             return self._pod_log(request, namespace or "", name)
         if name is not None and sub in (None, "status"):
@@ -940,10 +2161,10 @@ class FakeKube:
             status_only = sub == "status"
             if method == "PUT":
                 body = self._replace(request, resource, namespace, name, status_only=status_only)
-                return self._send(request.handler, 200, body)
+                return self._send(request.handler, 200, body, warnings=request.warnings)
             if method == "PATCH":
                 body = self._patch(request, resource, namespace, name, status_only=status_only)
-                return self._send(request.handler, 200, body)
+                return self._send(request.handler, 200, body, warnings=request.warnings)
             if method == "DELETE" and sub is None:
                 return self._send(
                     request.handler, 200, self._delete(request, resource, namespace, name)
@@ -1115,17 +2336,10 @@ class FakeKube:
     def _create(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
         obj = self._incoming(request, resource, namespace)
         meta = obj["metadata"]
-        if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-        if not meta.get("name"):
-            raise ApiError(
-                422,
-                f'{resource.kind} "" is invalid: metadata.name: Required value: name or '
-                "generateName is required",
-            )
         for owned in ("uid", "resourceVersion", "generation", "creationTimestamp"):
             meta.pop(owned, None)
         with self._lock:
+            self._admit(resource, obj, None, request.warnings)  # names a generateName too
             if _identity(obj) in self._objects.get(resource.key, {}):
                 raise ApiError(
                     409,
@@ -1142,7 +2356,14 @@ class FakeKube:
         return old
 
     def _finish_update(
-        self, resource: Resource, old: Obj, new: Obj, *, status_only: bool, name: str
+        self,
+        resource: Resource,
+        old: Obj,
+        new: Obj,
+        *,
+        status_only: bool,
+        name: str,
+        warnings: list[str],
     ) -> Obj:
         wanted = str(new.get("metadata", {}).get("resourceVersion") or "")
         if wanted and wanted != old["metadata"]["resourceVersion"]:
@@ -1165,6 +2386,8 @@ class FakeKube:
                     result["status"] = copy.deepcopy(old["status"])
                 else:
                     result.pop("status", None)
+            # /status writes keep the stored metadata and spec, so only these are admitted.
+            self._admit(resource, result, old, warnings)
         return copy.deepcopy(self._commit(resource.key, result, old))
 
     def _replace(
@@ -1185,7 +2408,9 @@ class FakeKube:
             )
         with self._lock:
             old = self._existing(resource, namespace, name)
-            return self._finish_update(resource, old, obj, status_only=status_only, name=name)
+            return self._finish_update(
+                resource, old, obj, status_only=status_only, name=name, warnings=request.warnings
+            )
 
     def _patch(
         self,
@@ -1221,13 +2446,22 @@ class FakeKube:
                 patched = merge_patch(copy.deepcopy(old), patch)
             if not isinstance(patched, dict):
                 raise ApiError(422, "the patched object is not an object")
-            return self._finish_update(resource, old, patched, status_only=status_only, name=name)
+            return self._finish_update(
+                resource,
+                old,
+                patched,
+                status_only=status_only,
+                name=name,
+                warnings=request.warnings,
+            )
 
     def _delete(
         self, request: _Request, resource: Resource, namespace: str | None, name: str
     ) -> Obj:
         options = request.json() or {}
         preconditions = options.get("preconditions") or {} if isinstance(options, dict) else {}
+        if resource.key == NAMESPACE_KEY and name in IMMORTAL_NAMESPACES:
+            raise forbidden(resource, name, "this namespace may not be deleted")
         with self._lock:
             old = self._existing(resource, namespace, name)
             for field_name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):

@@ -41,6 +41,8 @@ class Served:
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[FakeKube, Served, Served]]:
     with FakeKube() as fake:
+        # The namespace the bridge runs in and keeps its Lease: as on a cluster, it must exist.
+        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitops-bridge"}})
         config = str(fake.kubeconfig(tmp_path / "kubeconfig"))
         remote = tmp_path / "a" / "remote.git"
         served: list[Served] = []
