@@ -1,13 +1,18 @@
-"""The generic-app chart lints, renders valid restricted-PSS objects, keeps user data as data.
+"""The generic-app chart lints, renders valid restricted-PSS objects, keeps user data as data,
+renders the same pods whatever version Flux hands it, and changes only with a version bump.
 
-Proved with the real helm binary and the Kubernetes JSON schemas of kubernetes_validate.
+Proved with the real helm binary, the Kubernetes JSON schemas of kubernetes_validate, the
+API server's label rules (gitops_bridge.apirules) and the kubelet's env expansion
+(tests/kubelet_env.py).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -16,6 +21,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from gitops_bridge import apirules
+from tests import chartversions, kubelet_env
 
 RELEASE = "web-abc123"
 NAMESPACE = "group-team"
@@ -39,6 +47,9 @@ TRICKY_ENV = [
     ("NULL_LIKE", "null"),
     ("EMPTY", ""),
     ("_lower_1", "ok"),
+    # The kubelet expands $(VAR) and unescapes $$: these must arrive unexpanded.
+    ("DOLLARS", "pa$$word $ $$$ end$"),
+    ("REFERENCES", "$(QUOTES) $$(QUOTES) $(HOME) ${HOME} $HOME $( $(UNTERMINATED"),
 ]
 
 RICH_VALUES: dict[str, Any] = {
@@ -146,7 +157,47 @@ def test_helm_lint_strict_is_clean(helm: str, chart_dir: Path, tmp_path: Path) -
 
 def test_chart_metadata(chart_dir: Path) -> None:
     chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
-    assert (chart["apiVersion"], chart["name"], chart["version"]) == ("v2", "generic-app", "0.1.0")
+    assert (chart["apiVersion"], chart["name"]) == ("v2", "generic-app")
+    # A plain semver: Flux appends +<commit> or +<digest> build metadata itself.
+    assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"]), chart["version"]
+
+
+# ---- one version, one content ------------------------------------------------------------
+
+
+def test_chart_changes_only_with_a_version_bump(chart_dir: Path) -> None:
+    """Flux (reconcileStrategy ChartVersion) upgrades releases only for a new chart version."""
+    problem = chartversions.problem(chart_dir)
+    assert not problem, problem
+
+
+def test_recording_a_version_never_overwrites_another(chart_dir: Path, tmp_path: Path) -> None:
+    chart, golden = tmp_path / "generic-app", tmp_path / "chart-versions.json"
+    shutil.copytree(chart_dir, chart)
+    version = chartversions.version(chart)
+    assert "recorded" in chartversions.record(chart, golden)
+    assert chartversions.problem(chart, golden) == ""
+    before = golden.read_bytes()
+
+    values = chart / "values.yaml"
+    values.write_text(values.read_text() + "# an edit\n")
+    expected = (
+        f"charts/generic-app changed but its version {version} was released with other "
+        "content: bump version in Chart.yaml and record it with scripts/update-golden"
+    )
+    assert chartversions.problem(chart, golden) == expected
+    with pytest.raises(ValueError, match=r"bump version in Chart\.yaml"):
+        chartversions.record(chart, golden)
+    assert golden.read_bytes() == before
+
+    chart_yaml = chart / "Chart.yaml"
+    chart_yaml.write_text(chart_yaml.read_text().replace(f"version: {version}", "version: 9.9.9"))
+    assert "version 9.9.9 is not recorded" in chartversions.problem(chart, golden)
+    chartversions.record(chart, golden)
+    assert json.loads(golden.read_text()) == {
+        **json.loads(before),
+        "9.9.9": chartversions.digest(chart),
+    }
 
 
 def test_rich_render_objects_are_valid_kubernetes(rich: dict[str, dict[str, Any]]) -> None:
@@ -164,9 +215,72 @@ def test_every_object_is_named_after_the_release(rich: dict[str, dict[str, Any]]
     assert [v["configMap"]["name"] for v in volumes] == [RELEASE]
 
 
+# ---- env values: what the container sees --------------------------------------------------
+
+
+def test_kubelet_env_expansion_matches_the_documented_examples() -> None:
+    """tests/kubelet_env.py against Kubernetes' own cases before it judges the chart.
+
+    "Define Dependent Environment Variables" (kubernetes.io) and the cases of
+    third_party/forked/golang/expansion/expand_test.go.
+    """
+    documented = [
+        {"name": "SERVICE_PORT", "value": "80"},
+        {"name": "SERVICE_IP", "value": "172.17.0.1"},
+        {"name": "UNCHANGED_REFERENCE", "value": "$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)"},
+        {"name": "PROTOCOL", "value": "https"},
+        {"name": "SERVICE_ADDRESS", "value": "$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)"},
+        {"name": "ESCAPED_REFERENCE", "value": "$$(PROTOCOL)://$(SERVICE_IP):$(SERVICE_PORT)"},
+    ]
+    env = kubelet_env.container_env(documented)
+    assert env["UNCHANGED_REFERENCE"] == "$(PROTOCOL)://172.17.0.1:80"
+    assert env["SERVICE_ADDRESS"] == "https://172.17.0.1:80"
+    assert env["ESCAPED_REFERENCE"] == "$(PROTOCOL)://172.17.0.1:80"
+
+    mapping = kubelet_env.mapping_for(
+        {"VAR_A": "A", "VAR_B": "B", "VAR_C": "C", "VAR_REF": "$(VAR_A)", "VAR_EMPTY": ""}
+    )
+    cases = {
+        "$(VAR_A)": "A",
+        "$(VAR_A)-$(VAR_A)": "A-A",
+        "___$(VAR_B)___": "___B___",
+        "$(VAR_A)_$(VAR_B)_$(VAR_C)": "A_B_C",
+        "$$(VAR_B)_$(VAR_A)": "$(VAR_B)_A",
+        "$$(VAR_A)_$$(VAR_B)": "$(VAR_A)_$(VAR_B)",
+        "f000-$$VAR_A": "f000-$VAR_A",
+        "foo\\$(VAR_C)bar": "foo\\Cbar",
+        "$(VAR_A$(VAR_B))": "$(VAR_A$(VAR_B))",
+        "$(VAR_A$(VAR_B)": "$(VAR_A$(VAR_B)",
+        "$(VAR_REF)": "$(VAR_A)",
+        "foo$(VAR_EMPTY)bar": "foobar",
+        "foo$(VAR_Awhoops!": "foo$(VAR_Awhoops!",
+        "$?_boo_$!": "$?_boo_$!",
+        "$VAR_A": "$VAR_A",
+        "$(VAR_DNE)": "$(VAR_DNE)",
+        "$$$$$$(BIG_MONEY)": "$$$(BIG_MONEY)",
+        "$$$$$$(VAR_A)": "$$$(VAR_A)",
+        "$$$$$$$(GOOD_ODDS)": "$$$$(GOOD_ODDS)",
+        "$$$$$$$(VAR_A)": "$$$A",
+        "${VAR_A}": "${VAR_A}",
+        "$(VAR_B)_______$(A": "B_______$(A",
+        "$(VAR_C)_______$(": "C_______$(",
+        "$(VAR_A)foobarzab$": "Afoobarzab$",
+        "--$($($($($--": "--$($($($($--",
+        "$(foo$$var)": "$(foo$$var)",
+        "\n": "\n",
+        "$é and $$ü": "$é and $ü",
+    }
+    for given, expected in cases.items():
+        assert kubelet_env.expand(given, mapping) == expected, given
+
+
 def test_env_values_arrive_byte_for_byte(rich: dict[str, dict[str, Any]]) -> None:
+    """What the container sees after the kubelet's $(VAR) expansion is exactly the input."""
     app = by_name(containers(rich["Deployment"]))["app"]
-    assert [(e["name"], e["value"]) for e in app["env"]] == TRICKY_ENV
+    assert [e["name"] for e in app["env"]] == [name for name, _ in TRICKY_ENV]
+    assert kubelet_env.container_env(app["env"]) == dict(TRICKY_ENV)
+    escaped = {e["name"]: e["value"] for e in app["env"]}
+    assert escaped["DOLLARS"] == "pa$$$$word $$ $$$$$$ end$$"
 
 
 def test_env_values_survive_the_kubernetes_yaml_decoder(
@@ -194,18 +308,24 @@ def test_env_values_survive_the_kubernetes_yaml_decoder(
     assert sorted(item["kind"] for item in items) == ["ConfigMap", "Deployment", "Service"]
     [deployment] = [item for item in items if item["kind"] == "Deployment"]
     app = by_name(containers(deployment))["app"]
-    assert [(e["name"], e["value"]) for e in app["env"]] == TRICKY_ENV
+    assert kubelet_env.container_env(app["env"]) == dict(TRICKY_ENV)
 
 
-def test_labels_on_every_object_and_pod_template(rich: dict[str, dict[str, Any]]) -> None:
+def test_labels_on_every_object_and_pod_template(
+    rich: dict[str, dict[str, Any]], chart_dir: Path
+) -> None:
     deployment = rich["Deployment"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    version = chartversions.version(chart_dir)
     for labels in [obj["metadata"]["labels"] for obj in rich.values()] + [pod_labels]:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/name"] == "generic-app"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["gitops-bridge.code-hub.com/group"] == "team"
         assert labels["owner"] == "alice"
+    for obj in rich.values():
+        assert obj["metadata"]["labels"]["helm.sh/chart"] == f"generic-app-{version}"
+    assert "helm.sh/chart" not in pod_labels
     selector = {"app.kubernetes.io/instance": RELEASE}
     assert deployment["spec"]["selector"]["matchLabels"] == selector
     assert rich["Service"]["spec"]["selector"] == selector
@@ -344,6 +464,79 @@ def test_checksum_follows_frpc_config(helm: str, chart_dir: Path, tmp_path: Path
 
     assert checksum(7000) == checksum(7000)
     assert checksum(7000) != checksum(7001)
+
+
+def test_checksum_is_of_the_frpc_config_only(rich: dict[str, dict[str, Any]]) -> None:
+    """Not of the ConfigMap's metadata: its labels carry the chart version."""
+    config = rich["ConfigMap"]["data"]["frpc.toml"]
+    annotations = rich["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CHECKSUM] == hashlib.sha256(config.rstrip("\n").encode()).hexdigest()
+
+
+# ---- chart versions as Flux hands them to helm ----------------------------------------------
+
+# source-controller packages a chart from Git with reconcileStrategy Revision as
+# <version>+<12 hex of the commit>; helm-controller versions an OCIRepository chart
+# <version>+<12 hex of the digest>.
+FLUX_SUFFIXES = ["a96eff73a282", "0123456789ab", "e3b0c44298fc"]
+
+
+def flux_chart(chart_dir: Path, target: Path, version: str) -> Path:
+    """A copy of the chart whose Chart.yaml says version, as Flux rewrites it when packaging."""
+    shutil.copytree(chart_dir, target)
+    chart_yaml = target / "Chart.yaml"
+    text = re.sub(r"(?m)^version:.*$", f"version: {version}", chart_yaml.read_text())
+    chart_yaml.write_text(text)
+    return target
+
+
+def all_labels(obj: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """(where, labels) of an object: its own, its pod template's, its selectors."""
+    found = [("metadata.labels", obj["metadata"].get("labels", {}))]
+    spec = obj.get("spec", {})
+    if obj["kind"] == "Deployment":
+        found.append(("spec.template.metadata.labels", spec["template"]["metadata"]["labels"]))
+        found.append(("spec.selector.matchLabels", spec["selector"]["matchLabels"]))
+    if obj["kind"] == "Service":
+        found.append(("spec.selector", spec["selector"]))
+    return found
+
+
+@pytest.mark.parametrize("suffix", FLUX_SUFFIXES)
+def test_flux_chart_versions_make_valid_labels(
+    helm: str, chart_dir: Path, tmp_path: Path, suffix: str
+) -> None:
+    version = f"{chartversions.version(chart_dir)}+{suffix}"
+    chart = flux_chart(chart_dir, tmp_path / "generic-app", version)
+    objects = render(helm, chart, tmp_path, RICH_VALUES)
+    expected = f"generic-app-{version.replace('+', '_')}"
+    for kind, obj in objects.items():
+        assert obj["metadata"]["labels"]["helm.sh/chart"] == expected, kind
+        for where, labels in all_labels(obj):
+            assert labels, (kind, where)
+            assert apirules.label_set(labels, where) == [], (kind, labels)
+        assert apirules.object_problems(obj) == [], kind
+
+
+def test_pod_template_does_not_change_with_the_chart_version(
+    helm: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    """A new chart version (or, with Revision, a new commit) restarts nobody's pods."""
+    version = chartversions.version(chart_dir)
+    major, minor, patch = (int(part) for part in version.split("."))
+    versions = [version, f"{major}.{minor}.{patch + 1}", f"{major}.{minor + 1}.0"]
+    versions += [f"{version}+{suffix}" for suffix in FLUX_SUFFIXES]
+    templates, configs, chart_labels = set(), set(), set()
+    for index, flux_version in enumerate(versions):
+        chart = flux_chart(chart_dir, tmp_path / str(index) / "generic-app", flux_version)
+        objects = render(helm, chart, tmp_path / str(index), RICH_VALUES)
+        deployment = objects["Deployment"]
+        templates.add(json.dumps(deployment["spec"]["template"], sort_keys=True))
+        configs.add(objects["ConfigMap"]["data"]["frpc.toml"])
+        chart_labels.add(deployment["metadata"]["labels"]["helm.sh/chart"])
+    assert len(chart_labels) == len(versions)  # the objects do say which version made them
+    assert len(templates) == 1
+    assert len(configs) == 1
 
 
 def test_minimal_render_without_expose(helm: str, chart_dir: Path, tmp_path: Path) -> None:
