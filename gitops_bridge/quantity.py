@@ -88,22 +88,30 @@ class Quantity:
         return hash(self.value)
 
     def __repr__(self) -> str:
-        return f"Quantity({self.format_cpu()!r})"
+        if (self.value * 1000).denominator == 1:
+            return f"Quantity({self.format_cpu()!r})"
+        return f"Quantity({exact(self.value)!r})"
 
     def format_cpu(self) -> str:
-        """Cores as Kubernetes writes them: whole cores plain, otherwise millicores."""
-        if self.value.denominator == 1:
-            return str(self.value.numerator)
-        milli = self.value * 1000
-        if milli.denominator == 1:
-            return f"{milli.numerator}m"
-        return _decimal(self.value)
+        """Cores as the API server stores them: whole cores plain, otherwise millicores.
+
+        A value finer than 1m is rounded up to the next millicore, as Kubernetes reads it
+        (``MilliValue`` is ``ceil(q * 1000)``); never an ``n``/``u`` suffix. Models refuse
+        such values (``millicores_problem``), so only values read from elsewhere round.
+        """
+        milli = _ceil(self.value * 1000)
+        if milli % 1000 == 0:
+            return str(milli // 1000)
+        return f"{milli}m"
 
     def format_memory(self) -> str:
-        """Bytes in the largest binary unit that divides them exactly (Gi, Mi, Ki), else bytes."""
-        if self.value.denominator != 1:
-            return _decimal(self.value)
-        n = self.value.numerator
+        """Whole bytes in the largest binary unit that divides them exactly (Gi, Mi, Ki).
+
+        A fractional byte count is rounded up to the next byte, as Kubernetes reads it
+        (``Value`` is ``ceil(q)``), so the result never draws the API server's "fractional
+        byte value" warning. Models refuse such values (``whole_bytes_problem``).
+        """
+        n = _ceil(self.value)
         for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
             if n and n % _BINARY[suffix] == 0:
                 return f"{n // _BINARY[suffix]}{suffix}"
@@ -118,11 +126,70 @@ class Quantity:
         return f"{n:.4g}"
 
 
-def _decimal(value: Fraction) -> str:
-    # Kubernetes allows at most nano precision; round up like the API server does.
-    nano = value * 10**9
-    whole = -(-nano.numerator // nano.denominator)
-    return f"{whole}n"
+def _ceil(value: Fraction) -> int:
+    """Rounded away from zero, like resource.Quantity's ScaledValue (ceil for positive values)."""
+    whole = -(-abs(value.numerator) // value.denominator)
+    return whole if value >= 0 else -whole
+
+
+def exact(value: Fraction) -> str:
+    """The exact decimal of a quantity's value (every parsed value has one): 966367641.6."""
+    scale = 0
+    while (value * 10**scale).denominator != 1:
+        if scale > 200:  # not a decimal fraction (1/3): say so rather than loop
+            return f"{float(value):.9g}"
+        scale += 1
+    scaled = (value * 10**scale).numerator
+    digits = str(abs(scaled)).rjust(scale + 1, "0")
+    sign = "-" if scaled < 0 else ""
+    if not scale:
+        return sign + digits
+    return f"{sign}{digits[:-scale]}.{digits[-scale:]}"
+
+
+# What the API server stores without complaint. Memory in fractional bytes draws the warning
+# "fractional byte value ... is invalid, must be an integer" on every apply
+# (kubernetes pkg/api/pod/warnings.go: `value.MilliValue()%int64(1000) != int64(0)`), and the
+# kubelet reads it rounded up (resource.Quantity.Value / ScaledValue: ceil). CPU: "Kubernetes
+# doesn't allow you to specify CPU resources with a precision finer than 1m" (kubernetes.io,
+# Resource Management for Pods and Containers, CPU resource units).
+BYTES_RULE = "must be a whole number of bytes"
+MILLICORES_RULE = "must be a multiple of 1m"
+
+
+def whole_bytes_problem(q: Quantity, given: object) -> str | None:
+    """Why a memory/storage quantity is not a whole number of bytes, and what to use; or None."""
+    if q.value.denominator == 1:
+        return None
+    low, high = q.value.numerator // q.value.denominator, _ceil(q.value)
+    choices = f"{low} or {high}" if low > 0 else f"{high}"
+    if abs(q.value) >= _BINARY["Mi"]:
+        mebi = q.value / _BINARY["Mi"]
+        floor_mi, ceil_mi = mebi.numerator // mebi.denominator, _ceil(mebi)
+        choices += f" (or {floor_mi}Mi or {ceil_mi}Mi)"
+    return f"{BYTES_RULE}; {_is(given, f'{exact(q.value)} bytes')}: use {choices}"
+
+
+def millicores_problem(q: Quantity, given: object) -> str | None:
+    """Why a cpu quantity is finer than a millicore, and what to use; or None."""
+    milli = q.value * 1000
+    if milli.denominator == 1:
+        return None
+    low = Quantity(Fraction(milli.numerator // milli.denominator, 1000))
+    high = q
+    choices = [v.format_cpu() for v in (low, high) if v.value > 0]  # high rounds up
+    return (
+        f"{MILLICORES_RULE} (a thousandth of a core); {_is(given, f'{exact(milli)}m')}: "
+        f"use {' or '.join(choices)}"
+    )
+
+
+def _is(given: object, value: str) -> str:
+    """``0.9Gi is 966367641.6 bytes``, or just the value when that is how it was given."""
+    shown = given.strip() if isinstance(given, str) else repr(given)
+    return (
+        f"got {shown}" if shown in (value, value.removesuffix(" bytes")) else f"{shown} is {value}"
+    )
 
 
 def parse(text: str | int | float) -> Quantity:

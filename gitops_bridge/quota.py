@@ -4,7 +4,13 @@ A deployment's footprint is what it can occupy during a rolling update:
 ``(replicas + 1 surge pod) x (app container + sidecars)`` requests, and nothing
 when it is stopped (0 replicas). A change is refused when it would take a group
 over its quota *and* increases usage, so a group that is over quota (because an
-admin lowered it) can still scale down.
+admin lowered it) can still scale down, stop and delete.
+
+A change that *replaces pods* (a new pod template: image, env, port, resources, expose,
+restart; or pods starting where there were none) is refused whenever the group's usage
+after it does not fit, increase or not: its rollout starts a surge pod first, and the
+ResourceQuota refuses that pod (``FailedCreate ... exceeded quota``), so the rollout
+would never happen.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 from gitops_bridge import quantity
 from gitops_bridge.errors import QuotaExceeded
-from gitops_bridge.models import DeploymentSpec, Group
+from gitops_bridge.models import Deployment, DeploymentSpec, Group
 from gitops_bridge.quantity import Quantity
 
 SURGE_PODS = 1  # the chart's RollingUpdate maxSurge
@@ -78,57 +84,108 @@ def usage(specs: Iterable[DeploymentSpec], *, sidecar: Sidecar) -> Usage:
     return result
 
 
+def pod_template_changes(before: Deployment, after: Deployment) -> list[str]:
+    """What differs in the pods' template (each difference makes a new ReplicaSet)."""
+    changes = [
+        field
+        for field in ("image", "port", "env", "resources", "expose")
+        if getattr(before.spec, field) != getattr(after.spec, field)
+    ]
+    if before.restarted_at != after.restarted_at:
+        changes.append("restart")
+    return changes
+
+
+def replaces_pods(before: Deployment | None, after: Deployment | None) -> bool:
+    """Does the change start new pods (a create, a start, a new pod template) that must fit?
+
+    Scaling (up or down), stopping (0 replicas) and deleting keep the pod template.
+    """
+    if after is None or not after.spec.replicas:
+        return False
+    if before is None or not before.spec.replicas:
+        return True
+    return bool(pod_template_changes(before, after))
+
+
 def check(
     group: Group,
     *,
-    current: Iterable[DeploymentSpec],
-    before: DeploymentSpec | None,
-    after: DeploymentSpec | None,
+    current: Iterable[Deployment],
+    before: Deployment | None,
+    after: Deployment | None,
     sidecar: Sidecar,
 ) -> Usage:
     """Refuse a change (before -> after; None = absent) that does not fit; return the new usage.
 
     ``current`` holds every deployment of the group as it is now, ``before`` included.
     """
-    used = usage(current, sidecar=sidecar)
-    old = footprint(before, sidecar=sidecar) if before else NOTHING
-    new = footprint(after, sidecar=sidecar) if after else NOTHING
-    return _check(group, used=used, total=used - old + new, explain=after, sidecar=sidecar)
+    used = usage((d.spec for d in current), sidecar=sidecar)
+    old = footprint(before.spec, sidecar=sidecar) if before else NOTHING
+    new = footprint(after.spec, sidecar=sidecar) if after else NOTHING
+    replacing = [(before, after)] if after is not None and replaces_pods(before, after) else []
+    return _check(
+        group,
+        used=used,
+        total=used - old + new,
+        replacing=replacing,
+        explain=after,
+        sidecar=sidecar,
+    )
 
 
 def check_states(
     group: Group,
     *,
-    before: Iterable[DeploymentSpec],
-    after: Iterable[DeploymentSpec],
+    before: Iterable[Deployment],
+    after: Iterable[Deployment],
     sidecar: Sidecar,
 ) -> Usage:
     """The same rule for a change of several deployments at once (a replayed commit)."""
-    used = usage(before, sidecar=sidecar)
+    old = {d.name: d for d in before}
+    new = {d.name: d for d in after}
+    replacing = [
+        (old.get(name), d) for name, d in sorted(new.items()) if replaces_pods(old.get(name), d)
+    ]
     return _check(
-        group, used=used, total=usage(after, sidecar=sidecar), explain=None, sidecar=sidecar
+        group,
+        used=usage((d.spec for d in old.values()), sidecar=sidecar),
+        total=usage((d.spec for d in new.values()), sidecar=sidecar),
+        replacing=replacing,
+        explain=None,
+        sidecar=sidecar,
     )
 
 
 def _check(
-    group: Group, *, used: Usage, total: Usage, explain: DeploymentSpec | None, sidecar: Sidecar
+    group: Group,
+    *,
+    used: Usage,
+    total: Usage,
+    replacing: list[tuple[Deployment | None, Deployment]],
+    explain: Deployment | None,
+    sidecar: Sidecar,
 ) -> Usage:
     limit_cpu = quantity.parse(group.quota.cpu)
     limit_memory = quantity.parse(group.quota.memory)
     delta = total - used
     problems = []
-    if total.cpu > limit_cpu and total.cpu > used.cpu:
+    grows = False  # a refused resource is one the change increases
+    if total.cpu > limit_cpu and (total.cpu > used.cpu or replacing):
+        grows = grows or total.cpu > used.cpu
+        requested = f", requested {_delta_cpu(delta.cpu)}" if delta.cpu.value else ""
         problems.append(
-            f"cpu: used {used.cpu.format_cpu()}, requested {_delta_cpu(delta.cpu)}, "
-            f"allowed {limit_cpu.format_cpu()}"
+            f"cpu: used {used.cpu.format_cpu()}{requested}, allowed {limit_cpu.format_cpu()}"
         )
-    if total.memory > limit_memory and total.memory > used.memory:
+    if total.memory > limit_memory and (total.memory > used.memory or replacing):
+        grows = grows or total.memory > used.memory
+        requested = f", requested {delta.memory.human_memory()}" if delta.memory.value else ""
         problems.append(
-            f"memory: used {used.memory.human_memory()}, "
-            f"requested {delta.memory.human_memory()}, "
+            f"memory: used {used.memory.human_memory()}{requested}, "
             f"allowed {limit_memory.human_memory()}"
         )
     if total.deployments > group.quota.deployments and total.deployments > used.deployments:
+        grows = True
         problems.append(
             f"deployments: used {used.deployments}, requested {delta.deployments}, "
             f"allowed {group.quota.deployments}"
@@ -136,17 +193,44 @@ def _check(
     if not problems:
         return total
     explanation = ""
-    if explain is not None:
-        cpu, memory = pod_requests(explain, sidecar=sidecar)
-        pods = explain.replicas + SURGE_PODS if explain.replicas else 0
+    if grows and explain is not None and explain.spec.replicas:
+        spec = explain.spec
+        cpu, memory = pod_requests(spec, sidecar=sidecar)
+        pods = spec.replicas + SURGE_PODS
         explanation = (
-            f" ({explain.replicas} replicas + {SURGE_PODS} rolling-update pod = {pods} pods "
+            f" ({spec.replicas} replicas + {SURGE_PODS} rolling-update pod = {pods} pods "
             f"x {cpu.format_cpu()} cpu / {memory.human_memory()} memory per pod"
-            f"{', frpc sidecar included' if explain.expose else ''})"
+            f"{', frpc sidecar included' if spec.expose else ''})"
+        )
+    elif replacing:
+        explanation = "; " + "; ".join(
+            _replacement(before, after, sidecar=sidecar) for before, after in replacing
         )
     raise QuotaExceeded(
-        f"quota of group {group.name} exceeded: " + "; ".join(problems) + explanation
+        f"quota of group {group.name} exceeded: "
+        + "; ".join(problems)
+        + explanation
+        + f"; to make room, scale down or stop a deployment of {group.name}, "
+        "or ask a platform admin to raise the quota"
     )
+
+
+def _replacement(before: Deployment | None, after: Deployment, *, sidecar: Sidecar) -> str:
+    """Why a change that does not grow the group still needs room: its rollout's surge pod."""
+    cpu, memory = pod_requests(after.spec, sidecar=sidecar)
+    room = (
+        f"needs room for {SURGE_PODS} more pod ({cpu.format_cpu()} cpu, "
+        f"{memory.human_memory()} memory{', frpc sidecar included' if after.spec.expose else ''})"
+    )
+    if before is None or not before.spec.replicas:
+        return f"starting {after.name} {room}"
+    changes = pod_template_changes(before, after)
+    fields = [c for c in changes if c != "restart"]
+    if fields:
+        action = f"changing the {' and '.join(fields)} of {after.name}"
+    else:
+        action = f"restarting {after.name}"
+    return f"{action} replaces its pods one at a time and {room}"
 
 
 def _delta_cpu(value: Quantity) -> str:

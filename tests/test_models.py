@@ -1,4 +1,6 @@
-"""Proves models.py accepts valid deployment and group bodies and names field and rule on reject."""
+"""Proves models.py accepts valid deployment and group bodies and names field and rule on reject;
+quantities in requests and settings are ones the API server stores without warnings (whole
+bytes, millicores), while a repository written with finer ones still loads, rounded up."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from gitops_bridge import models, quantity
+from gitops_bridge import config, models, quantity
 from gitops_bridge.errors import InvalidRequest
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -451,6 +454,148 @@ def test_resources_bounded_by_custom_limits() -> None:
         "resources.cpu": "must be 100m..500m, got 50m",
         "resources.memory": "must be 64Mi..1Gi, got 2Gi",
     }
+
+
+# --- quantities the API server takes without warnings --------------------------------------------
+
+BYTES = "must be a whole number of bytes"
+MILLICORES = "must be a multiple of 1m"
+
+
+@pytest.mark.parametrize(
+    ("resources", "field", "message"),
+    [
+        (
+            {"memory": "0.9Gi"},
+            "resources.memory",
+            f"{BYTES}; 0.9Gi is 966367641.6 bytes: use 966367641 or 966367642 (or 921Mi or 922Mi)",
+        ),
+        (
+            {"memory": "100.5Mi"},  # 105381888 bytes: whole, accepted (see below)
+            None,
+            None,
+        ),
+        (
+            {"memory": "134217728.5"},
+            "resources.memory",
+            f"{BYTES}; got 134217728.5: use 134217728 or 134217729 (or 128Mi or 129Mi)",
+        ),
+        ({"cpu": "0.0005"}, "resources.cpu", f"{MILLICORES} (a thousandth of a core); "),
+        ({"cpu": "100u"}, "resources.cpu", f"{MILLICORES} (a thousandth of a core); 100u is 0.1m"),
+        ({"cpu": "250.5m"}, "resources.cpu", "got 250.5m: use 250m or 251m"),
+        ({"cpu": 0.0105}, "resources.cpu", "0.0105 is 10.5m: use 10m or 11m"),
+    ],
+)
+def test_resources_finer_than_the_api_server_keeps_rejected(
+    resources: dict[str, object], field: str | None, message: str | None
+) -> None:
+    if field is None:
+        models.parse_deployment(body(resources=resources))
+        return
+    got_field, got_message = only_problem(body(resources=resources))
+    assert got_field == field
+    assert message is not None and message in got_message
+
+
+def test_group_quota_in_fractional_bytes_or_sub_millicores_rejected() -> None:
+    problems = group_problems_of(
+        group_body(quota={"cpu": "1.5m", "memory": "0.9Gi", "storage": "1.5", "deployments": 1})
+    )
+    assert problems == {
+        "quota.cpu": f"{MILLICORES} (a thousandth of a core); got 1.5m: use 1m or 2m",
+        "quota.memory": (
+            f"{BYTES}; 0.9Gi is 966367641.6 bytes: use 966367641 or 966367642 (or 921Mi or 922Mi)"
+        ),
+        "quota.storage": f"{BYTES}; got 1.5: use 1 or 2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("memory_min", "16.1Mi", BYTES),
+        ("memory_max", "0.9Gi", BYTES),
+        ("cpu_min", "0.5m", MILLICORES),
+        ("cpu_max", "4.0001", MILLICORES),
+        ("memory_max", "lots", QUANTITY_RULE),
+    ],
+)
+def test_limits_settings_must_be_what_the_api_server_stores(
+    field: str, value: str, rule: str
+) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        models.Limits.model_validate({field: value})
+    (error,) = excinfo.value.errors()
+    assert error["loc"] == (field,) and rule in error["msg"]
+
+
+def test_limits_settings_are_normalised() -> None:
+    limits = models.Limits(cpu_max="4000m", memory_max="8192Mi", memory_min="16384Ki")
+    assert (limits.cpu_max, limits.memory_max, limits.memory_min) == ("4", "8Gi", "16Mi")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [("memory", "32.1Mi", BYTES), ("cpu", "10.5m", MILLICORES), ("cpu", "0", "greater than 0")],
+)
+def test_frp_sidecar_settings_must_be_what_the_api_server_stores(
+    field: str, value: str, rule: str
+) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        config.load(frp={field: value})
+    (error,) = excinfo.value.errors()
+    assert error["loc"] == ("frp", field) and rule in error["msg"]
+
+
+def test_a_repository_written_with_finer_quantities_still_loads_rounded_up() -> None:
+    # Older versions wrote 0.9Gi as 966367641600000000n; a model read back from the repository
+    # (no request context) rounds up as the kubelet does, instead of becoming unreadable.
+    spec = models.DeploymentSpec.model_validate(
+        body(resources={"cpu": "10500000n", "memory": "966367641600000000n"})
+    )
+    assert (spec.resources.cpu, spec.resources.memory) == ("11m", "966367642")
+    quota = models.QuotaSpec.model_validate({"cpu": "1.5m", "memory": "0.9Gi", "deployments": 1})
+    assert (quota.cpu, quota.memory) == ("2m", "966367642")
+    # the same values as a request are refused
+    assert set(problems_of(body(resources={"cpu": "10500000n"}))) == {"resources.cpu"}
+
+
+memory_suffixes = st.sampled_from(["", "k", "M", "G", "Ki", "Mi", "Gi", "m", "e3", "e-1", "E2"])
+
+
+@given(
+    number=st.decimals(min_value=0, max_value=10_000, places=3, allow_nan=False),
+    suffix=memory_suffixes,
+)
+def test_every_accepted_memory_is_a_whole_byte_count_that_renders_exactly(
+    number: object, suffix: str
+) -> None:
+    text = f"{number}{suffix}"
+    try:
+        spec = models.parse_deployment(body(resources={"memory": text}))
+    except InvalidRequest as error:
+        (problem,) = error.problems
+        assert problem.field == "resources.memory"
+        return
+    memory = quantity.parse(spec.resources.memory)
+    assert memory == quantity.parse(text)  # accepted as given, never rounded
+    assert memory.value.denominator == 1
+    limit = (memory * 2).format_memory()  # what render writes as the limit
+    assert quantity.parse(limit) == memory * 2 and limit.rstrip("KMGTPEi").isdigit()
+
+
+@given(millicores=st.decimals(min_value=10, max_value=4000, places=2, allow_nan=False))
+def test_every_accepted_cpu_is_whole_millicores(millicores: object) -> None:
+    text = f"{millicores}m"
+    try:
+        spec = models.parse_deployment(body(resources={"cpu": text}))
+    except InvalidRequest as error:
+        assert MILLICORES in error.problems[0].message
+        assert quantity.parse(text).value * 1000 % 1 != 0
+        return
+    cpu = quantity.parse(spec.resources.cpu)
+    assert cpu == quantity.parse(text) and (cpu.value * 1000).denominator == 1
+    assert not (cpu * 2).format_cpu().endswith(("n", "u"))
 
 
 # --- structure and types ------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Proves quantity.py parses, orders, adds, multiplies and formats Kubernetes quantities exactly."""
+"""Proves quantity.py parses, orders, adds and multiplies Kubernetes quantities exactly, formats
+them as the API server stores them without warnings (whole bytes, millicores; never ``n``), and
+explains a value finer than that with the nearest valid ones."""
 
 from __future__ import annotations
 
@@ -254,8 +256,6 @@ def test_not_equal_to_other_types() -> None:
         ("1E-2", "10m"),
         ("1k", "1000"),
         ("-250m", "-250m"),
-        ("1u", "1000n"),
-        ("0.0001", "100000n"),
     ],
 )
 def test_format_cpu_canonical(text: str, expected: str) -> None:
@@ -285,7 +285,6 @@ def test_format_cpu_canonical(text: str, expected: str) -> None:
         ("128M", "125000Ki"),
         ("1k", "1000"),
         ("-1Ki", "-1Ki"),
-        ("1500m", "1500000000n"),  # fractional bytes: nano precision like the API server
     ],
 )
 def test_format_memory_canonical(text: str, expected: str) -> None:
@@ -294,11 +293,96 @@ def test_format_memory_canonical(text: str, expected: str) -> None:
     assert quantity.parse(formatted) == quantity.parse(text)
 
 
-def test_formatting_rounds_up_beyond_nano_precision() -> None:
-    # Kubernetes keeps at most nano precision and rounds up.
+@pytest.mark.parametrize(
+    ("text", "cpu", "memory"),
+    [
+        # finer than the API server keeps: rounded up like Value()/MilliValue() (ceil)
+        ("1u", "1m", "1"),
+        ("0.0001", "1m", "1"),
+        ("1n", "1m", "1"),
+        ("1500m", "1500m", "2"),
+        ("0.9Gi", "966367641600m", "966367642"),
+        ("1.8Gi", "1932735283200m", "1932735284"),
+        ("1000.5m", "1001m", "2"),
+        ("-0.5m", "-1m", "-1"),
+    ],
+)
+def test_formatting_rounds_up_to_what_the_api_server_stores(
+    text: str, cpu: str, memory: str
+) -> None:
+    q = quantity.parse(text)
+    assert (q.format_cpu(), q.format_memory()) == (cpu, memory)
+    assert not cpu.endswith(("n", "u")) and not memory.endswith(("n", "u", "m"))
+
+
+def test_formatting_rounds_up_non_decimal_fractions() -> None:
     q = Quantity(Fraction(1, 3))
-    assert q.format_cpu() == "333333334n"
-    assert q.format_memory() == "333333334n"
+    assert (q.format_cpu(), q.format_memory()) == ("334m", "1")
+    assert repr(q) == "Quantity('0.333333333')"
+
+
+# --- what the API server takes without warnings: whole bytes, millicores -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "0.9Gi",
+            "must be a whole number of bytes; 0.9Gi is 966367641.6 bytes: "
+            "use 966367641 or 966367642 (or 921Mi or 922Mi)",
+        ),
+        ("1.5", "must be a whole number of bytes; got 1.5: use 1 or 2"),
+        ("500m", "must be a whole number of bytes; 500m is 0.5 bytes: use 1"),
+        ("1.1Ki", "must be a whole number of bytes; 1.1Ki is 1126.4 bytes: use 1126 or 1127"),
+        ("1e-3", "must be a whole number of bytes; 1e-3 is 0.001 bytes: use 1"),
+    ],
+)
+def test_fractional_bytes_are_explained_with_the_nearest_whole_values(
+    text: str, message: str
+) -> None:
+    assert quantity.whole_bytes_problem(quantity.parse(text), text) == message
+
+
+@pytest.mark.parametrize("text", ["1", "1Ki", "0.5Ki", "1.5Gi", "128M", "1e3", "1000000000n"])
+def test_whole_bytes_have_no_problem(text: str) -> None:
+    assert quantity.whole_bytes_problem(quantity.parse(text), text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.0005", "must be a multiple of 1m (a thousandth of a core); 0.0005 is 0.5m: use 1m"),
+        ("100u", "must be a multiple of 1m (a thousandth of a core); 100u is 0.1m: use 1m"),
+        ("1.5m", "must be a multiple of 1m (a thousandth of a core); got 1.5m: use 1m or 2m"),
+        (
+            "1.0005",
+            "must be a multiple of 1m (a thousandth of a core); 1.0005 is 1000.5m: use 1 or 1001m",
+        ),
+    ],
+)
+def test_sub_millicore_cpu_is_explained_with_the_nearest_millicores(
+    text: str, message: str
+) -> None:
+    assert quantity.millicores_problem(quantity.parse(text), text) == message
+
+
+@pytest.mark.parametrize("text", ["1m", "0.001", "100m", "1", "2e3", "1000000n", "0.5"])
+def test_millicores_have_no_problem(text: str) -> None:
+    assert quantity.millicores_problem(quantity.parse(text), text) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Fraction(9663676416, 10), "966367641.6"),
+        (Fraction(1, 1000), "0.001"),
+        (Fraction(-5, 2), "-2.5"),
+        (Fraction(42), "42"),
+    ],
+)
+def test_exact_decimal(value: Fraction, expected: str) -> None:
+    assert quantity.exact(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -334,15 +418,27 @@ EXACT_SUFFIXES = [
 
 
 @given(n=st.integers(min_value=-(10**12), max_value=10**12), suffix=st.sampled_from(EXACT_SUFFIXES))
-def test_format_memory_round_trips(n: int, suffix: str) -> None:
+def test_format_memory_round_trips_whole_bytes_and_rounds_up_the_rest(n: int, suffix: str) -> None:
     original = quantity.parse(f"{n}{suffix}")
-    assert quantity.parse(original.format_memory()) == original
+    formatted = original.format_memory()
+    reparsed = quantity.parse(formatted)
+    assert reparsed.value.denominator == 1  # never a fractional byte value
+    if quantity.whole_bytes_problem(original, formatted) is None:
+        assert reparsed == original
+    else:
+        assert abs(reparsed.value) - 1 < abs(original.value) < abs(reparsed.value)
 
 
 @given(n=st.integers(min_value=-(10**12), max_value=10**12), suffix=st.sampled_from(EXACT_SUFFIXES))
-def test_format_cpu_round_trips(n: int, suffix: str) -> None:
+def test_format_cpu_round_trips_millicores_and_rounds_up_the_rest(n: int, suffix: str) -> None:
     original = quantity.parse(f"{n}{suffix}")
-    assert quantity.parse(original.format_cpu()) == original
+    formatted = original.format_cpu()
+    reparsed = quantity.parse(formatted)
+    assert (reparsed.value * 1000).denominator == 1 and not formatted.endswith(("n", "u"))
+    if quantity.millicores_problem(original, formatted) is None:
+        assert reparsed == original
+    else:
+        assert abs(reparsed.value) - Fraction(1, 1000) < abs(original.value) < abs(reparsed.value)
 
 
 @given(millicores=st.integers(min_value=0, max_value=10**9))

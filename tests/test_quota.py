@@ -1,0 +1,229 @@
+"""Proves quota.py's rule: a change that replaces pods (create, start, new pod template, restart)
+must leave the group within its quota, surge pods counted, increase or not; scaling down,
+stopping and deleting are always allowed; refusals say what is over and what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitops_bridge import quantity, quota
+from gitops_bridge.errors import QuotaExceeded
+from gitops_bridge.models import Deployment, DeploymentSpec, EnvVar, Group, QuotaSpec, Resources
+
+SIDECAR = quota.Sidecar(cpu=quantity.parse("10m"), memory=quantity.parse("32Mi"))
+
+
+def group(cpu: str = "2", memory: str = "4Gi", deployments: int = 5) -> Group:
+    return Group(name="team-a", quota=QuotaSpec(cpu=cpu, memory=memory, deployments=deployments))
+
+
+def deployment(id: str = "abc123", name: str = "web", **fields: Any) -> Deployment:
+    restarted_at = fields.pop("restarted_at", "")
+    spec = DeploymentSpec(name=name, image="registry:5000/team-a/web:1.0", **fields)
+    return Deployment(group="team-a", id=id, spec=spec, restarted_at=restarted_at)
+
+
+def changed(d: Deployment, restarted_at: str | None = None, **fields: Any) -> Deployment:
+    update: dict[str, Any] = {"spec": d.spec.model_copy(update=fields)}
+    if restarted_at is not None:
+        update["restarted_at"] = restarted_at
+    return d.model_copy(update=update)
+
+
+def check(
+    g: Group, current: list[Deployment], before: Deployment | None, after: Deployment | None
+) -> quota.Usage:
+    return quota.check(g, current=current, before=before, after=after, sidecar=SIDECAR)
+
+
+# --- footprint ----------------------------------------------------------------------------------
+
+
+def test_footprint_counts_the_surge_pod_and_the_sidecar() -> None:
+    spec = DeploymentSpec(name="web", image="nginx", replicas=3, expose=True)
+    used = quota.footprint(spec, sidecar=SIDECAR)
+    assert (used.cpu, used.memory, used.pods) == (
+        quantity.parse("440m"),
+        quantity.parse("640Mi"),
+        4,
+    )
+    stopped = quota.footprint(spec.model_copy(update={"replicas": 0}), sidecar=SIDECAR)
+    assert (stopped.cpu, stopped.pods, stopped.deployments) == (quantity.Quantity(0), 0, 1)
+
+
+# --- which changes replace pods -----------------------------------------------------------------
+
+WEB = deployment(replicas=2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (None, WEB, True),  # create
+        (None, changed(WEB, replicas=0), False),  # create stopped
+        (WEB, None, False),  # delete
+        (WEB, changed(WEB, replicas=0), False),  # stop
+        (WEB, changed(WEB, replicas=5), False),  # scale up (an increase: checked as one)
+        (WEB, changed(WEB, replicas=1), False),  # scale down
+        (changed(WEB, replicas=0), WEB, True),  # start
+        (WEB, changed(WEB, image="registry:5000/team-a/web:2.0"), True),
+        (WEB, changed(WEB, env=[EnvVar(name="A", value="1")]), True),
+        (WEB, changed(WEB, port=9090), True),
+        (WEB, changed(WEB, resources=Resources(cpu="200m")), True),
+        (WEB, changed(WEB, expose=True), True),
+        (WEB, changed(WEB, restarted_at="2025-01-01T00:00:00Z"), True),
+        (WEB, changed(WEB, replicas=1, image="registry:5000/team-a/web:2.0"), True),
+        (WEB, changed(WEB, replicas=0, image="registry:5000/team-a/web:2.0"), False),
+    ],
+)
+def test_replaces_pods(before: Deployment | None, after: Deployment | None, expected: bool) -> None:
+    assert quota.replaces_pods(before, after) is expected
+
+
+def test_pod_template_changes_are_named() -> None:
+    after = changed(WEB, restarted_at="now", image="x/y:2", env=[EnvVar(name="A")], replicas=7)
+    assert quota.pod_template_changes(WEB, after) == ["image", "env", "restart"]
+
+
+# --- a group over quota (an admin lowered it) ---------------------------------------------------
+
+# web: 3 replicas + 1 surge = 4 pods x 100m / 128Mi = 400m / 512Mi; api: 2 x 100m = 200m.
+OVER_WEB = deployment(replicas=3)
+OVER_API = deployment(id="def456", name="api", replicas=1)
+OVER = [OVER_WEB, OVER_API]  # 600m used
+LOWERED = group(cpu="500m")
+
+
+@pytest.mark.parametrize(
+    ("after", "action"),
+    [
+        (changed(OVER_WEB, restarted_at="2025-01-01T00:00:00Z"), "restarting web-abc123"),
+        (
+            changed(OVER_WEB, image="registry:5000/team-a/web:2.0"),
+            "changing the image of web-abc123",
+        ),
+        (changed(OVER_WEB, env=[EnvVar(name="A", value="1")]), "changing the env of web-abc123"),
+        (
+            changed(OVER_WEB, port=9090, image="registry:5000/team-a/web:2.0"),
+            "changing the image and port of web-abc123",
+        ),
+    ],
+)
+def test_a_change_that_replaces_pods_must_fit_even_without_growing(
+    after: Deployment, action: str
+) -> None:
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(LOWERED, OVER, OVER_WEB, after)
+    message = excinfo.value.message
+    assert message.startswith("quota of group team-a exceeded: cpu: used 600m")
+    assert "allowed 500m" in message
+    assert f"{action} replaces its pods one at a time and needs room for 1 more pod" in message
+    assert message.endswith(
+        "to make room, scale down or stop a deployment of team-a, "
+        "or ask a platform admin to raise the quota"
+    )
+    assert "memory" not in message.split(";")[0]  # only what is over is named
+
+
+def test_scaling_down_does_not_excuse_a_rollout_that_still_does_not_fit() -> None:
+    smaller = changed(OVER_WEB, replicas=2, image="registry:5000/team-a/web:2.0")  # 600m -> 500m
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(group(cpu="400m"), OVER, OVER_WEB, smaller)
+    message = excinfo.value.message
+    assert "cpu: used 600m, requested -100m, allowed 400m" in message
+    assert "changing the image of web-abc123 replaces its pods one at a time" in message
+
+
+def test_restart_message_reads_as_a_whole() -> None:
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(LOWERED, OVER, OVER_WEB, changed(OVER_WEB, restarted_at="now"))
+    assert excinfo.value.message == (
+        "quota of group team-a exceeded: cpu: used 600m, allowed 500m; restarting web-abc123 "
+        "replaces its pods one at a time and needs room for 1 more pod (100m cpu, 128Mi "
+        "memory); to make room, scale down or stop a deployment of team-a, or ask a platform "
+        "admin to raise the quota"
+    )
+
+
+def test_the_sidecar_is_part_of_the_room_a_rollout_needs() -> None:
+    exposed = changed(OVER_WEB, expose=True)
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(LOWERED, [exposed, OVER_API], exposed, changed(exposed, restarted_at="now"))
+    assert "(110m cpu, 160Mi memory, frpc sidecar included)" in excinfo.value.message
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        changed(OVER_WEB, replicas=2),  # scale down: 600m -> 500m
+        changed(OVER_WEB, replicas=1),  # still over (400m): allowed, it shrinks
+        changed(OVER_WEB, replicas=0),  # stop
+        None,  # delete
+        changed(OVER_WEB, replicas=0, image="registry:5000/team-a/web:2.0"),  # stop + new image
+    ],
+)
+def test_scale_down_stop_and_delete_are_always_allowed(after: Deployment | None) -> None:
+    check(LOWERED, OVER, OVER_WEB, after)
+    check(group(cpu="10m", memory="16Mi", deployments=0), OVER, OVER_WEB, after)
+
+
+def test_a_change_that_replaces_pods_is_allowed_once_it_fits() -> None:
+    restarted = changed(OVER_WEB, restarted_at="now")
+    assert check(group(cpu="600m"), OVER, OVER_WEB, restarted).cpu == quantity.parse("600m")
+    # or shrinks enough in the same change: 3 surge pods -> 2 = 500m
+    smaller = changed(OVER_WEB, replicas=2, image="registry:5000/team-a/web:2.0")
+    assert check(LOWERED, OVER, OVER_WEB, smaller).cpu == quantity.parse("500m")
+
+
+def test_only_the_resource_that_is_over_is_refused() -> None:
+    # 768Mi of memory used, quota lowered to 512Mi; cpu (600m of 2) fits
+    g = group(cpu="2", memory="512Mi")
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(g, OVER, OVER_WEB, changed(OVER_WEB, restarted_at="now"))
+    message = excinfo.value.message
+    assert "memory: used 768Mi, allowed 512Mi" in message and "cpu:" not in message
+
+
+def test_the_deployment_count_does_not_block_a_rollout() -> None:
+    # an object-count quota only counts creations; an update of an existing release passes
+    check(group(deployments=1), OVER, OVER_WEB, changed(OVER_WEB, restarted_at="now"))
+
+
+# --- growing changes (unchanged rule, same message style) ---------------------------------------
+
+
+def test_growth_over_quota_says_used_requested_allowed_and_what_to_do() -> None:
+    web = deployment(replicas=3)
+    api = deployment(id="def456", name="api", replicas=10, resources=Resources(cpu="200m"))
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(group(), [web], None, api)
+    assert excinfo.value.message == (
+        "quota of group team-a exceeded: cpu: used 400m, requested 2200m, allowed 2 "
+        "(10 replicas + 1 rolling-update pod = 11 pods x 200m cpu / 128Mi memory per pod); "
+        "to make room, scale down or stop a deployment of team-a, or ask a platform admin "
+        "to raise the quota"
+    )
+
+
+def test_scale_up_of_a_group_over_quota_is_refused() -> None:
+    with pytest.raises(QuotaExceeded, match="cpu: used 600m, requested 100m, allowed 500m"):
+        check(LOWERED, OVER, OVER_WEB, changed(OVER_WEB, replicas=4))
+
+
+def test_creating_beyond_the_deployment_count_is_refused() -> None:
+    new = deployment(id="ghi789", name="new", replicas=0)
+    with pytest.raises(QuotaExceeded, match="deployments: used 2, requested 1, allowed 2"):
+        check(group(deployments=2), OVER, None, new)
+
+
+# --- several deployments at once ----------------------------------------------------------------
+
+
+def test_check_states_applies_the_same_rule() -> None:
+    restarted = changed(OVER_WEB, restarted_at="now")
+    with pytest.raises(QuotaExceeded, match="restarting web-abc123 replaces its pods"):
+        quota.check_states(LOWERED, before=OVER, after=[restarted, OVER_API], sidecar=SIDECAR)
+    shrunk = changed(OVER_WEB, replicas=1)
+    quota.check_states(LOWERED, before=OVER, after=[shrunk, OVER_API], sidecar=SIDECAR)
