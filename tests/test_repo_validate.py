@@ -3,8 +3,10 @@ any accepted request renders to valid manifests, any rejected one writes nothing
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from gitops_bridge import validate
 from tests.apputil import TEAM_A, as_user, create_group, make_app, web
@@ -30,6 +33,21 @@ TRICKY_ENV = [
 def checkout(remote: Path, target: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(remote), str(target)], check=True, timeout=60)
     return target
+
+
+def edit_values(path: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    """Hand-edit the values of the HelmRelease at path (rewritten as JSON, which is YAML)."""
+    doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    change(doc["spec"]["values"])
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def commit_all(repo: Path, message: str) -> str:
+    run = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*run, "commit", "-qam", message], check=True, timeout=60)
+    return subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,16 +96,76 @@ def test_api_made_repo_validates_with_real_tools(
     report = validate.validate_repo(repo, helm=helm, kubectl=kubectl)
     assert report.findings == []
     # 3 groups x (Namespace, ResourceQuota, LimitRange, ServiceAccount, RoleBinding,
-    # NetworkPolicy) + 4 HelmReleases + the tenants Kustomization, then per release a
+    # NetworkPolicy, GitRepository + Kustomization of sync.yaml, Provider + Alert of
+    # notifications.yaml) + 4 HelmReleases + the tenants Kustomization, then per release a
     # Deployment and a Service, plus a ConfigMap for each of the 2 exposed ones.
-    assert report.valid == 3 * 6 + 4 + 1 + 4 * 2 + 2 + 12  # + notifications and the bridge
+    assert report.valid == 3 * 10 + 4 + 1 + 4 * 2 + 2 + 12  # + notifications and the bridge
+
+
+def test_invalid_label_in_values_is_found_in_every_rendered_object(
+    populated: Path, tmp_path: Path, helm: str, kubectl: str
+) -> None:
+    """The chart's schema allows the key; the API server refuses its 254-character prefix."""
+    repo = checkout(populated, tmp_path / "repo")
+    release = next((repo / "tenants/team-a/apps").glob("web-*.yaml"))
+    key = "a" * 250 + ".com/team"
+    edit_values(release, lambda values: values["labels"].update({key: "x"}))
+    findings = validate.validate_repo(repo, helm=helm, kubectl=kubectl).findings
+    source = release.relative_to(repo).as_posix()
+    assert sorted((f.source.partition(" -> ")[0], f.kind) for f in findings) == [
+        (source, "ConfigMap"),
+        (source, "Deployment"),
+        (source, "Deployment"),  # its own labels and its pod template's
+        (source, "Service"),
+    ]
+    rule = "prefix part must be a DNS subdomain (a-z, 0-9, '-', '.'; start and end alphanumeric)"
+    for finding in findings:
+        assert finding.message.endswith(f"labels key {key!r}: {rule}; max 253"), finding
+
+
+def test_fractional_memory_in_values_is_found(
+    populated: Path, tmp_path: Path, helm: str, kubectl: str
+) -> None:
+    repo = checkout(populated, tmp_path / "repo")
+    release = next((repo / "tenants/team-a/apps").glob("worker-*.yaml"))
+    edit_values(release, lambda values: values["resources"].update(memory="0.1Ki"))
+    findings = validate.validate_repo(repo, helm=helm, kubectl=kubectl).findings
+    assert len(findings) == 1, [str(f) for f in findings]
+    assert (findings[0].kind, findings[0].name) == ("Deployment", release.stem)
+    assert findings[0].message == (
+        "spec.template.spec.containers[0].resources.requests.memory: must be a whole number of "
+        "bytes; 0.1Ki is 102.4 bytes: use 102 or 103"
+    )
+
+
+def test_chart_edited_without_a_version_bump_is_found(
+    populated: Path, tmp_path: Path, helm: str, kubectl: str
+) -> None:
+    repo = checkout(populated, tmp_path / "repo")
+    released = subprocess.run(
+        ["git", "-C", str(repo), "log", "-1", "--format=%h", "--", "charts/generic-app"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    service = repo / "charts/generic-app/templates/service.yaml"
+    service.write_text(service.read_text() + "# an edit that no cluster would ever get\n")
+    changed = commit_all(repo, "Edit the chart")
+    (repo / "README.md").write_text("a commit that does not touch the chart\n")
+    commit_all(repo, "Edit the README")
+    version = YAML(typ="safe").load((repo / "charts/generic-app/Chart.yaml").read_text())
+    report = validate.validate_repo(repo, helm=helm, kubectl=kubectl)
+    assert [str(f) for f in report.findings] == [
+        f"charts/generic-app: content changed in {changed[:7]} without a version bump "
+        f"(version {version['version']} was released with other content in {released})"
+    ]
 
 
 def test_validate_command_exit_codes(populated: Path, tmp_path: Path) -> None:
     good = checkout(populated, tmp_path / "good")
     result = run_cli("validate", str(good))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "45 valid objects"
+    assert result.stdout.strip() == "57 valid objects"
 
     missing = checkout(populated, tmp_path / "missing")
     (missing / "tenants/team-b/networkpolicy.yaml").unlink()  # still listed by kustomization
