@@ -7,10 +7,20 @@ server's JSON, dicts) and a few facts about Git (is this commit applied?). Outpu
 States: ``pending review`` -> ``committed`` (on main, Flux has not applied that commit)
 -> ``reconciling`` -> ``running x/y`` | ``stopped`` | ``degraded`` | ``failed`` ->
 ``deleting``; and ``not connected`` when no cluster is configured or reachable.
+
+Besides the state, ``problems`` names what a person must fix outside the deployment: the
+frp Secret the frpc sidecar reads (``frp.token_secret``, keys ``token`` and ``group-key``)
+missing in the group namespace, which the kubelet reports on the frpc container as
+``CreateContainerConfigError`` ``secret "<name>" not found`` or ``couldn't find key <key> in
+Secret <namespace>/<name>`` (kubernetes ``pkg/kubelet/kubelet_pods.go``
+``makeEnvironmentVariables``); and pods the ReplicaSet controller cannot create (the
+Deployment's ``ReplicaFailure`` condition, e.g. ``exceeded quota``). Secret contents are
+never read: the pods' status says all of it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +41,12 @@ BAD_WAITING = {
     "CreateContainerError",
     "RunContainerError",
 }
+CONFIG_ERROR = "CreateContainerConfigError"
+FRPC = "frpc"  # the chart's sidecar container
+DEFAULT_FRP_SECRET = "frp-token"
+_MISSING_KEY = re.compile(
+    r"^couldn't find key (?P<key>\S+) in Secret (?P<ns>[^/\s]+)/(?P<name>\S+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ class DeploymentStatus:
     memory: Usage | None = None
     age: float | None = None  # seconds since the reading
     stale: bool = False
+    problems: tuple[str, ...] = ()  # what to fix outside the deployment (see the module doc)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -144,6 +161,41 @@ def pod_view(pod: Object) -> PodView:
     )
 
 
+def exposure_problem(pod: Object, *, secret: str = DEFAULT_FRP_SECRET) -> str | None:
+    """The note for a pod whose frpc sidecar cannot start because the frp Secret (or one of
+    its keys) is missing in the pod's namespace; None for anything else."""
+    namespace = str((pod.get("metadata") or {}).get("namespace", ""))
+    for item in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (item.get("state") or {}).get("waiting") or {}
+        if item.get("name") != FRPC or waiting.get("reason") != CONFIG_ERROR:
+            continue
+        message = str(waiting.get("message", ""))
+        if message == f'secret "{secret}" not found':
+            return f"exposure not configured: Secret {secret} missing in {namespace}"
+        found = _MISSING_KEY.match(message)
+        if found and found["name"] == secret:
+            return (
+                f"exposure not configured: Secret {secret} in {found['ns']} "
+                f"has no key {found['key']}"
+            )
+    return None
+
+
+def problems_of(
+    pods: Iterable[Object], *, secret: str = DEFAULT_FRP_SECRET, deployment: Object | None = None
+) -> tuple[str, ...]:
+    """Every distinct problem the pods (and the Deployment, if given) show, in order."""
+    found: list[str] = []
+    failure = condition(deployment, "ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        found.append(f"pods cannot be created: {failure.get('message', '')}".rstrip(": "))
+    for pod in pods:
+        note = exposure_problem(pod, secret=secret)
+        if note and note not in found:
+            found.append(note)
+    return tuple(found)
+
+
 def _history(helmrelease: Object) -> tuple[ReleaseVersion, ...]:
     items = ((helmrelease.get("status") or {}).get("history")) or []
     return tuple(
@@ -194,8 +246,10 @@ def interpret(
     pending_review: bool = False,
     deleted_in_git: bool = False,
     sidecar: tuple[Quantity, Quantity] = (Quantity(0), Quantity(0)),
+    frp_secret: str = DEFAULT_FRP_SECRET,
 ) -> DeploymentStatus:
-    """The status of one deployment. ``is_applied(commit, applied)``: git ancestry."""
+    """The status of one deployment. ``is_applied(commit, applied)``: git ancestry;
+    ``frp_secret``: the Secret the frpc sidecar of an exposed deployment reads."""
     desired = deployment.spec.replicas
     if pending_review and last_commit is None:
         return DeploymentStatus(state="pending review", label="pending review", desired=desired)
@@ -232,7 +286,13 @@ def interpret(
     )
     ready = sum(1 for p in pods if p.ready)
     cpu_limit, memory_limit = limits_per_pod(deployment, sidecar=sidecar)
+    live = [p for p in view.pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
     common |= {
+        "problems": problems_of(
+            live if deployment.spec.expose else (),
+            secret=frp_secret,
+            deployment=view.deployment,
+        ),
         "pods": pods,
         "ready": ready,
         "cpu": _usage(view.pods, view.metrics, resource="cpu", limit=cpu_limit * max(desired, 0)),

@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from gitops_bridge import config, quantity
 from gitops_bridge.runtime import Runtime
 from gitops_bridge.webapp import create_app
+from tests import kubelet
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
 
@@ -97,6 +98,9 @@ def build_app(data: Path, **kubernetes: Any) -> tuple[Flask, Runtime]:
 @pytest.fixture
 def stack(tmp_path: Path, helm: str, kubectl: str) -> Iterator[Stack]:
     with FakeKube() as fake:
+        # what the platform provisions out of band for exposure (never in Git)
+        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        fake.apply(kubelet.frp_token(NS))
         kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
         app, rt = build_app(
             tmp_path / "data", mode="kubeconfig", kubeconfig=str(kubeconfig), poll_interval=1
@@ -300,6 +304,26 @@ def test_crash_loop_is_degraded_with_the_container_reason(page: Page, stack: Sta
     expect(detail).to_contain_text("CrashLoopBackOff")
     expect(detail).to_contain_text(re.compile(rf"pod {name}-\w+-\w+"))
     expect(card(page, name).get_by_role("button", name="Retry")).to_be_hidden()
+    assert_not_reloaded(page)
+
+
+def test_a_missing_frp_secret_shows_on_the_card_live_until_provisioned(
+    page: Page, stack: Stack
+) -> None:
+    stack.fake.delete("v1", "Secret", NS, "frp-token")  # not provisioned for group demo yet
+    stack.poll()
+    name, _ = deploy(page, stack.url)
+    mark_document(page)
+    stack.reconcile()
+    problems = card(page, name).get_by_test_id("problems")
+    note = f"exposure not configured: Secret frp-token missing in {NS}"
+    expect(problems).to_have_text(note, timeout=WAIT)
+    expect(badge(page, name)).to_have_text("degraded 0/2")
+
+    stack.fake.apply(kubelet.frp_token(NS))
+    stack.reconcile()
+    expect(badge(page, name)).to_have_text("running 2/2", timeout=WAIT)
+    expect(problems).to_be_hidden()
     assert_not_reloaded(page)
 
 

@@ -1,7 +1,10 @@
-"""Status interpretation over realistic Flux and Kubernetes objects, one row per state."""
+"""Status interpretation over realistic Flux and Kubernetes objects, one row per state, and
+the problems a person must fix outside the deployment (a missing frp Secret, refused pods)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -356,3 +359,150 @@ def test_revision_commit() -> None:
     assert status.revision_commit(f"main@sha1:{COMMIT}") == COMMIT
     assert status.revision_commit(COMMIT) == COMMIT
     assert status.revision_commit(None) is None
+
+
+# ---- problems: what to fix outside the deployment ----------------------------------------
+
+NS = "group-team-a"
+MISSING_SECRET = 'secret "frp-token" not found'  # kubelet: NewNotFound(resource "secret")
+MISSING_KEY = f"couldn't find key group-key in Secret {NS}/frp-token"
+QUOTA = (
+    'pods "web-k3x9q2-5d8f7c9b4-x2x7k" is forbidden: exceeded quota: compute, '
+    "requested: pods=1, used: pods=2, limited: pods=2"
+)
+
+
+def config_error(name: str, *, container: str, message: str) -> dict[str, Any]:
+    """A pod as the kubelet leaves it when one container's environment cannot be built: that
+    container waits with CreateContainerConfigError, the pod stays Pending."""
+    found = pod(name)
+    found["status"]["phase"] = "Pending"
+    for item in found["status"]["containerStatuses"]:
+        if item["name"] == container:
+            waiting = {"reason": "CreateContainerConfigError", "message": message}
+            item |= {"ready": False, "started": False, "imageID": "", "lastState": {}}
+            item["state"] = {"waiting": waiting}
+    return found
+
+
+def deployment_object(*conditions: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-k3x9q2", "namespace": NS, "generation": 2},
+        "status": {"observedGeneration": 2, "conditions": list(conditions)},
+    }
+
+
+REPLICA_FAILURE = cond("ReplicaFailure", "True", "FailedCreate", QUOTA)
+# case, pods, options, (state, label, reason, message), problems
+PROBLEM_CASES: list[
+    tuple[str, tuple[dict[str, Any], ...], dict[str, Any], tuple[str, ...], tuple[str, ...]]
+] = [
+    (
+        "frp Secret missing",
+        (
+            config_error("web-1", container="frpc", message=MISSING_SECRET),
+            config_error("web-2", container="frpc", message=MISSING_SECRET),
+        ),
+        {},
+        ("degraded", "degraded 0/2", "CreateContainerConfigError", f"pod web-1: {MISSING_SECRET}"),
+        (f"exposure not configured: Secret frp-token missing in {NS}",),
+    ),
+    (
+        "frp Secret without the group key",
+        (pod("web-1"), config_error("web-2", container="frpc", message=MISSING_KEY)),
+        {},
+        ("degraded", "degraded 1/2", "CreateContainerConfigError", f"pod web-2: {MISSING_KEY}"),
+        (f"exposure not configured: Secret frp-token in {NS} has no key group-key",),
+    ),
+    (
+        "configured frp Secret name",
+        (config_error("web-1", container="frpc", message='secret "frp-auth" not found'),),
+        {"frp_secret": "frp-auth"},
+        (
+            "degraded",
+            "degraded 0/2",
+            "CreateContainerConfigError",
+            'pod web-1: secret "frp-auth" not found',
+        ),
+        (f"exposure not configured: Secret frp-auth missing in {NS}",),
+    ),
+    (
+        "a user's Secret missing: degraded with the kubelet's words, no exposure note",
+        (config_error("web-1", container="app", message='secret "db-credentials" not found'),),
+        {},
+        (
+            "degraded",
+            "degraded 0/2",
+            "CreateContainerConfigError",
+            'pod web-1: secret "db-credentials" not found',
+        ),
+        (),
+    ),
+    (
+        "frpc waiting on another Secret than the frp one",
+        (config_error("web-1", container="frpc", message='secret "other" not found'),),
+        {},
+        (
+            "degraded",
+            "degraded 0/2",
+            "CreateContainerConfigError",
+            'pod web-1: secret "other" not found',
+        ),
+        (),
+    ),
+    (
+        "rollout stopped by quota: old pods run, the refusal is a problem",
+        (pod("web-1"), pod("web-2")),
+        {"deployment": deployment_object(REPLICA_FAILURE)},
+        ("running", "running 2/2", "", ""),
+        (f"pods cannot be created: {QUOTA}",),
+    ),
+    ("all well", (pod("web-1"), pod("web-2")), {}, ("running", "running 2/2", "", ""), ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "pods", "options", "expected", "problems"),
+    PROBLEM_CASES,
+    ids=[c[0] for c in PROBLEM_CASES],
+)
+def test_problems(
+    case: str,
+    pods: tuple[dict[str, Any], ...],
+    options: dict[str, Any],
+    expected: tuple[str, ...],
+    problems: tuple[str, ...],
+) -> None:
+    seen = view(helmrelease(READY, RELEASED), pods)
+    if "deployment" in options:
+        seen = dataclasses.replace(seen, deployment=options["deployment"])
+    kwargs = {k: v for k, v in options.items() if k == "frp_secret"}
+    result = status.interpret(
+        DEPLOYMENT, view=seen, last_commit=COMMIT, is_applied=ancestry, **kwargs
+    )
+    assert (result.state, result.label, result.reason, result.message) == expected
+    assert result.problems == problems
+
+
+def test_exposure_problem_only_for_an_exposed_deployment_and_live_pods() -> None:
+    missing = config_error("web-1", container="frpc", message=MISSING_SECRET)
+    hidden = DEPLOYMENT.model_copy(
+        update={"spec": DEPLOYMENT.spec.model_copy(update={"expose": False})}
+    )
+    quiet = status.interpret(
+        hidden, view=view(helmrelease(READY), (missing,)), last_commit=COMMIT, is_applied=ancestry
+    )
+    assert quiet.problems == ()
+    leaving = copy.deepcopy(missing)
+    leaving["metadata"]["deletionTimestamp"] = T
+    gone = status.interpret(
+        DEPLOYMENT,
+        view=view(helmrelease(READY), (leaving,)),
+        last_commit=COMMIT,
+        is_applied=ancestry,
+    )
+    assert gone.problems == ()
+    # the group's note, from pods alone (the Groups page)
+    assert status.problems_of((missing, missing), secret="frp-token") == (
+        f"exposure not configured: Secret frp-token missing in {NS}",
+    )

@@ -60,7 +60,7 @@ def _written(written: Written, *, created: bool = False) -> Answer:
 @bp.get("/groups")
 def list_groups() -> Response:
     found = context.svc().groups(context.user(), storage=True)
-    return jsonify([views.group(view) for view in found])
+    return jsonify(views.groups(found, monitor=context.monitor()))
 
 
 @bp.post("/groups")

@@ -302,7 +302,8 @@ def update_deployment(name: str) -> Page:
 def groups() -> str:
     svc = context.svc()
     found = svc.groups(context.user(), storage=True)
-    return render_template("groups.html", groups=[views.group(view) for view in found], form={})
+    listed = views.groups(found, monitor=context.monitor())
+    return render_template("groups.html", groups=listed, form={})
 
 
 def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -337,7 +338,7 @@ def _groups_page(
     svc = context.svc()
     page = render_template(
         "groups.html",
-        groups=[views.group(view) for view in svc.groups(context.user(), storage=True)],
+        groups=views.groups(svc.groups(context.user(), storage=True), monitor=context.monitor()),
         form=form,
         error=error,
         errors={p.field: p.message for p in error.problems} if error else {},

@@ -16,8 +16,10 @@ from gitops_bridge.service import GroupView, Service
 from gitops_bridge.status import DeploymentStatus, Usage
 
 
-def group(view: GroupView) -> dict[str, Any]:
+def group(view: GroupView, *, problems: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A group with its usage; ``problems``: what the cluster shows the group must fix."""
     data = group_record(view.group)
+    data["problems"] = list(problems)
     data["usage"] = {
         "cpu": view.usage.cpu.format_cpu(),
         "memory": view.usage.memory.format_memory(),
@@ -169,7 +171,16 @@ def cluster_status(observed: DeploymentStatus) -> dict[str, Any]:
         "memory": _usage(observed.memory, "memory"),
         "age": None if observed.age is None else round(observed.age, 1),
         "stale": observed.stale,
+        "problems": list(observed.problems),
     }
+
+
+def groups(found: list[GroupView], *, monitor: Monitor | None = None) -> list[dict[str, Any]]:
+    """Groups for the page and the API, with the latest reading's notes when connected."""
+    return [
+        group(view, problems=monitor.group_problems(view.group.namespace) if monitor else ())
+        for view in found
+    ]
 
 
 def event_json(event: FluxEvent) -> dict[str, Any]:

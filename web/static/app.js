@@ -76,6 +76,16 @@
       }
       detail.classList.toggle("hidden", !(st.reason || st.message));
     }
+    const problems = card.querySelector("[data-field=problems]");
+    if (problems) {  // what to fix outside the deployment (a missing frp Secret...)
+      const notes = st.problems || [];
+      problems.replaceChildren(...notes.map(function (text) {
+        const item = document.createElement("li");
+        item.textContent = text;
+        return item;
+      }));
+      problems.classList.toggle("hidden", notes.length === 0);
+    }
     const cpu = card.querySelector("[data-field=cpu]");
     if (cpu) cpu.textContent = usage(st.cpu, item.resources.cpu + " per pod");
     const memory = card.querySelector("[data-field=memory]");
