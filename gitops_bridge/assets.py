@@ -6,6 +6,8 @@ source checkout (editable install) they are the top-level folders of the project
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 _PACKAGED = Path(__file__).resolve().parent / "_assets"
@@ -26,3 +28,13 @@ def chart() -> Path:
 
 def repo_template() -> Path:
     return root() / "repo-template"
+
+
+@functools.cache
+def chart_version() -> str:
+    """``version`` of the shipped chart's Chart.yaml (what ``chart push`` publishes)."""
+    text = (chart() / "Chart.yaml").read_text(encoding="utf-8")
+    found = re.search(r"^version:\s*['\"]?([^'\"\s#]+)", text, re.MULTILINE)
+    if found is None:
+        raise ValueError(f"{chart() / 'Chart.yaml'} has no version")
+    return found.group(1)

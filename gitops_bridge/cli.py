@@ -12,7 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gitops_bridge import bootstrap, config, gitrepo, history, runtime, tools, validate
+from gitops_bridge import (
+    assets,
+    bootstrap,
+    chartpush,
+    config,
+    gitrepo,
+    history,
+    monitor,
+    runtime,
+    tools,
+    validate,
+)
 from gitops_bridge.errors import BridgeError
 from gitops_bridge.identity import User
 
@@ -229,6 +240,31 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upgrade_repo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    written = svc.upgrade_repository(_user(args, settings))
+    _print(
+        {"commit": written.commit.sha, "changed": written.commit.changed, "note": written.message}
+    )
+    return 0
+
+
+def cmd_events_key(args: argparse.Namespace) -> int:
+    """The Flux Provider key of one namespace, as the Secret that holds it."""
+    settings = _settings(args)
+    token = settings.kubernetes.events_token.get_secret_value()
+    if not token:
+        print("error: kubernetes.events_token is not set", file=sys.stderr)
+        return 2
+    key = monitor.events_key(token, args.namespace)
+    print(
+        f"kubectl -n {args.namespace} create secret generic {settings.flux.events_secret} "
+        f"--from-literal=token={key}"
+    )
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     report = validate.validate_repo(
         Path(args.path), helm=tools.binary("helm"), kubectl=tools.binary("kubectl")
@@ -239,6 +275,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(report.findings)} findings, {report.valid} valid objects", file=sys.stderr)
         return 1
     print(f"{report.valid} valid objects")
+    return 0
+
+
+def cmd_chart_push(args: argparse.Namespace) -> int:
+    """Package the shipped chart and push it to the OCI registry (settings: chart.oci_*)."""
+    settings = config.load()
+    plain_http = settings.chart.oci_insecure if args.plain_http is None else args.plain_http
+    pushed = chartpush.push(
+        url=args.url or settings.chart.oci_url,
+        chart_dir=assets.chart(),
+        helm=tools.binary("helm", explicit=settings.helm_bin),
+        plain_http=plain_http,
+        username=args.username or "",
+        password=sys.stdin.read().rstrip("\r\n") if args.password_stdin else "",
+    )
+    print(f"{'pushed' if pushed.changed else 'unchanged'} {pushed.reference}")
+    print(f"digest {pushed.digest}")
     return 0
 
 
@@ -364,9 +417,41 @@ def parser() -> argparse.ArgumentParser:
     new_token.add_argument("--admin", action="store_true", help="a platform admin")
     new_token.set_defaults(func=cmd_token)
 
+    upgrade = sub.add_parser(
+        "upgrade-repo", help="bring the repository to this version's layout (one commit)"
+    )
+    _repo_options(upgrade)
+    _user_options(upgrade)
+    upgrade.set_defaults(func=cmd_upgrade_repo)
+
+    events = sub.add_parser(
+        "events-key", help="the Secret a namespace's Flux Provider signs its events with"
+    )
+    events.add_argument("namespace", help="group-<group>, or flux-system")
+    _repo_options(events)
+    events.set_defaults(func=cmd_events_key)
+
     check = sub.add_parser("validate", help="build and schema-check a GitOps repository")
     check.add_argument("path")
     check.set_defaults(func=cmd_validate)
+
+    chart = sub.add_parser("chart", help="the shipped chart").add_subparsers(
+        dest="action", required=True
+    )
+    chart_push = chart.add_parser(
+        "push", help="package the chart and push it to the OCI registry (chart.source = oci)"
+    )
+    chart_push.add_argument("--url", help="oci://host:port/path/generic-app (chart.oci_url)")
+    chart_push.add_argument(
+        "--plain-http",
+        action=argparse.BooleanOptionalAction,
+        help="plain HTTP registry (default: chart.oci_insecure)",
+    )
+    chart_push.add_argument("--username", help="registry user (with --password-stdin)")
+    chart_push.add_argument(
+        "--password-stdin", action="store_true", help="read the registry password from stdin"
+    )
+    chart_push.set_defaults(func=cmd_chart_push)
     return root
 
 
@@ -378,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            if str(problem) != exc.message:  # a one-field error is its own message
+                print(f"  {problem}", file=sys.stderr)
         return 2 if not exc.retryable else 3
     return result
 

@@ -33,21 +33,67 @@ class FrpSettings(BaseModel):
     token_secret: str = "frp-token"
     token_key: str = "token"
     image: str = "registry:5000/platform/frpc:0.65.0"
-    cpu: str = "10m"
+    cpu: str = "10m"  # the sidecar's requests (limits: 2x), counted in every group's quota
     memory: str = "32Mi"
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> str:
+        return models.check_quantity(value, kind="cpu")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str:
+        return models.check_quantity(value, kind="memory")
 
 
 class ChartSettings(BaseModel):
-    """Where HelmReleases get the generic chart from: the GitOps repo itself, or OCI."""
+    """Where HelmReleases get the generic chart from; always a source in the group's namespace.
+
+    ``git``: the group's own GitRepository (``tenants/<group>/sync.yaml``), which checks out
+    only the chart and the group's apps. ``oci``: an OCIRepository per group, pulling the
+    chart that ``gitops-bridge chart push`` published to the platform registry. Both work
+    with Flux's multi-tenancy lockdown (``--no-cross-namespace-refs``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["git", "oci"] = "git"
     path: str = "./charts/generic-app"
-    git_repository: str = "flux-system"
-    git_namespace: str = "flux-system"
     oci_url: str = "oci://registry:5000/charts/generic-app"
-    oci_tag: str = "0.1.0"
+    oci_tag: str = ""  # empty: the version of the chart this gitops-bridge ships
+    oci_insecure: bool = False  # plain HTTP registry (OCIRepository spec.insecure)
+    oci_secret: str = ""  # docker-registry Secret in each group namespace (spec.secretRef)
+
+
+class FluxSettings(BaseModel):
+    """How each group's Flux objects reach the repository and report back.
+
+    Every group reconciles on its own: a GitRepository and a Kustomization in its namespace,
+    impersonating the group's service account, so one group's failure stops no other.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    git_url: str = "ssh://git@git.code-hub.com/platform/gitops.git"  # as Flux clones it
+    git_secret: str = ""  # Secret with the read-only Git credentials, in each group namespace
+    source_interval: str = "1m"
+    interval: str = "10m"
+    retry_interval: str = "1m"
+    timeout: str = "5m"
+    # Flux Provider (generic-hmac) + Alert per group; empty: no push events (polling only).
+    events_url: str = "http://gitops-bridge.gitops-bridge.svc.cluster.local/api/v1/flux/events"
+    events_secret: str = "gitops-bridge-events"  # in each group namespace, key `token`
+
+    @field_validator("git_url")
+    @classmethod
+    def _flux_url(cls, value: str) -> str:
+        # the GitRepository CRD: spec.url pattern ^(http|https|ssh)://.*$
+        if not value.startswith(("http://", "https://", "ssh://")):
+            raise ValueError(
+                f"must be an http, https or ssh URL (what Flux can clone), got {value!r}"
+            )
+        return value
 
 
 class ReviewSettings(BaseModel):
@@ -155,6 +201,7 @@ class Settings(BaseSettings):
     limits: models.Limits = Field(default_factory=models.Limits)
     frp: FrpSettings = Field(default_factory=FrpSettings)
     chart: ChartSettings = Field(default_factory=ChartSettings)
+    flux: FluxSettings = Field(default_factory=FluxSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)

@@ -225,21 +225,15 @@ def plan_content(
     if after is not None:
         svc.check_name_free(state, group_name, after.app, but=after.name)
     quota.check(
-        group,
-        current=[d.spec for d in state.in_group(group_name)],
-        before=before.spec if before else None,
-        after=after.spec if after else None,
-        sidecar=svc.sidecar,
+        group, current=state.in_group(group_name), before=before, after=after, sidecar=svc.sidecar
     )
     writes: list[render.Manifest] = []
     deletes: tuple[str, ...] = ()
     if after is not None:
         # re-render so the file follows today's conventions (byte-stable when equal)
         writes.append(render.helmrelease(after, settings=svc.settings))
-        writes.append(svc.group_index(snapshot, group_name, add=path))
     else:
         deletes = (path,)
-        writes.append(svc.group_index(snapshot, group_name, remove=path))
     target = after or before
     assert target is not None
     change = render.Change(

@@ -2,6 +2,13 @@
 
 Rules are checked here once; later stages (quota, render, git) assume valid models.
 Every rejection names the field and the rule (``replicas: must be 0..20, got 50``).
+
+Quantities are kept in the form the API server stores without warnings: memory and storage
+in whole bytes, cpu in whole millicores. A *request* (``parse_deployment``, ``parse_group``,
+settings) that is finer is refused with the nearest valid values; a model read back from the
+repository (no request context; older versions wrote ``0.9Gi`` as ``966367641600000000n``) is
+rounded up the way Kubernetes reads it, so the state still loads and the next write of that
+deployment or group stores the canonical value.
 """
 
 from __future__ import annotations
@@ -61,8 +68,43 @@ IMAGE_RULE = (
 )
 
 
+def check_dns_label(value: str, *, max_length: int) -> str:
+    if not DNS_LABEL.fullmatch(value) or len(value) > max_length:
+        raise ValueError(
+            f"must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter "
+            f"or digit; max {max_length}), got {value!r}"
+        )
+    return value
+
+
+def check_quantity(value: object, *, kind: Literal["cpu", "memory"], strict: bool = True) -> str:
+    """A positive quantity, canonical (``format_cpu`` / ``format_memory``).
+
+    ``strict``: refuse cpu finer than 1m and memory in fractional bytes (see quantity.py for
+    why), naming the nearest valid values; otherwise round them up like Kubernetes does.
+    """
+    try:
+        q = quantity.parse(value)  # type: ignore[arg-type]
+    except quantity.QuantityError as exc:
+        raise ValueError(str(exc)) from None
+    if q.value <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    if kind == "cpu":
+        problem = quantity.millicores_problem(q, value)
+    else:
+        problem = quantity.whole_bytes_problem(q, value)
+    if problem is not None and strict:
+        raise ValueError(problem)
+    return q.format_cpu() if kind == "cpu" else q.format_memory()
+
+
+def _request(info: ValidationInfo) -> bool:
+    """Validating a request (strict), not a model read back from the repository (lenient)."""
+    return isinstance(info.context, Mapping) and bool(info.context.get("request"))
+
+
 class Limits(BaseModel):
-    """Installation policy that bounds what users may request."""
+    """Installation policy that bounds what users may request (quantities: strict, canonical)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +117,16 @@ class Limits(BaseModel):
     max_env: int = 100
     max_env_value_bytes: int = 32 * 1024
 
+    @field_validator("cpu_min", "cpu_max", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> str:
+        return check_quantity(value, kind="cpu")
+
+    @field_validator("memory_min", "memory_max", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str:
+        return check_quantity(value, kind="memory")
+
 
 DEFAULT_LIMITS = Limits()
 
@@ -84,25 +136,6 @@ def _limits(info: ValidationInfo) -> Limits:
     limits = context.get("limits", DEFAULT_LIMITS)
     assert isinstance(limits, Limits)
     return limits
-
-
-def check_dns_label(value: str, *, max_length: int) -> str:
-    if not DNS_LABEL.fullmatch(value) or len(value) > max_length:
-        raise ValueError(
-            f"must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter "
-            f"or digit; max {max_length}), got {value!r}"
-        )
-    return value
-
-
-def check_quantity(value: object, *, kind: str) -> str:
-    try:
-        q = quantity.parse(value)  # type: ignore[arg-type]
-    except quantity.QuantityError as exc:
-        raise ValueError(str(exc)) from None
-    if q.value <= 0:
-        raise ValueError(f"must be greater than 0, got {value!r}")
-    return q.format_cpu() if kind == "cpu" else q.format_memory()
 
 
 def _in_range(value: str, *, low: str, high: str, kind: str) -> str:
@@ -124,13 +157,13 @@ class QuotaSpec(BaseModel):
 
     @field_validator("cpu", mode="before")
     @classmethod
-    def _cpu(cls, value: object) -> str:
-        return check_quantity(value, kind="cpu")
+    def _cpu(cls, value: object, info: ValidationInfo) -> str:
+        return check_quantity(value, kind="cpu", strict=_request(info))
 
     @field_validator("memory", "storage", mode="before")
     @classmethod
-    def _memory(cls, value: object) -> str:
-        return check_quantity(value, kind="memory")
+    def _memory(cls, value: object, info: ValidationInfo) -> str:
+        return check_quantity(value, kind="memory", strict=_request(info))
 
 
 class Group(BaseModel):
@@ -213,14 +246,14 @@ class Resources(BaseModel):
     @classmethod
     def _cpu(cls, value: object, info: ValidationInfo) -> str:
         limits = _limits(info)
-        text = check_quantity(value, kind="cpu")
+        text = check_quantity(value, kind="cpu", strict=_request(info))
         return _in_range(text, low=limits.cpu_min, high=limits.cpu_max, kind="cpu")
 
     @field_validator("memory", mode="before")
     @classmethod
     def _memory(cls, value: object, info: ValidationInfo) -> str:
         limits = _limits(info)
-        text = check_quantity(value, kind="memory")
+        text = check_quantity(value, kind="memory", strict=_request(info))
         return _in_range(text, low=limits.memory_min, high=limits.memory_max, kind="memory")
 
 
@@ -308,6 +341,9 @@ class Deployment(BaseModel):
     spec: DeploymentSpec
     owner: str = ""
     restarted_at: str = ""
+    # kept from pruning while its HelmRelease moves from one Flux Kustomization to another
+    # (gitops-bridge upgrade-repo): kustomize.toolkit.fluxcd.io/prune: disabled
+    keep_on_prune: bool = False
 
     @model_validator(mode="after")
     def _id(self) -> Deployment:
@@ -365,7 +401,7 @@ def parse_deployment(data: object, *, limits: Limits = DEFAULT_LIMITS) -> Deploy
     if not isinstance(data, Mapping):
         raise InvalidRequest.field("", "the body must be a JSON object")
     try:
-        return DeploymentSpec.model_validate(data, context={"limits": limits})
+        return DeploymentSpec.model_validate(data, context={"limits": limits, "request": True})
     except ValidationError as exc:
         raise InvalidRequest.of(_problems(exc)) from None
 
@@ -374,7 +410,7 @@ def parse_group(data: object) -> Group:
     if not isinstance(data, Mapping):
         raise InvalidRequest.field("", "the body must be a JSON object")
     try:
-        return Group.model_validate(data)
+        return Group.model_validate(data, context={"request": True})
     except ValidationError as exc:
         raise InvalidRequest.of(_problems(exc)) from None
 

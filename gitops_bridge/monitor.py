@@ -13,15 +13,14 @@ import json
 import logging
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import quantity, render, status
+from gitops_bridge import models, quantity, render, status
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
-    BadRequest,
     ClusterUnavailable,
     InvalidRequest,
     NotFound,
@@ -30,6 +29,7 @@ from gitops_bridge.errors import (
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment
 from gitops_bridge.poller import Poller
+from gitops_bridge.render import layout
 from gitops_bridge.service import Service
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,21 @@ class Monitor:
             pending_review=pending_review,
             deleted_in_git=deleted_in_git,
             sidecar=self.sidecar,
+            frp_secret=self.settings.frp.token_secret,
         )
+
+    def group_problems(self, namespace: str) -> tuple[str, ...]:
+        """What the latest reading shows a group must fix (its pods' exposure notes)."""
+        reading = self.poller.state.reading if self.poller is not None else None
+        if reading is None:
+            return ()
+        pods = [
+            pod
+            for (ns, _), items in sorted(reading.pods.items())
+            if ns == namespace
+            for pod in items
+        ]
+        return status.problems_of(pods, secret=self.settings.frp.token_secret)
 
     def orphans(self, groups: set[str]) -> list[Deployment]:
         """HelmReleases still in the cluster whose file is gone from Git: being deleted."""
@@ -138,20 +152,26 @@ class Monitor:
 
     # ---- fast feedback ---------------------------------------------------------------
 
-    def request_reconcile(self) -> None:
-        """Ask Flux to fetch and apply now (what `flux reconcile --with-source` does)."""
+    def request_reconcile(self, paths: Iterable[str] = ()) -> None:
+        """Ask Flux to fetch and apply now (what `flux reconcile --with-source` does): the
+        platform's GitRepository and Kustomization, and those of every group whose files
+        the push changed (each group reconciles on its own, in its namespace)."""
         k = self.settings.kubernetes
         if k.receiver_url:
             self._call_receiver()
-            return
         if self.cluster is None or not k.reconcile_on_commit:
             return
+        targets = [] if k.receiver_url else [(k.flux_namespace, k.gitrepository, k.kustomization)]
+        for group in sorted(_groups_of(paths)):
+            namespace = models.NAMESPACE_PREFIX + group
+            targets.append((namespace, layout.GROUP_SOURCE, layout.GROUP_KUSTOMIZATION))
         patch = {"metadata": {"annotations": {REQUESTED_AT: self._now()}}}
-        try:
-            self.cluster.merge_patch(kube.GITREPOSITORIES, k.flux_namespace, k.gitrepository, patch)
-            self.cluster.merge_patch(kube.KUSTOMIZATIONS, k.flux_namespace, k.kustomization, patch)
-        except (ClusterUnavailable, NotFound) as exc:
-            log.warning("could not request a reconciliation: %s", exc.message)
+        for namespace, source, kustomization in targets:
+            try:
+                self.cluster.merge_patch(kube.GITREPOSITORIES, namespace, source, patch)
+                self.cluster.merge_patch(kube.KUSTOMIZATIONS, namespace, kustomization, patch)
+            except (ClusterUnavailable, NotFound) as exc:
+                log.warning("could not request a reconciliation in %s: %s", namespace, exc.message)
 
     def _call_receiver(self) -> None:
         k = self.settings.kubernetes
@@ -192,7 +212,12 @@ class Monitor:
     # ---- Flux notification events ---------------------------------------------------------
 
     def on_flux_event(self, *, headers: Mapping[str, str], body: bytes) -> FluxEvent:
-        """A Flux Provider (type generic-hmac) POST: verify X-Signature, record, refresh."""
+        """A Flux Provider (type generic-hmac) POST: verify X-Signature, record, refresh.
+
+        Each namespace's Provider signs with its own key (``events_key``): a group can read
+        the Secret in its namespace, so a shared key would let it forge events about any
+        other group. The body names the namespace; the signature must be that namespace's.
+        """
         token = self.settings.kubernetes.events_token.get_secret_value()
         if not token:
             raise NotFound("Flux events are not configured (kubernetes.events_token)")
@@ -200,16 +225,22 @@ class Monitor:
         algorithm, _, digest = given.partition("=")
         if algorithm not in ("sha256", "sha384", "sha512") or not digest:
             raise Unauthenticated("X-Signature: missing or not <sha256|sha384|sha512>=<hex hmac>")
-        expected = hmac.new(token.encode(), body, algorithm).hexdigest()
-        if not hmac.compare_digest(expected, digest.lower()):
-            raise Unauthenticated("X-Signature: does not match the body")
         try:
             data = json.loads(body)
             involved = data["involvedObject"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadRequest("the body is not a Flux event (involvedObject missing)") from exc
+            namespace = str(involved.get("namespace", ""))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise Unauthenticated("X-Signature: does not match the body") from exc
+        key = events_key(token, namespace)
+        expected = hmac.new(key.encode(), body, algorithm).hexdigest()
+        if not hmac.compare_digest(expected, digest.lower()):
+            raise Unauthenticated("X-Signature: does not match the body")
         metadata = data.get("metadata") or {}
-        revision = next((v for k, v in metadata.items() if k.endswith("/revision")), "")
+        # notification-controller strips the involved object's API group from metadata keys
+        # (combineEventMetadata): "revision"; older senders keep "<group>/revision"
+        revision = metadata.get("revision") or next(
+            (v for k, v in metadata.items() if k.endswith("/revision")), ""
+        )
         event = FluxEvent(
             kind=str(involved.get("kind", "")),
             namespace=str(involved.get("namespace", "")),
@@ -276,3 +307,19 @@ class Monitor:
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _groups_of(paths: Iterable[str]) -> set[str]:
+    """The groups whose folder under tenants/ the paths touch."""
+    prefix = f"{layout.TENANTS_DIR}/"
+    return {
+        path.removeprefix(prefix).split("/", 1)[0]
+        for path in paths
+        if path.startswith(prefix) and path.count("/") >= 2
+    }
+
+
+def events_key(token: str, namespace: str) -> str:
+    """The HMAC key of the Flux Provider Secret in ``namespace`` (``gitops-bridge events-key``),
+    derived from ``kubernetes.events_token``."""
+    return hmac.new(token.encode(), f"flux-events:{namespace}".encode(), hashlib.sha256).hexdigest()

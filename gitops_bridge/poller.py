@@ -1,9 +1,10 @@
 """Reads the cluster back on a schedule: a fixed set of LIST calls per cycle.
 
 One cycle lists HelmReleases, Deployments, Pods and PodMetrics cluster-wide with one
-label selector (``gitops-bridge.code-hub.com/deployment-id``) and reads the tenants
-Kustomization and the GitRepository by name: 6 calls (more only when a list needs
-several pages), however many deployments there are. Failures never stop the poller:
+label selector (``gitops-bridge.code-hub.com/deployment-id``), the groups' own
+Kustomizations (``gitops-bridge.code-hub.com/group``), and reads the platform
+Kustomization and GitRepository by name: 7 calls (more only when a list needs several
+pages), however many deployments and groups there are. Failures never stop the poller:
 the last good reading is kept with its age, and the next attempts back off.
 """
 
@@ -39,11 +40,14 @@ class Reading:
     deployments: dict[Key, dict[str, Any]]  # (namespace, deployment id)
     pods: dict[Key, list[dict[str, Any]]]  # (namespace, deployment id)
     metrics: dict[Key, dict[str, Any]]  # (namespace, pod name)
-    kustomization: dict[str, Any] | None
+    kustomization: dict[str, Any] | None  # the platform's (flux-system/tenants)
     gitrepository: dict[str, Any] | None
     calls: int
     duration: float
     metrics_available: bool
+    groups: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # namespace -> its apps Kustomization
 
 
 @dataclass
@@ -118,6 +122,10 @@ class Poller:
         except (NotFound, ClusterUnavailable) as exc:  # metrics-server is optional
             metrics_available, calls = False, calls + 1
             log.debug("no pod metrics: %s", exc)
+        group_syncs = self.cluster.list(
+            kube.KUSTOMIZATIONS, label_selector=layout.LABEL_GROUP, page_size=self.page_size
+        )
+        calls += group_syncs.calls
         kustomization = self.cluster.get(
             kube.KUSTOMIZATIONS, self.flux_namespace, self.kustomization_name
         )
@@ -141,6 +149,11 @@ class Poller:
             calls=calls,
             duration=time.perf_counter() - start,
             metrics_available=metrics_available,
+            groups={
+                _ns_name(k)[0]: k
+                for k in group_syncs.items
+                if _ns_name(k)[1] == layout.GROUP_KUSTOMIZATION
+            },
         )
 
     def run_once(self) -> Reading | None:
@@ -189,7 +202,10 @@ class Poller:
             return None
         age = max(0.0, self.clock() - reading.taken_at)
         pods = tuple(reading.pods.get((namespace, deployment_id), ()))
-        applied = ((reading.kustomization or {}).get("status") or {}).get("lastAppliedRevision")
+        # the group's own Kustomization applies its apps (a repository of the earlier
+        # layout has none: the platform one applied everything)
+        sync = reading.groups.get(namespace, reading.kustomization)
+        applied = ((sync or {}).get("status") or {}).get("lastAppliedRevision")
         return ClusterView(
             helmrelease=reading.helmreleases.get((namespace, name)),
             deployment=reading.deployments.get((namespace, deployment_id)),
@@ -226,6 +242,7 @@ def reading_to_json(reading: Reading) -> bytes:
             "calls": reading.calls,
             "duration": reading.duration,
             "metrics_available": reading.metrics_available,
+            "groups": reading.groups,
         }
     )
 
@@ -247,6 +264,7 @@ def reading_from_json(data: bytes) -> Reading:
         calls=int(raw["calls"]),
         duration=float(raw["duration"]),
         metrics_available=bool(raw["metrics_available"]),
+        groups=dict(raw.get("groups") or {}),
     )
 
 

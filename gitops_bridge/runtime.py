@@ -139,7 +139,9 @@ def open_runtime(settings: Settings) -> Runtime:
             )
     monitor = Monitor(svc, cluster=cluster, poller=pl)
     svc.repo.on_push.append(
-        lambda sha: threading.Thread(target=monitor.request_reconcile, daemon=True).start()
+        lambda sha, paths: threading.Thread(
+            target=monitor.request_reconcile, args=(paths,), daemon=True
+        ).start()
     )
     return Runtime(settings=settings, svc=svc, monitor=monitor, elector=elector)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from gitops_bridge import models, quantity, quota, registry, render
+from gitops_bridge import assets, bootstrap, models, quantity, quota, registry, render
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
     BridgeError,
@@ -80,6 +80,7 @@ class Written:
     deployment: Deployment | None = None
     group: Group | None = None
     change: Any = None  # review.ChangeRequest
+    message: str = ""  # what a multi-step write did, and what comes next
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,7 @@ class Service:
             files = [m.path.rsplit("/", 1)[1] for m in writes]
             writes.append(render.group_kustomization(group.name, files=files))
             writes.append(render.tenants_kustomization([*state.groups, group.name]))
+            writes.append(render.apps_placeholder(group.name))
             return render.Change(
                 message=f"Create group {group.name}",
                 writes=tuple(writes),
@@ -273,8 +275,9 @@ class Service:
     def update_group(self, user: User, name: str, patch: object) -> Written:
         """Change a group's members, admins, quota or review mode (platform admins).
 
-        A quota below the current usage is allowed: the group then cannot grow, but can
-        still shrink (see quota.check).
+        A quota below the current usage is allowed: the group then cannot grow or replace
+        pods (restart, new image, env, ...) until it fits again, but can still scale down,
+        stop and delete (see quota.check).
         """
         if not user.admin:
             raise Forbidden("only platform admins may change groups")
@@ -294,7 +297,14 @@ class Service:
                 raise NotFound(f"group {name!r} not found (deleted meanwhile?)")
             group = models.parse_group(_merged_group(before, patch))
             updated[:] = [group]
-            writes = render.group_files(group, settings=self.settings)
+            base = layout.group_dir(name)
+            writes = render.group_files(
+                group,
+                settings=self.settings,
+                helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
+            )
+            files = [m.path.rsplit("/", 1)[1] for m in writes]
+            writes.append(render.group_kustomization(name, files=files))
             summary = "; ".join(_group_differences(before, group)) or "no changes"
             return render.Change(
                 message=f"Update group {name}: {summary}",
@@ -304,6 +314,92 @@ class Service:
 
         commit = self.repo.apply(build, author=self.author(user))
         return Written(commit=commit, group=updated[0] if updated else current)
+
+    def upgrade_repository(self, user: User) -> Written:
+        """Bring the repository to this version's layout (platform admins), one commit a run.
+
+        A repository of the earlier layout, where the platform Kustomization applied every
+        HelmRelease, moves its releases to the groups' own Kustomizations in three runs, each
+        after Flux has applied the one before (kustomize-controller prunes what a
+        Kustomization no longer lists, unless the object says ``prune: disabled``):
+        1. everything new is written and the releases say ``prune: disabled``, still listed
+           by the platform; 2. the platform stops listing them (nothing is deleted, the
+           groups' Kustomizations own them now); 3. ``prune: disabled`` goes. Otherwise the
+           vendored chart, the files of repo-template for every cluster, every group's
+           platform files and every HelmRelease are written anew; a current repository
+           gets no commit. ``Written.message`` says what the run did and what comes next.
+        """
+        if not user.admin:
+            raise Forbidden("only platform admins may upgrade the repository")
+        self.repo.refresh(max_age=0)  # decide the stage on the newest main
+        outcome: list[str] = []
+
+        def build(snapshot: Snapshot) -> render.Change:
+            state = self.state(snapshot)
+            listed = {group: _listed_apps(snapshot, group) for group in state.groups}
+            legacy = any(listed.values())
+            kept = any(d.keep_on_prune for d in state.deployments.values())
+            if legacy and kept:
+                stage, note = 2, "the groups own their releases; run again once Flux applied this"
+            elif legacy:
+                stage, note = 1, "releases kept from pruning; run again once Flux applied this"
+            elif kept:
+                stage, note = 3, "done"
+            else:
+                stage, note = 0, "done"
+            outcome[:] = [f"stage {stage}: {note}" if stage else note]
+            writes: list[render.Manifest] = []
+            deletes: list[str] = []
+            if stage != 2:
+                writes += self._shipped_files(snapshot, deletes)
+            for group in state.groups.values():
+                base = layout.group_dir(group.name)
+                files = render.group_files(
+                    group,
+                    settings=self.settings,
+                    helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
+                )
+                names = [m.path.rsplit("/", 1)[1] for m in files]
+                still = listed[group.name] if stage == 1 else []  # the platform's until 2
+                writes.append(render.group_kustomization(group.name, files=names, legacy=still))
+                if stage == 2:
+                    continue
+                writes += [*files, render.apps_placeholder(group.name)]
+                current = {m.path for m in files}
+                deletes += [
+                    f"{base}/{name}"
+                    for name in layout.PLATFORM_FILES
+                    if f"{base}/{name}" in snapshot.files and f"{base}/{name}" not in current
+                ]
+            if stage != 2:
+                writes += [
+                    render.helmrelease(
+                        d.model_copy(update={"keep_on_prune": stage == 1}), settings=self.settings
+                    )
+                    for d in state.deployments.values()
+                ]
+            return render.Change(
+                message=f"Upgrade the repository to this gitops-bridge's layout ({outcome[0]})",
+                writes=tuple(writes),
+                deletes=tuple(deletes),
+                trailers={TRAILER_ACTION: "upgrade-repository"},
+            )
+
+        commit = self.repo.apply(build, author=self.author(user))
+        return Written(commit=commit, message=outcome[0] if outcome else "")
+
+    def _shipped_files(self, snapshot: Snapshot, deletes: list[str]) -> list[render.Manifest]:
+        """The vendored chart and repo-template's cluster files for every cluster in clusters/
+        (chart files no longer shipped are added to ``deletes``)."""
+        clusters = sorted({path.split("/")[1] for path in snapshot.under("clusters")})
+        shipped: dict[str, bytes] = {}
+        for cluster in clusters or [self.settings.cluster]:
+            for path, data in bootstrap.template_files(cluster=cluster).items():
+                if path.startswith(("charts/", "clusters/")):
+                    shipped[path] = data
+        chart_dir = "charts/" + assets.chart().name
+        deletes += [path for path in snapshot.under(chart_dir) if path not in shipped]
+        return [render.Manifest(path, data.decode()) for path, data in shipped.items()]
 
     def create_deployment(
         self, user: User, group_name: str, data: object, *, key: str | None = None
@@ -366,7 +462,7 @@ class Service:
         )
 
     def delete_deployment(self, user: User, name: str, *, key: str | None = None) -> Written:
-        """Remove the HelmRelease and its kustomization entry; Flux prunes the rest."""
+        """Remove the HelmRelease's file; the group's Kustomization prunes the rest."""
         current = self.deployment(user, name)
 
         def plan(snapshot: Snapshot, state: State) -> Plan:
@@ -374,7 +470,6 @@ class Service:
             path = render.app_path(before.group, before.name)
             change = render.Change(
                 message=f"Delete {before.name} from {before.group}",
-                writes=(self.group_index(snapshot, before.group, remove=path),),
                 deletes=(path,),
                 trailers=self.trailers("delete", before),
             )
@@ -488,15 +583,15 @@ class Service:
         )
         quota.check(
             group,
-            current=[d.spec for d in state.in_group(group_name)],
+            current=state.in_group(group_name),
             before=None,
-            after=spec,
+            after=deployment,
             sidecar=self.sidecar,
         )
         manifest = render.helmrelease(deployment, settings=self.settings)
         change = render.Change(
             message=f"Deploy {deployment.name} to {group_name}\n\n{_summary(spec)}",
-            writes=(manifest, self.group_index(snapshot, group_name, add=manifest.path)),
+            writes=(manifest,),
             trailers=self.trailers("create", deployment),
         )
         return Plan(change=change, deployment=deployment)
@@ -507,9 +602,9 @@ class Service:
         group = state.groups[before.group]
         quota.check(
             group,
-            current=[d.spec for d in state.in_group(before.group)],
-            before=before.spec,
-            after=after.spec,
+            current=state.in_group(before.group),
+            before=before,
+            after=after,
             sidecar=self.sidecar,
         )
         differences = models.spec_differences(before.spec, after.spec)
@@ -546,21 +641,6 @@ class Service:
             if candidate not in taken:
                 return candidate
         raise Conflict("could not find a free deployment id; try again")
-
-    def group_index(
-        self, snapshot: Snapshot, group: str, *, add: str | None = None, remove: str | None = None
-    ) -> render.Manifest:
-        base = layout.group_dir(group) + "/"
-        files = {
-            path.removeprefix(base)
-            for path in snapshot.under(base)
-            if path.endswith(".yaml") and not path.endswith("/kustomization.yaml")
-        }
-        if add:
-            files.add(add.removeprefix(base))
-        if remove:
-            files.discard(remove.removeprefix(base))
-        return render.group_kustomization(group, files=files)
 
     def member_group(self, state: State, user: User, name: str) -> Group:
         group = state.groups.get(name)
@@ -620,3 +700,10 @@ def _summary(spec: DeploymentSpec) -> str:
         f"expose: {'yes' if spec.expose else 'no'}",
     ]
     return "\n".join(parts)
+
+
+def _listed_apps(snapshot: Snapshot, group: str) -> list[str]:
+    """apps/ entries of a group's kustomization.yaml (the earlier layout listed them)."""
+    document = snapshot.yaml(f"{layout.group_dir(group)}/kustomization.yaml")
+    resources = (document or {}).get("resources") if isinstance(document, dict) else None
+    return [r for r in resources or [] if isinstance(r, str) and r.startswith("apps/")]

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Opt-in end-to-end test on a real cluster: kind + Flux + gitops-bridge.
 # Needs: docker (with a running engine), kind, flux (CLI) and kubectl on PATH.
-# It creates a kind cluster, installs Flux, serves the bridge's embedded GitOps repository
-# over `git daemon` to the cluster, deploys an image through the API and waits until the
-# bridge reports it running with all replicas ready. Cleans up unless KEEP=1.
+# It creates a kind cluster, installs Flux locked down for multi-tenancy
+# (--no-cross-namespace-refs, --default-service-account=default, as flux2-multi-tenancy
+# does), serves the bridge's embedded GitOps repository to the cluster over smart HTTP,
+# deploys an image through the API and waits until the bridge reports it running with all
+# replicas ready. Cleans up unless KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,20 +34,31 @@ export KUBECONFIG="$WORK/kubeconfig"
 kind get kubeconfig --name "$NAME" > "$KUBECONFIG"
 GATEWAY=$(docker network inspect kind -f '{{(index .IPAM.Config 0).Gateway}}')
 
-echo "== flux"
+echo "== flux, locked down"
 flux install --timeout 5m
+for controller in kustomize-controller helm-controller notification-controller; do
+  flags='[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--no-cross-namespace-refs=true"}'
+  if [[ "$controller" != notification-controller ]]; then
+    flags+=',{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--default-service-account=default"}'
+  fi
+  kubectl -n flux-system patch deployment "$controller" --type json -p "$flags]"
+done
+kubectl -n flux-system rollout status deployment --timeout 180s
 
-echo "== gitops-bridge (embedded repository, served to the cluster by git daemon)"
+echo "== gitops-bridge (embedded repository, served to the cluster over smart HTTP)"
+GIT_URL="http://$GATEWAY:${GIT_PORT:-18081}/remote.git"
 GITOPS_BRIDGE_KUBERNETES__KUBECONFIG="$KUBECONFIG" GITOPS_BRIDGE_KUBERNETES__POLL_INTERVAL=3 \
+GITOPS_BRIDGE_FLUX__GIT_URL="$GIT_URL" GITOPS_BRIDGE_FLUX__SOURCE_INTERVAL=30s \
   .venv/bin/gitops-bridge serve --port "$PORT" --data-dir "$WORK/data" > "$WORK/bridge.log" 2>&1 &
 BRIDGE_PID=$!
 for _ in $(seq 60); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 1; done
-git daemon --reuseaddr --listen=0.0.0.0 --port=9418 --export-all --base-path="$WORK/data" "$WORK/data" &
+scripts/git-http.py "$WORK/data" "${GIT_PORT:-18081}" > "$WORK/git-http.log" 2>&1 &
 DAEMON_PID=$!
-flux create source git flux-system --url="git://$GATEWAY:9418/remote.git" --branch=main --interval=30s
+flux create source git flux-system --url="$GIT_URL" --branch=main --interval=30s
+# the root Kustomization acts as kustomize-controller, as flux2-multi-tenancy patches it
 flux create kustomization flux-system --source=GitRepository/flux-system --path=./clusters/dev \
-  --prune=true --interval=1m --wait=false
-# the cluster's frp token Secret; exposure is not part of this test
+  --prune=true --interval=1m --wait=false --service-account=kustomize-controller
+# exposure (frp-token) and events (gitops-bridge-events) are not part of this test
 api() { curl -fsS -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/api/v1/$1" "${@:2}"; }
 
 echo "== deploy through the API"
@@ -55,7 +68,7 @@ for i in $(seq 120); do
   STATE=$(api "deployments/$NAME_ID" | python3 -c 'import json,sys; s=json.load(sys.stdin)["status"]; print(s["label"], "|", s.get("reason",""), s.get("message",""))')
   echo "[$i] $STATE"
   [[ "$STATE" == "running 2/2"* ]] && { echo "PASS"; exit 0; }
-  [[ "$STATE" == failed* ]] && { echo "FAIL: $STATE"; kubectl get hr -A; exit 1; }
+  [[ "$STATE" == failed* ]] && { echo "FAIL: $STATE"; kubectl get ks,gitrepo,hr -A; exit 1; }
   sleep 5
 done
-echo "FAIL: not running after 10 minutes"; kubectl get hr,deploy,pods -A; tail -50 "$WORK/bridge.log"; exit 1
+echo "FAIL: not running after 10 minutes"; kubectl get ks,gitrepo,hr,deploy,pods -A; tail -50 "$WORK/bridge.log"; exit 1

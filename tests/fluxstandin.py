@@ -1,68 +1,118 @@
 """Plays Flux against a ``FakeKube`` for a GitOps repository written by gitops-bridge (test code).
 
 Neither Kubernetes nor Flux can run here. ``FluxStandIn.reconcile(commit)`` does, for one
-commit, what Flux's controllers and Kubernetes' own would do, with the real tools:
+commit, what Flux's controllers do, with the real tools (``git``, ``kubectl kustomize``,
+``helm template``); Kubernetes' own controllers are ``tests/kubecontrollers.py`` and the API
+server's admission is ``tests/kubefake.py``. Each behaviour names where Flux does it
+(fluxcd/<controller> files, or fluxcd.io docs pages):
 
-- source-controller: exports the commit (``git archive``) and publishes the GitRepository
-  ``flux-system/flux-system`` (artifact revision ``<branch>@sha1:<commit>``, Ready).
-- kustomize-controller: the ``flux-system`` Kustomization applies ``clusters/<cluster>/``;
-  each Kustomization found there is built with ``kubectl kustomize <spec.path>``, every
-  object is applied (labelled ``kustomize.toolkit.fluxcd.io/name|namespace``; annotations
-  ``reconcile.fluxcd.io/*`` set by others survive, as with server-side apply), objects that
-  are gone are pruned (those in the previous ``status.inventory``, those carrying the
-  Kustomization's labels, and for a Kustomization other than ``flux-system`` anything
-  labelled ``app.kubernetes.io/managed-by: gitops-bridge``), then the status
-  (``lastAppliedRevision``, inventory, Ready ``ReconciliationSucceeded``) is written. A
-  failing build is Ready False ``BuildFailed`` and applies nothing.
-- helm-controller: each HelmRelease gets the ``finalizers.fluxcd.io`` finalizer, is rendered
-  with ``helm template <release> <chart> -n <ns> -f <values>``, its Deployment/Service/
-  ConfigMap are applied (annotated ``meta.helm.sh/release-name|namespace``) and its status
-  is written per scenario (below). A pruned HelmRelease is deleted gracefully (a
-  deletionTimestamp first), then uninstalled; ``hold_deletes=True`` leaves it in that
-  deleting state, workloads included, until the next reconcile.
-- Deployment controller, scheduler and kubelet: one Pod per replica named
-  ``<deployment>-<pod-template-hash>-<5 chars>``; pods of an older template are replaced;
-  Deployment status; PodMetrics; a few log lines per container.
+Lockdown. By default the stand-in runs as Flux's multi-tenancy lockdown recommends
+(fluxcd/flux2-multi-tenancy ``clusters/staging/flux-system/kustomization.yaml``):
+``--no-cross-namespace-refs=true`` on every controller and ``--default-service-account``
+(``default``) on kustomize- and helm-controller; the ``flux-system`` Kustomization made by
+bootstrap runs as ``kustomize-controller``. Both flags can be turned off.
 
-Scenarios, keyed by HelmRelease name (default ``success``): ``success``, ``failed-upgrade``
-(the upgrade fails and is rolled back: the pods keep the previous image; on a release never
-installed it is installed first), ``crashloop`` (released, but the first container is in
-CrashLoopBackOff), ``stalled`` (retries exhausted: install, or upgrade when a release
-exists) and ``progressing`` (an action still running). Chart versions follow Flux: with
-``reconcileStrategy: Revision`` a chart from Git is ``<Chart.yaml version>+<commit[:12]>``, so
-every new commit upgrades every release (no pod changes unless the rendering changed).
+source-controller
+  - The ``flux-system`` GitRepository is published for the commit (artifact revision
+    ``<branch>@sha1:<commit>``). Every other GitRepository in the cluster whose ``spec.url``
+    is the stand-in's remote gets the same commit as its artifact, restricted to its
+    ``spec.sparseCheckout`` directories (``internal/controller/gitrepository_controller.go``);
+    another URL cannot be cloned (Ready False ``GitOperationFailed``).
+  - Charts are packaged as source-controller does: from a GitRepository with
+    ``reconcileStrategy: Revision`` the version becomes ``<version>+<commit[:12]>``, with
+    ``ChartVersion`` (the default) it stays ``<version>`` (fluxcd.io/flux/components/source/
+    helmcharts/#reconcile-strategy; source-controller PR #308). A chart from an
+    OCIRepository (``chartRef``) gets ``+<digest[:12]>`` and its tag must equal the chart's
+    version (helm-controller ``mutateChartWithSourceRevision``). The OCIRepository's
+    content is the commit's ``charts/<name>`` (what ``gitops-bridge chart push`` publishes).
 
-Not modelled: dependsOn, health checks/wait, post-build substitution, sops, valuesFrom,
-HelmRepository/OCIRepository charts (a ``chartRef`` renders ``charts/generic-app`` of the
-commit), drift detection, tests, ReplicaSet objects, ResourceQuota status, Events, intervals
-(nothing happens between ``reconcile`` calls). A chart that ``helm template`` rejects raises
-RuntimeError instead of becoming an InstallFailed status.
+kustomize-controller (``internal/controller/kustomization_controller.go``)
+  - sourceRef in another namespace: Ready False + Stalled ``AccessDenied`` "can't access
+    '<Kind>/<ns>/<name>', cross-namespace references have been blocked".
+  - dependsOn: every dependency must exist, have observedGeneration == generation, be Ready,
+    and (same source) have applied the source's revision; else Ready False
+    ``DependencyNotReady`` "dependency '<ns>/<name>' is not ready" (``checkDependencies``).
+  - A path without a kustomization file gets one generated listing every YAML file below it
+    (fluxcd/pkg ``kustomize/kustomize_generator.go`` ``scanManifests``).
+  - Impersonation: ``spec.serviceAccountName``, else the default service account, in the
+    Kustomization's namespace; every object is authorized for that account (the RBAC model
+    below) before anything is applied.
+  - Apply is staged (Namespaces first, then the rest) and each stage is dry-run first
+    (fluxcd/pkg ``ssa`` ``ApplyAllStaged``): an object the API server refuses fails the
+    whole stage with ``<Kind>/<ns>/<name> dry-run failed (<Reason>): <message>``, Ready False
+    ``ReconciliationFailed``, and nothing is pruned. After a successful apply, objects of
+    the previous inventory that are gone are pruned; then ``lastAppliedRevision``,
+    ``inventory`` and Ready ``ReconciliationSucceeded``.
+
+helm-controller (``internal/controller/helmrelease_controller.go``, ``internal/reconcile``)
+  - chart sourceRef / chartRef in another namespace: Ready False + Stalled ``AccessDenied``.
+  - A missing source: Ready False ``ArtifactFailed``.
+  - Values reach Helm as a map (written as JSON for ``helm template``, no YAML re-typing).
+  - Install or upgrade only when the chart version or the values digest differ from the
+    deployed release (``action.DetermineReleaseState``); ``upgrades`` counts them.
+  - Rendered objects are authorized for the release's service account and dry-run through
+    the API server; a refusal is a failed install (uninstalled) or upgrade (rolled back).
+  - Scenarios keyed by HelmRelease name (``success``, ``failed-upgrade``, ``crashloop``,
+    ``stalled``, ``progressing``) force the documented outcomes of a release.
+  - A pruned HelmRelease is deleted gracefully (finalizer), then uninstalled;
+    ``hold_deletes=True`` leaves it in that deleting state until the next reconcile.
+
+notification-controller (``internal/server/event_handlers.go``)
+  - Each release action and Kustomization result is an event; ``deliver(post)`` sends it to
+    every Alert whose event source matches as the controller matches: same kind, namespace
+    equal to the source's (default: the Alert's; compared literally, no wildcard), name
+    equal or ``*``, severity; locked down, an event from another namespace than the
+    Alert's is dropped. The Provider (``generic-hmac``) signs the JSON body with the
+    ``token`` of its Secret: ``X-Signature: sha256=<hex>``.
+
+RBAC model for impersonation: ``flux-system/kustomize-controller`` and ``helm-controller``
+are cluster-admin (fluxcd/flux2 ``manifests/rbac/reconciler.yaml``). Any other account may
+act in a namespace where a RoleBinding binds it to ``cluster-admin``, ``admin`` or ``edit``;
+``admin``/``edit`` cover namespaced objects including the Flux kinds (aggregated by
+``manifests/rbac/edit.yaml``) but not ResourceQuota, LimitRange (read-only) nor
+cluster-scoped objects (kubernetes ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy/
+policy.go``); ``edit`` cannot write RoleBindings.
+
+Not modelled: intervals and retries (nothing happens between ``reconcile`` calls),
+health checks and ``wait``, post-build substitution, sops, valuesFrom, HelmRepository
+charts, drift detection, Helm tests, ReplicaSet objects.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import hmac
 import io
 import json
+import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gitops_bridge.render import yamlio
 from tests import kubecontrollers
-from tests.kubefake import FakeKube, now
+from tests.kubefake import ApiError, FakeKube, now
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
+Ref = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
 HELMRELEASE: Key = ("helm.toolkit.fluxcd.io/v2", "HelmRelease")
 KUSTOMIZATION: Key = ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
 GITREPOSITORY: Key = ("source.toolkit.fluxcd.io/v1", "GitRepository")
+OCIREPOSITORY: Key = ("source.toolkit.fluxcd.io/v1", "OCIRepository")
+ALERT: Key = ("notification.toolkit.fluxcd.io/v1beta3", "Alert")
+PROVIDER: Key = ("notification.toolkit.fluxcd.io/v1beta3", "Provider")
 NAMESPACE: Key = ("v1", "Namespace")
+SECRET: Key = ("v1", "Secret")
+ROLEBINDING: Key = ("rbac.authorization.k8s.io/v1", "RoleBinding")
 DEPLOYMENT: Key = ("apps/v1", "Deployment")
 POD: Key = ("v1", "Pod")
 FLUX_NAMESPACE = "flux-system"
@@ -81,20 +131,33 @@ TENANT_KINDS: tuple[Key, ...] = (
     ("v1", "ResourceQuota"),
     ("v1", "LimitRange"),
     ("v1", "ServiceAccount"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ROLEBINDING,
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    GITREPOSITORY,
+    KUSTOMIZATION,
+    OCIREPOSITORY,
+    PROVIDER,
+    ALERT,
     HELMRELEASE,
 )
 # Kinds a generic-app release can own.
 WORKLOAD_KINDS: tuple[Key, ...] = (DEPLOYMENT, ("v1", "Service"), ("v1", "ConfigMap"))
+CLUSTER_SCOPED = frozenset(
+    {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+)
+CONTROLLERS = frozenset(
+    {(FLUX_NAMESPACE, "kustomize-controller"), (FLUX_NAMESPACE, "helm-controller")}
+)
+READ_ONLY_FOR_ADMIN = frozenset({"ResourceQuota", "LimitRange"})
 HISTORY_LIMIT = 5
 TOOL_TIMEOUT = 60
 FAILURE = "context deadline exceeded"
+DEFAULT_URL = "ssh://git@git.code-hub.com/platform/gitops.git"
 
 
 @dataclass(frozen=True)
 class _Chart:
-    path: Path
+    path: Path  # a packaged copy: Chart.yaml carries the version Flux gives it
     name: str
     version: str
     app_version: str | None
@@ -111,13 +174,59 @@ class _Run:
     hold_deletes: bool
     size: int = 0
     releases: list[Obj] = field(default_factory=list)
+    artifacts: dict[tuple[str, str], Path] = field(default_factory=dict)  # GitRepository
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Flux event as the controllers send it to notification-controller."""
+
+    kind: str
+    namespace: str
+    name: str
+    api_version: str
+    severity: str
+    reason: str
+    message: str
+    revision: str
+    controller: str
+
+    def payload(self) -> Obj:
+        group = self.api_version.rpartition("/")[0]
+        return {
+            "involvedObject": {
+                "kind": self.kind,
+                "namespace": self.namespace,
+                "name": self.name,
+                "apiVersion": self.api_version,
+            },
+            "severity": self.severity,
+            "timestamp": now(),
+            "message": self.message,
+            "reason": self.reason,
+            # notification-controller strips the involved object's API group from the keys
+            # (combineEventMetadata, RFC 0008)
+            "metadata": {"revision": self.revision} if self.revision else {},
+            "reportingController": self.controller,
+            "reportingInstance": f"{self.controller}-{_sha256(group)[:10]}",
+        }
+
+
+class _Refused(Exception):
+    """A controller step failed: the Ready reason and message to report."""
+
+    def __init__(self, reason: str, message: str, *, stalled: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.stalled = stalled
 
 
 def _key(obj: Obj) -> Key:
     return (obj["apiVersion"], obj["kind"])
 
 
-def _ref(obj: Obj) -> tuple[str, str, str, str]:
+def _ref(obj: Obj) -> Ref:
     meta = obj["metadata"]
     return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
 
@@ -139,19 +248,14 @@ def inventory_id(obj: Obj) -> str:
     return f"{namespace}_{name}_{group}_{kind}"
 
 
-def _from_inventory(entry: Obj) -> tuple[str, str, str, str]:
+def _from_inventory(entry: Obj) -> Ref:
     namespace, name, group, kind = entry["id"].split("_")
     api_version = f"{group}/{entry['v']}" if group else entry["v"]
     return (api_version, kind, namespace, name)
 
 
 def _condition(
-    previous: list[Obj],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    generation: int,
+    previous: list[Obj], type_: str, status: str, reason: str, message: str, generation: int
 ) -> Obj:
     """A metav1.Condition; lastTransitionTime is kept while the status does not change."""
     before = next((c for c in previous if c.get("type") == type_), None)
@@ -166,6 +270,22 @@ def _condition(
     }
 
 
+def _display(obj: Obj) -> str:
+    """``Kind/namespace/name`` (``Kind/name`` when cluster-scoped), as fluxcd/pkg ssa shows it."""
+    namespace = obj["metadata"].get("namespace")
+    name = obj["metadata"]["name"]
+    return f"{obj['kind']}/{namespace}/{name}" if namespace else f"{obj['kind']}/{name}"
+
+
+def _plural(kind: str) -> str:
+    return kind.lower() + ("es" if kind.endswith("s") else "s")
+
+
+def _resource(api_version: str, kind: str) -> str:
+    group = api_version.rpartition("/")[0]
+    return f"{_plural(kind)}.{group}" if group else _plural(kind)
+
+
 class FluxStandIn:
     """Reconciles commits of a GitOps repository into a FakeKube, as Flux would."""
 
@@ -178,18 +298,26 @@ class FluxStandIn:
         helm: str,
         kubectl: str,
         cluster: str | None = None,
-        url: str | None = None,
+        url: str = DEFAULT_URL,
+        no_cross_namespace_refs: bool = True,
+        default_service_account: str | None = "default",
     ) -> None:
         """``cluster``: the ``clusters/<cluster>`` to apply (needed when there are several);
-        ``url``: the GitRepository's spec.url (the CRD allows http, https and ssh only)."""
+        ``url``: how Flux clones the remote (GitRepository spec.url)."""
         self.fake = fake
-        self.workloads = kubecontrollers.Workloads(fake)
         self.remote = Path(remote)
         self.branch = branch
         self.helm = helm
         self.kubectl = kubectl
         self.cluster = cluster
-        self.url = url or f"ssh://git@git.code-hub.internal/{self.remote.name}"
+        self.url = url
+        self.no_cross_namespace_refs = no_cross_namespace_refs
+        self.default_service_account = default_service_account
+        self.workloads = kubecontrollers.Workloads(fake)
+        self.upgrades: Counter[tuple[str, str]] = Counter()  # installs + upgrades per release
+        self.events: list[Event] = []  # not yet delivered
+        self.delivered: list[tuple[str, Obj]] = []  # (address, payload)
+        self.dispatch_errors: list[str] = []
         # kubectl/helm output by the digest of their inputs: commits that do not touch a
         # directory or a release skip the tools (each run is 50-150 ms here).
         self._builds: dict[str, list[Obj]] = {}
@@ -219,50 +347,48 @@ class FluxStandIn:
             run = _Run(Path(tmp), sha, f"{self.branch}@sha1:{sha}", dict(wanted), hold_deletes)
             self._export(run)
             self._publish_source(run)
-            cluster_dir = self._cluster_dir(run.root)
-            root_ks = {
-                "apiVersion": KUSTOMIZATION[0],
-                "kind": KUSTOMIZATION[1],
-                "metadata": {"name": SOURCE, "namespace": FLUX_NAMESPACE},
-                "spec": {
-                    "interval": "10m0s",
-                    "path": f"./{cluster_dir.relative_to(run.root).as_posix()}",
-                    "prune": True,
-                    "sourceRef": {"kind": "GitRepository", "name": SOURCE},
-                },
+            cluster_dir = self._cluster_dir(run.root / "repo")
+            root_spec: Obj = {
+                "interval": "10m0s",
+                "path": f"./{cluster_dir.relative_to(run.root / 'repo').as_posix()}",
+                "prune": True,
+                "sourceRef": {"kind": "GitRepository", "name": SOURCE},
             }
-            self._kustomization(run, self._apply_merged(root_ks), root=True)
-            for release in sorted(run.releases, key=lambda r: _ref(r)):
+            if self.default_service_account is not None:
+                root_spec["serviceAccountName"] = "kustomize-controller"
+            root_ks = self._apply_merged(
+                {
+                    "apiVersion": KUSTOMIZATION[0],
+                    "kind": KUSTOMIZATION[1],
+                    "metadata": {"name": SOURCE, "namespace": FLUX_NAMESPACE},
+                    "spec": root_spec,
+                }
+            )
+            self._kustomizations(run, root_ks)
+            for release in sorted(run.releases, key=_ref):
                 self._reconcile_release(run, release)
         return sha
 
     # ---- source-controller ---------------------------------------------------------------
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, binary: bool = False) -> Any:
         where = ["--git-dir", str(self.remote)] if (self.remote / "HEAD").is_file() else []
-        cwd = None if where else self.remote
         result = subprocess.run(
             ["git", *where, *args],
             capture_output=True,
-            text=True,
-            check=True,
-            timeout=TOOL_TIMEOUT,
-            cwd=cwd,
-        )
-        return result.stdout.strip()
-
-    def _export(self, run: _Run) -> None:
-        where = ["--git-dir", str(self.remote)] if (self.remote / "HEAD").is_file() else []
-        archive = subprocess.run(
-            ["git", *where, "archive", "--format=tar", run.commit],
-            capture_output=True,
+            text=not binary,
             check=True,
             timeout=TOOL_TIMEOUT,
             cwd=None if where else self.remote,
-        ).stdout
+        )
+        return result.stdout if binary else result.stdout.strip()
+
+    def _export(self, run: _Run) -> None:
+        archive = self._git("archive", "--format=tar", run.commit, binary=True)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(run.root, filter="data")
+            tar.extractall(run.root / "repo", filter="data")
         run.size = len(archive)
+        run.artifacts[(FLUX_NAMESPACE, SOURCE)] = run.root / "repo"
 
     def _publish_source(self, run: _Run) -> None:
         self._apply_namespace(FLUX_NAMESPACE)
@@ -271,21 +397,21 @@ class FluxStandIn:
                 "apiVersion": GITREPOSITORY[0],
                 "kind": GITREPOSITORY[1],
                 "metadata": {"name": SOURCE, "namespace": FLUX_NAMESPACE},
-                "spec": {
-                    "interval": "1m0s",
-                    "ref": {"branch": self.branch},
-                    "url": self.url,
-                },
+                "spec": {"interval": "1m0s", "ref": {"branch": self.branch}, "url": self.url},
             }
         )
-        path = f"gitrepository/{FLUX_NAMESPACE}/{SOURCE}/{run.commit}.tar.gz"
+        self._source_ready(run, repo)
+
+    def _source_ready(self, run: _Run, repo: Obj) -> None:
+        namespace, name = repo["metadata"]["namespace"], repo["metadata"]["name"]
+        path = f"gitrepository/{namespace}/{name}/{run.commit}.tar.gz"
         message = f"stored artifact for revision '{run.revision}'"
         generation = repo["metadata"]["generation"]
         previous = (repo.get("status") or {}).get("conditions", [])
         status: Obj = {
             "observedGeneration": generation,
             "artifact": {
-                "digest": f"sha256:{_sha256(run.commit)}",
+                "digest": f"sha256:{_sha256(run.commit + namespace + name)}",
                 "lastUpdateTime": now(),
                 "path": path,
                 "revision": run.revision,
@@ -297,7 +423,58 @@ class FluxStandIn:
                 _condition(previous, "ArtifactInStorage", "True", "Succeeded", message, generation),
             ],
         }
-        self.fake.set_status(*GITREPOSITORY, FLUX_NAMESPACE, SOURCE, _handled(repo, status))
+        self.fake.set_status(*GITREPOSITORY, namespace, name, _handled(repo, status))
+
+    def _gitrepository(self, run: _Run, repo: Obj) -> None:
+        """A tenant GitRepository: the same commit, only its sparse-checkout directories."""
+        namespace, name = repo["metadata"]["namespace"], repo["metadata"]["name"]
+        spec = repo["spec"]
+        generation = repo["metadata"]["generation"]
+        previous = (repo.get("status") or {}).get("conditions", [])
+        branch = (spec.get("ref") or {}).get("branch", "master")
+        problem = ""
+        if spec.get("url") != self.url:
+            problem = (
+                f"failed to checkout and determine revision: unable to clone '{spec.get('url')}'"
+            )
+        elif branch != self.branch:
+            problem = (
+                "failed to checkout and determine revision: "
+                f"couldn't find remote ref 'refs/heads/{branch}'"
+            )
+        if problem:
+            status = {
+                "observedGeneration": generation,
+                "conditions": [
+                    _condition(
+                        previous, "Ready", "False", "GitOperationFailed", problem, generation
+                    )
+                ],
+            }
+            self.fake.set_status(*GITREPOSITORY, namespace, name, _handled(repo, status))
+            run.artifacts.pop((namespace, name), None)
+            return
+        target = run.root / "sources" / namespace / name
+        full = run.root / "repo"
+        sparse = spec.get("sparseCheckout") or []
+        shutil.rmtree(target, ignore_errors=True)
+        if not sparse:
+            shutil.copytree(full, target)
+        for directory in sparse:
+            if (full / directory).is_dir():
+                shutil.copytree(full / directory, target / directory)
+        target.mkdir(parents=True, exist_ok=True)
+        run.artifacts[(namespace, name)] = target
+        self._source_ready(run, repo)
+
+    def _artifact(self, run: _Run, namespace: str, name: str) -> Path | None:
+        """The GitRepository's artifact for this commit (source-controller reconciles every
+        GitRepository on its own, whichever Kustomization applied it)."""
+        if (namespace, name) not in run.artifacts:
+            repo = self.fake.get(*GITREPOSITORY, namespace, name)
+            if repo is not None and not repo["metadata"].get("deletionTimestamp"):
+                self._gitrepository(run, repo)
+        return run.artifacts.get((namespace, name))
 
     def _cluster_dir(self, root: Path) -> Path:
         clusters = sorted(p for p in (root / "clusters").iterdir() if p.is_dir())
@@ -310,47 +487,104 @@ class FluxStandIn:
 
     # ---- kustomize-controller ------------------------------------------------------------
 
-    def _kustomization(self, run: _Run, stored: Obj, *, root: bool) -> None:
-        """Build, apply and prune what one (applied) Kustomization points at, then its status."""
-        name, namespace = stored["metadata"]["name"], stored["metadata"]["namespace"]
-        generation = stored["metadata"]["generation"]
-        status = copy.deepcopy(stored.get("status") or {})
+    def _kustomizations(self, run: _Run, root: Obj) -> None:
+        """Reconcile the root Kustomization, then every Kustomization in the cluster (each
+        reconciles on its own, whether or not its parent applied this time), until nothing
+        changes: one that waits for a dependency goes again in the next round."""
+        pending: list[Obj] = [root]
+        done: set[tuple[str, str]] = set()
+        for _ in range(10):
+            waiting: list[Obj] = []
+            progressed = False
+            for ks in pending:
+                ident = (ks["metadata"]["namespace"], ks["metadata"]["name"])
+                if ident in done:
+                    continue
+                outcome = self._kustomization(run, ks)
+                if outcome == "waiting":
+                    waiting.append(ks)
+                    continue
+                done.add(ident)
+                progressed = True
+                if isinstance(outcome, list):
+                    waiting += [o for o in outcome if _key(o) == KUSTOMIZATION]
+            waiting += [
+                ks
+                for ks in self.fake.items(*KUSTOMIZATION)
+                if (ks["metadata"]["namespace"], ks["metadata"]["name"]) not in done
+            ]
+            pending = waiting
+            if not pending or not progressed:
+                break
+        run.releases = [
+            hr
+            for hr in self.fake.items(*HELMRELEASE)
+            if not hr["metadata"].get("deletionTimestamp")
+        ]
+
+    def _kustomization(self, run: _Run, applied: Obj) -> list[Obj] | str | None:
+        """Build, apply and prune one Kustomization. Returns what it applied, "waiting" for a
+        dependency, or None when it failed."""
+        ks = self.fake.get(
+            *KUSTOMIZATION, applied["metadata"]["namespace"], applied["metadata"]["name"]
+        )
+        if ks is None or ks["spec"].get("suspend") or ks["metadata"].get("deletionTimestamp"):
+            return None
+        name, namespace = ks["metadata"]["name"], ks["metadata"]["namespace"]
+        generation = ks["metadata"]["generation"]
+        status = copy.deepcopy(ks.get("status") or {})
         previous = status.get("conditions", [])
-        path = run.root / stored["spec"]["path"]
+        source_ref = ks["spec"]["sourceRef"]
+        source_ns = source_ref.get("namespace") or namespace
         try:
-            objects = self._build(path, plain=root)
-        except (RuntimeError, OSError) as exc:
-            detail = str(exc).replace(f"{run.root}/", "")
-            message = f"kustomization path not found or build failed: {detail}"
-            status |= {
-                "observedGeneration": generation,
-                "lastAttemptedRevision": run.revision,
-                "conditions": [
-                    _condition(previous, "Ready", "False", "BuildFailed", message, generation)
-                ],
-            }
-            self.fake.set_status(*KUSTOMIZATION, namespace, name, _handled(stored, status))
-            return
-        labels = {KS_NAME: name, KS_NAMESPACE: namespace}
-        order = sorted(objects, key=lambda o: (_key(o) != NAMESPACE, _key(o) == HELMRELEASE))
-        applied: list[Obj] = []
-        for obj in order:
-            obj["metadata"]["labels"] = {**(obj["metadata"].get("labels") or {}), **labels}
-            if _key(obj) == HELMRELEASE:
-                finalizers = obj["metadata"].setdefault("finalizers", [])
-                if FINALIZER not in finalizers:
-                    finalizers.append(FINALIZER)
-            applied.append(self._apply_merged(obj, recreate_deleting=True))
-        self._prune(run, stored, applied, root=root)
+            if self.no_cross_namespace_refs and source_ns != namespace:
+                raise _Refused(
+                    "AccessDenied",
+                    f"can't access '{source_ref['kind']}/{source_ns}/{source_ref['name']}', "
+                    "cross-namespace references have been blocked",
+                    stalled=True,
+                )
+            artifact = self._artifact(run, source_ns, source_ref["name"])
+            if artifact is None:
+                raise _Refused(
+                    "ArtifactFailed",
+                    f"Source '{source_ref['kind']}/{source_ns}/{source_ref['name']}' not found"
+                    " or not ready",
+                )
+            self._check_dependencies(run, ks)
+            path = artifact / ks["spec"]["path"]
+            objects = self._build(path, root=artifact)
+            account = self._account(namespace, ks["spec"].get("serviceAccountName"))
+            labels = {KS_NAME: name, KS_NAMESPACE: namespace}
+            for obj in objects:
+                obj["metadata"]["labels"] = {**(obj["metadata"].get("labels") or {}), **labels}
+                if _key(obj) == HELMRELEASE:
+                    finalizers = obj["metadata"].setdefault("finalizers", [])
+                    if FINALIZER not in finalizers:
+                        finalizers.append(FINALIZER)
+            target = ks["spec"].get("targetNamespace")
+            for obj in objects:
+                if target and _key(obj)[1] not in CLUSTER_SCOPED:
+                    obj["metadata"]["namespace"] = target
+                self._authorize(account, "patch", obj)
+            applied_objects = self._apply_staged(objects)
+            self._prune(run, ks, applied_objects, account=account)
+        except _Refused as refused:
+            if refused.reason == "DependencyNotReady":
+                self._ks_failed(ks, run, status, refused)
+                return "waiting"
+            self._ks_failed(ks, run, status, refused)
+            return None
+        revision = run.revision
         status |= {
             "observedGeneration": generation,
-            "lastAppliedRevision": run.revision,
-            "lastAttemptedRevision": run.revision,
+            "lastAppliedRevision": revision,
+            "lastAttemptedRevision": revision,
             "inventory": {
                 "entries": sorted(
                     (
                         {"id": inventory_id(o), "v": o["apiVersion"].rpartition("/")[2]}
-                        for o in applied
+                        for o in applied_objects
                     ),
                     key=lambda e: e["id"],
                 )
@@ -361,28 +595,91 @@ class FluxStandIn:
                     "Ready",
                     "True",
                     "ReconciliationSucceeded",
-                    f"Applied revision: {run.revision}",
+                    f"Applied revision: {revision}",
                     generation,
                 )
             ],
         }
-        self.fake.set_status(*KUSTOMIZATION, namespace, name, _handled(stored, status))
-        for obj in applied:
-            if _key(obj) == KUSTOMIZATION:
-                self._kustomization(run, obj, root=False)
-            elif _key(obj) == HELMRELEASE:
-                run.releases.append(obj)
+        self.fake.set_status(*KUSTOMIZATION, namespace, name, _handled(ks, status))
+        self._event(
+            ks,
+            "info",
+            "ReconciliationSucceeded",
+            f"Applied revision: {revision}",
+            revision,
+            "kustomize-controller",
+        )
+        for obj in applied_objects:
+            if _key(obj) == GITREPOSITORY and (
+                obj["metadata"]["namespace"],
+                obj["metadata"]["name"],
+            ) != (FLUX_NAMESPACE, SOURCE):
+                self._gitrepository(run, obj)
+        return applied_objects
 
-    def _build(self, path: Path, *, plain: bool) -> list[Obj]:
-        """``kubectl kustomize`` of a directory; one without a kustomization file is
-        applied as its YAML files (what kustomize-controller generates for it)."""
-        if plain and not any(
-            (path / f).is_file() for f in ("kustomization.yaml", "kustomization.yml")
-        ):
-            docs: list[Obj] = []
-            for file in sorted(path.glob("*.y*ml")):
-                docs += yamlio.load_all(file.read_text(encoding="utf-8"))
-            return [json.loads(json.dumps(d)) for d in docs]
+    def _ks_failed(self, ks: Obj, run: _Run, status: Obj, refused: _Refused) -> None:
+        generation = ks["metadata"]["generation"]
+        previous = status.get("conditions", [])
+        conditions = [
+            _condition(previous, "Ready", "False", refused.reason, refused.message, generation)
+        ]
+        if refused.stalled:
+            conditions.append(
+                _condition(previous, "Stalled", "True", refused.reason, refused.message, generation)
+            )
+        status |= {
+            "observedGeneration": generation,
+            "lastAttemptedRevision": run.revision,
+            "conditions": conditions,
+        }
+        name, namespace = ks["metadata"]["name"], ks["metadata"]["namespace"]
+        self.fake.set_status(*KUSTOMIZATION, namespace, name, _handled(ks, status))
+        if refused.reason != "DependencyNotReady":
+            self._event(
+                ks, "error", refused.reason, refused.message, run.revision, "kustomize-controller"
+            )
+
+    def _check_dependencies(self, run: _Run, ks: Obj) -> None:
+        for dependency in ks["spec"].get("dependsOn") or []:
+            namespace = dependency.get("namespace") or ks["metadata"]["namespace"]
+            dep = self.fake.get(*KUSTOMIZATION, namespace, dependency["name"])
+            ident = f"{namespace}/{dependency['name']}"
+            if dep is None:
+                raise _Refused("DependencyNotReady", f"dependency '{ident}' not found")
+            dep_status = dep.get("status") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in dep_status.get("conditions") or []
+            )
+            current = dep_status.get("observedGeneration") == dep["metadata"]["generation"]
+            same_source = dep["spec"]["sourceRef"] == ks["spec"]["sourceRef"]
+            if not (ready and current) or (
+                same_source and dep_status.get("lastAppliedRevision") != run.revision
+            ):
+                raise _Refused("DependencyNotReady", f"dependency '{ident}' is not ready")
+
+    def _build(self, path: Path, *, root: Path) -> list[Obj]:
+        """``kubectl kustomize`` of a directory; without a kustomization file, one is
+        generated listing every YAML file below it (fluxcd/pkg kustomize generator)."""
+        if not path.is_dir():
+            shown = path.relative_to(root) if path.is_relative_to(root) else path
+            raise _Refused(
+                "BuildFailed",
+                f"kustomization path not found: stat {shown}: no such file or directory",
+            )
+        names = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+        if not any((path / n).is_file() for n in names):
+            resources = _scan_manifests(path)
+            (path / "kustomization.yaml").write_text(
+                json.dumps(
+                    {
+                        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                        "kind": "Kustomization",
+                        "resources": resources,
+                    }
+                ),
+                encoding="utf-8",
+            )
         digest = _tree_digest(path)
         if digest not in self._builds:
             result = subprocess.run(
@@ -393,17 +690,41 @@ class FluxStandIn:
                 check=False,
             )
             if result.returncode != 0:
-                raise RuntimeError(result.stderr.strip())
+                detail = result.stderr.strip().replace(f"{root}/", "")
+                raise _Refused("BuildFailed", f"kustomize build failed: {detail}")
             self._builds[digest] = [
                 json.loads(json.dumps(d)) for d in yamlio.load_all(result.stdout)
             ]
         return copy.deepcopy(self._builds[digest])
 
+    def _apply_staged(self, objects: list[Obj]) -> list[Obj]:
+        """Namespaces first, then the rest; each stage dry-run before anything is applied."""
+        stages = [
+            [o for o in objects if _key(o) == NAMESPACE],
+            [o for o in objects if _key(o) != NAMESPACE],
+        ]
+        applied: list[Obj] = []
+        for stage in stages:
+            for obj in stage:
+                try:
+                    self._apply_merged(obj, recreate_deleting=True, dry_run=True)
+                except ApiError as exc:
+                    raise _Refused(
+                        "ReconciliationFailed",
+                        f"{_display(obj)} dry-run failed ({exc.body['reason']}): "
+                        f"{exc.body['message']}",
+                    ) from exc
+            for obj in stage:
+                applied.append(self._apply_merged(obj, recreate_deleting=True))
+        return applied
+
     def _apply_namespace(self, name: str) -> None:
         if self.fake.get(*NAMESPACE, None, name) is None:
             self.fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def _apply_merged(self, obj: Obj, *, recreate_deleting: bool = False) -> Obj:
+    def _apply_merged(
+        self, obj: Obj, *, recreate_deleting: bool = False, dry_run: bool = False
+    ) -> Obj:
         """Apply, keeping ``reconcile.fluxcd.io/*`` annotations others set (server-side apply)."""
         api_version, kind, namespace, name = _ref(obj)
         existing = self.fake.get(api_version, kind, namespace or None, name)
@@ -412,8 +733,11 @@ class FluxStandIn:
             and recreate_deleting
             and existing["metadata"].get("deletionTimestamp")
         ):
-            self._delete(existing, hold=False)
-            existing = None
+            if dry_run:
+                existing = None
+            else:
+                self._delete(existing, hold=False)
+                existing = None
         if existing is not None:
             kept = {
                 k: v
@@ -426,9 +750,13 @@ class FluxStandIn:
                     **kept,
                     **(obj["metadata"].get("annotations") or {}),
                 }
+        if dry_run:
+            return self.fake.apply(obj, dry_run=True)
         return self.fake.apply(obj)
 
-    def _prune(self, run: _Run, ks: Obj, applied: list[Obj], *, root: bool) -> None:
+    def _prune(
+        self, run: _Run, ks: Obj, applied: list[Obj], *, account: tuple[str, str] | None
+    ) -> None:
         name, namespace = ks["metadata"]["name"], ks["metadata"]["namespace"]
         desired = {_ref(o) for o in applied}
         entries = ((ks.get("status") or {}).get("inventory") or {}).get("entries", [])
@@ -437,17 +765,17 @@ class FluxStandIn:
         for key in keys:
             for obj in self.fake.items(*key):
                 labels = obj["metadata"].get("labels") or {}
-                ours = labels.get(KS_NAME) == name and labels.get(KS_NAMESPACE) == namespace
-                managed = not root and labels.get(MANAGED_BY) == "gitops-bridge"
-                if ours or managed:
+                if labels.get(KS_NAME) == name and labels.get(KS_NAMESPACE) == namespace:
                     candidates.add(_ref(obj))
         gone = sorted(
             candidates - desired, key=lambda r: (r[1] == "Namespace", r[1] != "HelmRelease")
         )
         for api_version, kind, obj_namespace, obj_name in gone:
             found = self.fake.get(api_version, kind, obj_namespace or None, obj_name)
-            if found is not None:
-                self._delete(found, hold=run.hold_deletes)
+            if found is None or _keeps_out_of_prune(found, name=name, namespace=namespace):
+                continue
+            self._authorize(account, "delete", found)
+            self._delete(found, hold=run.hold_deletes)
 
     def _delete(self, obj: Obj, *, hold: bool) -> None:
         api_version, kind, namespace, name = _ref(obj)
@@ -462,6 +790,52 @@ class FluxStandIn:
         self._remove_workloads(target, release, keep=set())
         self.fake.delete(api_version, kind, namespace, name)
 
+    # ---- impersonation -------------------------------------------------------------------
+
+    def _account(self, namespace: str, name: str | None) -> tuple[str, str] | None:
+        """Who a Kustomization/HelmRelease acts as; None: the controller itself."""
+        if name:
+            return (namespace, name)
+        if self.default_service_account is not None:
+            return (namespace, self.default_service_account)
+        return None
+
+    def _authorize(self, account: tuple[str, str] | None, verb: str, obj: Obj) -> None:
+        if account is None or account in CONTROLLERS:
+            return
+        api_version, kind, namespace, name = _ref(obj)
+        group = api_version.rpartition("/")[0]
+        user = f"system:serviceaccount:{account[0]}:{account[1]}"
+        where = (
+            "at the cluster scope"
+            if kind in CLUSTER_SCOPED or not namespace
+            else f'in the namespace "{namespace}"'
+        )
+        denied = _Refused(
+            "ReconciliationFailed",
+            f"{kind}/{namespace + '/' if namespace else ''}{name} dry-run failed (Forbidden): "
+            f'{_resource(api_version, kind)} "{name}" is forbidden: User "{user}" cannot '
+            f'{verb} resource "{_plural(kind)}" in API group "{group}" {where}',
+        )
+        if kind in CLUSTER_SCOPED or not namespace:
+            raise denied
+        roles = set()
+        for binding in self.fake.items(*ROLEBINDING, namespace):
+            for subject in binding.get("subjects") or []:
+                if (
+                    subject.get("kind") == "ServiceAccount"
+                    and subject.get("name") == account[1]
+                    and (subject.get("namespace") or namespace) == account[0]
+                ):
+                    roles.add(binding["roleRef"]["name"])
+        if "cluster-admin" in roles:
+            return
+        if roles & {"admin", "edit"} and kind not in READ_ONLY_FOR_ADMIN:
+            if kind in ("RoleBinding", "Role") and "admin" not in roles:
+                raise denied
+            return
+        raise denied
+
     # ---- helm-controller -----------------------------------------------------------------
 
     def _reconcile_release(self, run: _Run, applied: Obj) -> None:
@@ -472,24 +846,40 @@ class FluxStandIn:
         scenario = run.scenario.get(name, "success")
         generation = hr["metadata"]["generation"]
         prev = hr.get("status") or {}
+        previous = prev.get("conditions", [])
         release, target = _release_name(hr), _target_namespace(hr)
-        chart = self._chart(run, hr)
+        try:
+            chart = self._chart(run, hr)
+        except _Refused as refused:
+            conditions = [
+                _condition(previous, "Ready", "False", refused.reason, refused.message, generation)
+            ]
+            if refused.stalled:
+                conditions.append(
+                    _condition(
+                        previous, "Stalled", "True", refused.reason, refused.message, generation
+                    )
+                )
+            status = {**prev, "observedGeneration": generation, "conditions": conditions}
+            self.fake.set_status(*HELMRELEASE, namespace, name, _handled(hr, status, helm=True))
+            self._event(hr, "error", refused.reason, refused.message, "", "helm-controller")
+            return
         values = hr["spec"].get("values") or {}
         digest = config_digest(values)
         history = [dict(h) for h in prev.get("history") or []]
         deployed = next((h for h in history if h["status"] == "deployed"), None)
+        account = self._account(namespace, hr["spec"].get("serviceAccountName"))
         if scenario == "failed-upgrade" and deployed is None:
             history = self._release(history, release, target, chart, digest, "deployed")
-            self._apply_workloads(run, hr, chart, health="ok")
+            self._apply_workloads(run, hr, chart, health="ok", account=account)
             deployed = history[0]
         action = "install" if deployed is None else "upgrade"
         conditions: list[Obj] = []
-        previous = prev.get("conditions", [])
         ref = f"{target}/{release}"
         with_chart = f"with chart {chart.name}@{chart.version}"
         status: Obj = {
             "observedGeneration": generation,
-            "helmChart": f"{FLUX_NAMESPACE}/{namespace}-{name}",
+            "helmChart": f"{self._chart_namespace(hr)}/{namespace}-{name}",
             "lastAttemptedGeneration": generation,
             "lastAttemptedReleaseAction": action,
             "lastAttemptedRevision": chart.version,
@@ -500,42 +890,54 @@ class FluxStandIn:
         def cond(type_: str, state: str, reason: str, message: str) -> None:
             conditions.append(_condition(previous, type_, state, reason, message, generation))
 
+        changed = deployed is None or (deployed["chartVersion"], deployed["configDigest"]) != (
+            chart.version,
+            digest,
+        )
+        refusal = ""
+        if scenario == "success" and changed:
+            refusal = self._admit_workloads(hr, chart, account=account)
+            if refusal:
+                scenario = "refused"
         if scenario == "progressing":
             message = f"Running '{action}' action with timeout of 5m0s"
             status["observedGeneration"] = min(prev.get("observedGeneration", -1), generation - 1)
             cond("Reconciling", "True", "Progressing", message)
             cond("Ready", "Unknown", "Progressing", message)
             conditions += [c for c in previous if c["type"] in ("Released", "Remediated")]
-        elif scenario == "stalled":
+        elif scenario in ("stalled", "refused"):
             verb = action.capitalize()
-            failed = f"Helm {action} failed for release {ref} {with_chart}: {FAILURE}"
+            failed = f"Helm {action} failed for release {ref} {with_chart}: {refusal or FAILURE}"
             history = self._release(history, release, target, chart, digest, "failed")
-            status[f"{action}Failures"] = 3
-            status["failures"] = 3
-            cond("Stalled", "True", "RetriesExceeded", f"Failed to {action} after 3 attempt(s)")
+            self.upgrades[(namespace, name)] += 1
+            count = 3 if scenario == "stalled" else prev.get(f"{action}Failures", 0) + 1
+            status[f"{action}Failures"] = count
+            status["failures"] = count
+            if scenario == "stalled":
+                cond("Stalled", "True", "RetriesExceeded", f"Failed to {action} after 3 attempt(s)")
             cond("Ready", "False", f"{verb}Failed", failed)
             cond("Released", "False", f"{verb}Failed", failed)
             if deployed is None:
                 self._remove_workloads(target, release, keep=set())
             else:
                 cond("Remediated", "True", "RollbackSucceeded", _rollback(ref, chart, deployed))
+            self._event(hr, "error", f"{verb}Failed", failed, chart.version, "helm-controller")
         elif scenario == "failed-upgrade":
             assert deployed is not None
             failed = f"Helm upgrade failed for release {ref} {with_chart}: {FAILURE}"
             again = _reason(previous, "Ready") == "UpgradeFailed"
             count = prev.get("upgradeFailures", 0) + 1 if again else 1
             history = self._release(history, release, target, chart, digest, "failed")
+            self.upgrades[(namespace, name)] += 1
             status |= {"upgradeFailures": count, "failures": count}
             cond("Ready", "False", "UpgradeFailed", failed)
             cond("Released", "False", "UpgradeFailed", failed)
             cond("Remediated", "True", "RollbackSucceeded", _rollback(ref, chart, deployed))
+            self._event(hr, "error", "UpgradeFailed", failed, chart.version, "helm-controller")
         else:
-            changed = deployed is None or (deployed["chartVersion"], deployed["configDigest"]) != (
-                chart.version,
-                digest,
-            )
             if changed:
                 history = self._release(history, release, target, chart, digest, "deployed")
+                self.upgrades[(namespace, name)] += 1
             current = history[0] if changed else deployed
             assert current is not None
             earlier = [
@@ -554,23 +956,92 @@ class FluxStandIn:
             )
             cond("Ready", "True", reason, message)
             cond("Released", "True", reason, message)
+            if changed:
+                self._event(hr, "info", reason, message, chart.version, "helm-controller")
             self._apply_workloads(
-                run, hr, chart, health="crashloop" if scenario == "crashloop" else "ok"
+                run,
+                hr,
+                chart,
+                health="crashloop" if scenario == "crashloop" else "ok",
+                account=account,
             )
         status["history"] = history[:HISTORY_LIMIT]
         status["conditions"] = conditions
         self.fake.set_status(*HELMRELEASE, namespace, name, _handled(hr, status, helm=True))
 
-    def _chart(self, run: _Run, hr: Obj) -> _Chart:
+    def _chart_namespace(self, hr: Obj) -> str:
         spec = hr["spec"]
-        template = (spec.get("chart") or {}).get("spec") or {}
-        path = run.root / template.get("chart", "./charts/generic-app")
+        ref = (
+            spec.get("chartRef")
+            or ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef")
+            or {}
+        )
+        return str(ref.get("namespace") or hr["metadata"]["namespace"])
+
+    def _chart(self, run: _Run, hr: Obj) -> _Chart:
+        """The chart as source-controller packages it for this release."""
+        spec = hr["spec"]
+        namespace = hr["metadata"]["namespace"]
+        source_ns = self._chart_namespace(hr)
+        ref = spec.get("chartRef") or spec["chart"]["spec"]["sourceRef"]
+        if self.no_cross_namespace_refs and source_ns != namespace:
+            raise _Refused(
+                "AccessDenied",
+                f"can't access '{ref['kind']}/{source_ns}/{ref['name']}', "
+                "cross-namespace references have been blocked",
+                stalled=True,
+            )
+        if spec.get("chartRef"):
+            return self._oci_chart(run, source_ns, ref["name"])
+        template = spec["chart"]["spec"]
+        artifact = self._artifact(run, source_ns, ref["name"])
+        if artifact is None:
+            raise _Refused(
+                "ArtifactFailed",
+                f"HelmChart '{source_ns}/{namespace}-{hr['metadata']['name']}' is not ready: "
+                f"source '{ref['kind']}/{source_ns}/{ref['name']}' has no artifact",
+            )
+        path = artifact / template.get("chart", "./charts/generic-app")
+        if not (path / "Chart.yaml").is_file():
+            raise _Refused(
+                "ArtifactFailed",
+                f"HelmChart '{source_ns}/{namespace}-{hr['metadata']['name']}' is not ready: "
+                f"chart path '{template.get('chart')}' not found in the artifact",
+            )
         meta = yamlio.load((path / "Chart.yaml").read_text(encoding="utf-8"))
         version = str(meta["version"])
         if template.get("reconcileStrategy") == "Revision":
             version = f"{version}+{run.commit[:12]}"
+        return self._package(run, path, meta, version)
+
+    def _oci_chart(self, run: _Run, namespace: str, name: str) -> _Chart:
+        repo = self.fake.get(*OCIREPOSITORY, namespace, name)
+        if repo is None:
+            raise _Refused("ArtifactFailed", f"OCIRepository '{namespace}/{name}' not found")
+        path = run.root / "repo" / "charts" / "generic-app"
+        meta = yamlio.load((path / "Chart.yaml").read_text(encoding="utf-8"))
+        tag = str((repo["spec"].get("ref") or {}).get("tag", ""))
+        if tag != str(meta["version"]):
+            raise _Refused(
+                "ArtifactFailed",
+                f"artifact revision {tag} does not match chart version {meta['version']}",
+            )
+        digest = _tree_digest(path)
+        return self._package(run, path, meta, f"{meta['version']}+{digest[:12]}")
+
+    def _package(self, run: _Run, path: Path, meta: Obj, version: str) -> _Chart:
+        packaged = run.root / "charts" / f"{meta['name']}-{version}"
+        if not packaged.is_dir():
+            shutil.copytree(path, packaged)
+            chart_yaml = packaged / "Chart.yaml"
+            text = chart_yaml.read_text(encoding="utf-8")
+            lines = [
+                f"version: {version}" if line.startswith("version:") else line
+                for line in text.splitlines()
+            ]
+            chart_yaml.write_text("\n".join(lines) + "\n", encoding="utf-8")
         app_version = str(meta["appVersion"]) if meta.get("appVersion") else None
-        return _Chart(path, str(meta["name"]), version, app_version)
+        return _Chart(packaged, str(meta["name"]), version, app_version)
 
     @staticmethod
     def _release(
@@ -606,13 +1077,19 @@ class FluxStandIn:
         digest = _sha256(f"{release}\0{target}\0{_tree_digest(chart.path)}\0{values_text}")
         if digest not in self._renders:
             self._renders[digest] = self._run_helm(hr, chart)
-        return copy.deepcopy(self._renders[digest])
+        rendered = copy.deepcopy(self._renders[digest])
+        for obj in rendered:
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("namespace", target)
+            annotations = meta.setdefault("annotations", {})
+            annotations |= {RELEASE_NAME: release, RELEASE_NAMESPACE: target}
+        return rendered
 
     def _run_helm(self, hr: Obj, chart: _Chart) -> list[Obj]:
         release, target = _release_name(hr), _target_namespace(hr)
         with tempfile.TemporaryDirectory(prefix="fluxstandin-values-") as tmp:
-            values = Path(tmp) / "values.yaml"
-            values.write_text(yamlio.dump(hr["spec"].get("values") or {}, header=False), "utf-8")
+            values = Path(tmp) / "values.json"
+            values.write_text(json.dumps(hr["spec"].get("values") or {}), "utf-8")
             result = subprocess.run(
                 [self.helm, "template", release, str(chart.path), "-n", target, "-f", str(values)],
                 capture_output=True,
@@ -624,16 +1101,26 @@ class FluxStandIn:
             raise RuntimeError(f"helm template {release} failed: {result.stderr.strip()}")
         return [json.loads(json.dumps(d)) for d in yamlio.load_all(result.stdout)]
 
-    def _apply_workloads(self, run: _Run, hr: Obj, chart: _Chart, *, health: str) -> None:
+    def _admit_workloads(self, hr: Obj, chart: _Chart, *, account: tuple[str, str] | None) -> str:
+        """What the API server would say to the release's objects ("" when all pass)."""
+        for obj in self._helm_template(hr, chart):
+            try:
+                self._authorize(account, "create", obj)
+                self.fake.apply(obj, dry_run=True)
+            except _Refused as refused:
+                return refused.message.split(": ", 1)[1]
+            except ApiError as exc:
+                return str(exc.body["message"])
+        return ""
+
+    def _apply_workloads(
+        self, run: _Run, hr: Obj, chart: _Chart, *, health: str, account: tuple[str, str] | None
+    ) -> None:
         release, target = _release_name(hr), _target_namespace(hr)
         rendered = self._helm_template(hr, chart)
-        for obj in rendered:
-            meta = obj.setdefault("metadata", {})
-            meta.setdefault("namespace", target)
-            annotations = meta.setdefault("annotations", {})
-            annotations |= {RELEASE_NAME: release, RELEASE_NAMESPACE: target}
         self._remove_workloads(target, release, keep={_ref(o) for o in rendered})
         for obj in rendered:
+            self._authorize(account, "create", obj)
             stored = self.fake.apply(obj)
             if _key(stored) == DEPLOYMENT:
                 self.workloads.roll(stored, release=release, health=health)
@@ -649,8 +1136,133 @@ class FluxStandIn:
                         self.fake.delete(*POD, namespace, pod["metadata"]["name"])
                 self.fake.delete(*key, namespace, obj["metadata"]["name"])
 
+    # ---- notification-controller ---------------------------------------------------------
+
+    def _event(
+        self, obj: Obj, severity: str, reason: str, message: str, revision: str, controller: str
+    ) -> None:
+        api_version, kind, namespace, name = _ref(obj)
+        self.events.append(
+            Event(
+                kind, namespace, name, api_version, severity, reason, message, revision, controller
+            )
+        )
+
+    def alerts_for(self, event: Event) -> list[Obj]:
+        """The Alerts notification-controller would dispatch ``event`` to."""
+        found = []
+        for alert in self.fake.items(*ALERT):
+            spec = alert["spec"]
+            if spec.get("suspend"):
+                continue
+            for source in spec.get("eventSources") or []:
+                namespace = source.get("namespace") or alert["metadata"]["namespace"]
+                if event.namespace != namespace or event.kind != source.get("kind"):
+                    continue
+                severity = spec.get("eventSeverity", "info")
+                if event.severity != severity and severity != "info":
+                    continue
+                if source.get("name") != "*" and source.get("name") != event.name:
+                    continue
+                found.append(alert)
+                break
+        return found
+
+    def deliver(self, post: Callable[[str, dict[str, str], bytes], Any]) -> int:
+        """Send the recorded events to their Alerts' Providers; returns how many were sent.
+
+        ``post(address, headers, body)`` stands for the HTTP request. Refusals and missing
+        Providers or Secrets are kept in ``dispatch_errors``, as the controller logs them.
+        """
+        sent = 0
+        events, self.events = self.events, []
+        for event in events:
+            for alert in self.alerts_for(event):
+                alert_ns = alert["metadata"]["namespace"]
+                alert_name = alert["metadata"]["name"]
+                if self.no_cross_namespace_refs and event.namespace != alert_ns:
+                    self.dispatch_errors.append(
+                        f"alert '{alert_ns}/{alert_name}' can't process event from "
+                        f"'{event.kind}/{event.namespace}/{event.name}', cross-namespace "
+                        "references have been blocked"
+                    )
+                    continue
+                provider = self.fake.get(*PROVIDER, alert_ns, alert["spec"]["providerRef"]["name"])
+                if provider is None:
+                    self.dispatch_errors.append(
+                        f"failed to read provider for {alert_ns}/{alert_name}"
+                    )
+                    continue
+                body = json.dumps(event.payload()).encode()
+                headers = {"Content-Type": "application/json"}
+                secret_ref = (provider["spec"].get("secretRef") or {}).get("name")
+                if provider["spec"]["type"] == "generic-hmac":
+                    secret = self.fake.get(*SECRET, alert_ns, secret_ref) if secret_ref else None
+                    token = _secret_value(secret, "token")
+                    if token is None:
+                        self.dispatch_errors.append(
+                            f"failed to get secret '{alert_ns}/{secret_ref}' for provider "
+                            f"'{provider['metadata']['name']}'"
+                        )
+                        continue
+                    signature = hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+                    headers["X-Signature"] = f"sha256={signature}"
+                post(provider["spec"]["address"], headers, body)
+                self.delivered.append((provider["spec"]["address"], event.payload()))
+                sent += 1
+        return sent
+
 
 # ---- pure helpers -------------------------------------------------------------------------
+
+
+def _keeps_out_of_prune(obj: Obj, *, name: str, namespace: str) -> bool:
+    """kustomize-controller's prune skips an object another Kustomization took over (its
+    owner labels changed) or one marked ``prune: disabled`` or ``reconcile: disabled``
+    (``prune()``: ssa DeleteAll with exclusions; ``kustomization_deletion_policy_test.go``:
+    "ownership changed", "pruning disabled", "reconciliation disabled" are skipped)."""
+    meta = obj["metadata"]
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if (labels.get(KS_NAME), labels.get(KS_NAMESPACE)) != (name, namespace):
+        return True
+    return any(
+        marks.get(f"kustomize.toolkit.fluxcd.io/{key}") == "disabled"
+        for marks in (labels, annotations)
+        for key in ("prune", "reconcile")
+    )
+
+
+def _scan_manifests(base: Path) -> list[str]:
+    """Every .yaml/.yml file below ``base`` (a folder with its own kustomization file as a
+    whole), as fluxcd/pkg's ``scanManifests`` lists them for the generated kustomization."""
+    found: list[str] = []
+
+    def walk(folder: Path) -> None:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir():
+                if any(
+                    (entry / n).is_file()
+                    for n in ("kustomization.yaml", "kustomization.yml", "Kustomization")
+                ):
+                    found.append(entry.relative_to(base).as_posix())
+                else:
+                    walk(entry)
+            elif entry.suffix in (".yaml", ".yml"):
+                found.append(entry.relative_to(base).as_posix())
+
+    walk(base)
+    return found
+
+
+def _secret_value(secret: Obj | None, key: str) -> str | None:
+    if secret is None:
+        return None
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    data = (secret.get("data") or {}).get(key)
+    if data is None:
+        return None
+    return base64.b64decode(data).decode()
 
 
 def _release_name(hr: Obj) -> str:

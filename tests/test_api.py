@@ -44,9 +44,9 @@ def test_create_group_commits_tenant_files_as_the_admin(client: FlaskClient, rem
     assert body["namespace"] == "group-team-a" and body["commit"] == head(remote)
     assert git(remote, "log", "-1", "--format=%an|%s") == "admin|Create group team-a"
     tenant = {p for p in files(remote) if p.startswith("tenants/team-a/")}
-    assert tenant == {
-        f"tenants/team-a/{name}.yaml"
-        for name in ("kustomization", "namespace", "quota", "rbac", "networkpolicy")
+    platform = ("kustomization", "namespace", "quota", "rbac", "networkpolicy", "sync")
+    assert tenant == {f"tenants/team-a/{name}.yaml" for name in (*platform, "notifications")} | {
+        "tenants/team-a/apps/.gitkeep"  # the folder the group's own Kustomization applies
     }
     index = yamlio.load(show(remote, "tenants/kustomization.yaml"))
     assert index["resources"] == ["demo", "team-a"]
@@ -71,9 +71,9 @@ def test_create_deployment_commits_one_helmrelease_authored_by_the_user(
     assert git(remote, "log", "-1", "--format=%an <%ae>|%cn") == (
         "alice <alice@code-hub.com>|gitops-bridge"
     )
+    # one file: the group's Kustomization applies apps/ with no index to maintain
     assert git(remote, "diff", "--name-only", "main~1", "main").splitlines() == [
         f"tenants/team-a/apps/{body['name']}.yaml",
-        "tenants/team-a/kustomization.yaml",
     ]
     release = yamlio.load(show(remote, f"tenants/team-a/apps/{body['name']}.yaml"))
     assert release["spec"]["values"]["env"] == env
@@ -212,13 +212,11 @@ def test_concurrent_creates_never_overshoot_the_quota(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    apps = [p for p in files(remote) if p.startswith("tenants/team-a/apps/")]
+    apps = [p for p in files(remote) if p.startswith("tenants/team-a/apps/") and ".yaml" in p]
     assert sorted(results) == [201] * 4 + [422] * 6
     assert len(apps) == 4
     index = yamlio.load(show(remote, "tenants/team-a/kustomization.yaml"))
-    assert sorted(r for r in index["resources"] if r.startswith("apps/")) == sorted(
-        p.removeprefix("tenants/team-a/") for p in apps
-    )
+    assert not [r for r in index["resources"] if r.startswith("apps/")]
 
 
 def test_deployment_ids_are_unique_even_when_the_generator_repeats(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def test_kill_during_push_then_restart(
         assert git(remote, "rev-list", "--parents", "-n1", after).split() == [after, before]
         changed = git(remote, "diff", "--name-only", before, after).splitlines()
         [release] = [p for p in changed if "/apps/" in p]
-        assert changed == [release, "tenants/team-a/kustomization.yaml"]
+        assert changed == [release]
         landed = Path(release).stem
         message = git(remote, "log", "-1", "--format=%an%n%B", after)
         assert message.startswith("alice\n") and "Gitops-Bridge-Request: " in message
@@ -210,7 +210,11 @@ def test_kill_during_push_then_restart(
     # -- what the API lists is what main holds: each deployment exactly once
     status, listed = call(second.url, "GET", "/api/v1/groups/team-a/deployments")
     assert status == 200
-    on_main = [Path(p).stem for p in files(remote) if p.startswith("tenants/team-a/apps/")]
+    on_main = [
+        Path(p).stem
+        for p in files(remote)
+        if p.startswith("tenants/team-a/apps/") and p.endswith(".yaml")
+    ]
     assert sorted(d["name"] for d in listed) == sorted(on_main)
     assert sorted(on_main) == sorted([retried["name"], fresh["name"]])
     assert git(remote, "rev-list", "--min-parents=2", "main") == ""

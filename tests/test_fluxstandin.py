@@ -15,12 +15,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from flask.testing import FlaskClient
 from kubernetes import client, config, watch
 
 from gitops_bridge import quantity
-from tests.apputil import as_user, create_group, make_app, web
-from tests.fluxstandin import FluxStandIn
+from tests.apputil import as_user
+from tests.bridgeutil import Bridge
 from tests.gitutil import head
 from tests.kubefake import FakeKube
 
@@ -33,44 +32,6 @@ SAFE = "[bcdfghjklmnpqrstvwxz2456789]"  # the alphabet of generated Kubernetes n
 POD_NAME = re.compile(rf"^(?P<deploy>[a-z0-9-]+)-{SAFE}{{6,10}}-{SAFE}{{5}}$")
 CONDITION_FIELDS = {"type", "status", "reason", "message", "lastTransitionTime"}
 CONDITION_FIELDS |= {"observedGeneration"}
-
-
-class Bridge:
-    """gitops-bridge's real app on a temporary embedded remote, plus the cluster stand-ins."""
-
-    def __init__(self, data: Path, fake: FakeKube, helm: str, kubectl: str) -> None:
-        self.client: FlaskClient = make_app(data).test_client()
-        create_group(self.client)
-        self.remote = data / "remote.git"
-        self.fake = fake
-        self.flux = FluxStandIn(fake, remote=self.remote, helm=helm, kubectl=kubectl)
-
-    def create(self, name: str, **fields: Any) -> str:
-        response = self.client.post(
-            "/api/v1/groups/team-a/deployments", json=web(name, **fields), headers=ALICE
-        )
-        assert response.status_code == 201, response.json
-        return str(response.json["name"])  # type: ignore[index]
-
-    def update(self, name: str, **fields: Any) -> None:
-        response = self.client.patch(f"/api/v1/deployments/{name}", json=fields, headers=ALICE)
-        assert response.status_code == 200, response.json
-
-    def delete(self, name: str) -> None:
-        response = self.client.delete(f"/api/v1/deployments/{name}", headers=ALICE)
-        assert response.status_code == 200, response.json
-
-    def release(self, name: str) -> dict[str, Any]:
-        found = self.fake.get(*HR, NS, name)
-        assert found is not None, f"no HelmRelease {name}"
-        return found
-
-    def pods(self, name: str) -> list[dict[str, Any]]:
-        return [
-            p
-            for p in self.fake.items("v1", "Pod", NS)
-            if p["metadata"]["labels"].get("app.kubernetes.io/instance") == name
-        ]
 
 
 @pytest.fixture
@@ -135,28 +96,33 @@ def test_create_reconcile_then_delete(bridge: Bridge, api: client.ApiClient) -> 
     assert bridge.flux.reconcile(first) == first
     assert bridge.fake.get(*HR, NS, api_name) is None
     first_pods = {p["metadata"]["name"] for p in bridge.pods(web_name)}
-    kustomization = bridge.fake.get(*KS, "flux-system", "tenants")
+    platform = bridge.fake.get(*KS, "flux-system", "tenants")
+    assert platform is not None
+    assert platform["status"]["lastAppliedRevision"] == f"main@sha1:{first}"
+    # the group's apps are applied by the group's own Kustomization, as its service account
+    kustomization = bridge.fake.get(*KS, NS, "apps")
     assert kustomization is not None
     assert kustomization["status"]["lastAppliedRevision"] == f"main@sha1:{first}"
+    assert kustomization["spec"]["serviceAccountName"] == "flux-reconciler"
 
     # What gitops-bridge does after a push (`flux reconcile --with-source`); it survives
     # the apply and is acknowledged in status.lastHandledReconcileAt.
     requested = {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now-1"}}}
     custom = client.CustomObjectsApi(api)
     custom.patch_namespaced_custom_object(
-        "source.toolkit.fluxcd.io", "v1", "flux-system", "gitrepositories", "flux-system", requested
+        "source.toolkit.fluxcd.io", "v1", NS, "gitrepositories", "gitops", requested
     )
     custom.patch_namespaced_custom_object(
-        "kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations", "tenants", requested
+        "kustomize.toolkit.fluxcd.io", "v1", NS, "kustomizations", "apps", requested
     )
 
     commit = bridge.flux.reconcile()
     assert commit == head(bridge.remote) != first
     revision = f"main@sha1:{commit}"
-    source = bridge.fake.get(*GIT, "flux-system", "flux-system")
+    source = bridge.fake.get(*GIT, NS, "gitops")
     assert source is not None and source["status"]["artifact"]["revision"] == revision
     assert conditions(source)["Ready"]["status"] == "True"
-    kustomization = bridge.fake.get(*KS, "flux-system", "tenants")
+    kustomization = bridge.fake.get(*KS, NS, "apps")
     assert kustomization is not None
     status = kustomization["status"]
     assert status["lastAppliedRevision"] == status["lastAttemptedRevision"] == revision
@@ -166,31 +132,34 @@ def test_create_reconcile_then_delete(bridge: Bridge, api: client.ApiClient) -> 
     assert status["observedGeneration"] == kustomization["metadata"]["generation"]
     assert status["lastHandledReconcileAt"] == "now-1"
     assert source["status"]["lastHandledReconcileAt"] == "now-1"
+    inventory = {e["id"] for e in status["inventory"]["entries"]}
+    assert inventory == {
+        f"{NS}_{web_name}_helm.toolkit.fluxcd.io_HelmRelease",
+        f"{NS}_{api_name}_helm.toolkit.fluxcd.io_HelmRelease",
+    }
 
     release = bridge.release(api_name)
     ready = conditions(release)["Ready"]
     assert (ready["status"], ready["reason"]) == ("True", "InstallSucceeded")
     assert ready["message"] == (
-        f"Helm install succeeded for release {NS}/{api_name}.v1 with chart "
-        f"generic-app@0.1.0+{commit[:12]}"
+        f"Helm install succeeded for release {NS}/{api_name}.v1 with chart generic-app@0.2.0"
     )
     assert release["status"]["observedGeneration"] == release["metadata"]["generation"]
     assert release["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
+    assert release["status"]["helmChart"] == f"{NS}/{NS}-{api_name}"
     (snapshot,) = release["status"]["history"]
-    assert snapshot["status"] == "deployed" and snapshot["chartVersion"] == f"0.1.0+{commit[:12]}"
+    assert snapshot["status"] == "deployed" and snapshot["chartVersion"] == "0.2.0"
     assert snapshot["configDigest"] == release["status"]["lastAttemptedConfigDigest"]
     assert release["status"]["lastAttemptedRevision"] == snapshot["chartVersion"]
-    # reconcileStrategy Revision: a new commit is a new chart version, so Flux upgrades
-    # every release; the rendering did not change, so the pods stay.
+    # reconcileStrategy ChartVersion: a new commit that does not change web's values or the
+    # chart's version upgrades nothing, and its pods stay.
     release = bridge.release(web_name)
-    assert conditions(release)["Ready"]["reason"] == "UpgradeSucceeded"
-    newer, older = release["status"]["history"]
-    assert (newer["status"], older["status"]) == ("deployed", "superseded")
-    assert newer["configDigest"] == older["configDigest"]
-    assert newer["chartVersion"] == f"0.1.0+{commit[:12]}" != older["chartVersion"]
-    assert newer["firstDeployed"] == older["firstDeployed"]
+    assert conditions(release)["Ready"]["reason"] == "InstallSucceeded"
+    assert len(release["status"]["history"]) == 1
+    assert bridge.flux.upgrades[(NS, web_name)] == 1
     assert {p["metadata"]["name"] for p in bridge.pods(web_name)} == first_pods
-    assert assert_flux_objects_valid(bridge.fake) == 2 + 2 + 1  # releases, kustomizations, source
+    # releases; Kustomizations flux-system, tenants and apps of demo and team-a; sources
+    assert assert_flux_objects_valid(bridge.fake) == 2 + 4 + 3
 
     # What the poller sees through the official client, typed.
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
@@ -357,7 +326,7 @@ def test_crashloop_stalled_and_progressing(bridge: Bridge) -> None:
     )
     assert found["Ready"]["status"] == "Unknown"
     assert release["status"]["observedGeneration"] < release["metadata"]["generation"]
-    assert assert_flux_objects_valid(bridge.fake) == 3 + 2 + 1
+    assert assert_flux_objects_valid(bridge.fake) == 3 + 4 + 3
 
     # A later successful reconcile heals all three; transition times move only on change.
     before = conditions(bridge.release(crashing))["Ready"]["lastTransitionTime"]

@@ -99,13 +99,15 @@ def test_restart_changes_only_the_restart_annotation(client: FlaskClient, remote
     assert last_commit(remote) == f"alice|Restart {name}"
 
 
-def test_delete_removes_file_and_kustomization_entry(client: FlaskClient, remote: Path) -> None:
+def test_delete_removes_the_file_only(client: FlaskClient, remote: Path) -> None:
     keep, gone = deploy(client, name="keep"), deploy(client, name="gone")
     response = client.delete(f"/api/v1/deployments/{gone}", headers=ALICE)
     assert response.status_code == 200 and response.json["deleted"] is True
     assert f"tenants/team-a/apps/{gone}.yaml" not in files(remote)
-    index = yamlio.load(show(remote, "tenants/team-a/kustomization.yaml"))["resources"]
-    assert f"apps/{keep}.yaml" in index and f"apps/{gone}.yaml" not in index
+    assert f"tenants/team-a/apps/{keep}.yaml" in files(remote)
+    assert git(remote, "diff", "--name-only", "main~1", "main").splitlines() == [
+        f"tenants/team-a/apps/{gone}.yaml"
+    ]
     assert last_commit(remote) == f"alice|Delete {gone} from team-a"
     assert client.get(f"/api/v1/deployments/{gone}", headers=ALICE).status_code == 404
     assert client.delete(f"/api/v1/deployments/{gone}", headers=ALICE).status_code == 404

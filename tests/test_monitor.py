@@ -1,5 +1,6 @@
-"""Reading the cluster back through the API: statuses from the Flux stand-in, fast feedback,
-signed Flux events, retry, logs with authorization, metrics and peers. The cluster is an
+"""Reading the cluster back through the API: statuses and problems (a missing frp Secret) from
+the Flux stand-in, fast feedback, signed Flux events, retry, logs with authorization, metrics
+and peers. The cluster is an
 HTTP-level fake of the Kubernetes API (no API server can run here)."""
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gitops_bridge import poller
+from gitops_bridge import monitor, poller
 from gitops_bridge.runtime import Runtime
+from tests import kubelet
 from tests.apputil import create_group, make_app, web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
 
 ALICE = {"X-Forwarded-User": "alice"}
+NS = "group-team-a"
 JSON = "application/json"
 EVENTS_TOKEN = "events-secret"
 
@@ -54,9 +57,12 @@ def rt(app: Flask) -> Runtime:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def client(app: Flask, fake: FakeKube) -> FlaskClient:
     client = app.test_client()
     create_group(client)
+    # what the platform provisions out of band for exposure (never in Git)
+    fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    fake.apply(kubelet.frp_token(NS))
     return client
 
 
@@ -92,6 +98,31 @@ def test_committed_then_running_with_usage(
     assert now["cpu"]["used"] and now["cpu"]["limit"] == "440m"  # 2 x (2 x (100m + 10m))
     assert now["memory"]["limit"] == "640Mi" and now["history"][0]["status"] == "deployed"
     assert len(now["pods"]) == 2 and all(p["ready"] for p in now["pods"])
+
+
+def test_a_missing_frp_secret_is_a_problem_on_the_card_and_the_groups_page(
+    client: FlaskClient, rt: Runtime, fake: FakeKube, standin: FluxStandIn
+) -> None:
+    fake.delete("v1", "Secret", NS, "frp-token")  # not provisioned for this group yet
+    name = deploy(client, replicas=2, expose=True)
+    standin.reconcile()
+    note = f"exposure not configured: Secret frp-token missing in {NS}"
+    now = status_of(client, rt, name)
+    assert now["problems"] == [note]
+    assert (now["state"], now["reason"]) == ("degraded", "CreateContainerConfigError")
+    assert now["message"].endswith('secret "frp-token" not found')
+    groups = client.get("/api/v1/groups", headers=ALICE).json
+    assert [g["problems"] for g in groups if g["name"] == "team-a"] == [[note]]
+    for page in ("/deployments", "/groups"):
+        assert note in client.get(page, headers=ALICE).get_data(as_text=True), page
+
+    fake.apply(kubelet.frp_token(NS))  # provisioned: the kubelet starts frpc on its next sync
+    standin.reconcile()
+    now = status_of(client, rt, name)
+    assert (now["state"], now["label"], now["problems"]) == ("running", "running 2/2", [])
+    groups = client.get("/api/v1/groups", headers=ALICE).json
+    assert [g["problems"] for g in groups if g["name"] == "team-a"] == [[]]
+    assert note not in client.get("/groups", headers=ALICE).get_data(as_text=True)
 
 
 def test_failed_upgrade_shows_reason_message_and_remediation(
@@ -188,8 +219,11 @@ def test_retry_sets_force_and_reset(
     assert outsider.status_code == 403
 
 
-def signed(body: bytes, token: str = EVENTS_TOKEN) -> dict[str, str]:
-    digest = hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+def signed(
+    body: bytes, token: str = EVENTS_TOKEN, namespace: str = "group-team-a"
+) -> dict[str, str]:
+    key = monitor.events_key(token, namespace)
+    digest = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
     return {"X-Signature": f"sha256={digest}", "Content-Type": "application/json"}
 
 
@@ -208,7 +242,7 @@ def test_flux_events_are_verified_and_shown(client: FlaskClient, standin: FluxSt
         "reason": "UpgradeFailed",
         "message": "Helm upgrade failed: timed out",
         "reportingController": "helm-controller",
-        "metadata": {"helm.toolkit.fluxcd.io/revision": "0.1.0+abc"},
+        "metadata": {"revision": "0.1.0+abc"},
     }
     body = json.dumps(event).encode()
     assert client.post("/api/v1/flux/events", data=body, headers=signed(body)).status_code == 202
@@ -220,6 +254,9 @@ def test_flux_events_are_verified_and_shown(client: FlaskClient, standin: FluxSt
     assert unsigned.status_code == 401
     tampered = client.post("/api/v1/flux/events", data=body + b" ", headers=signed(body))
     assert tampered.status_code == 401
+    # another group's Provider key (readable by that group) cannot speak for team-a
+    forged = signed(body, namespace="group-team-b")
+    assert client.post("/api/v1/flux/events", data=body, headers=forged).status_code == 401
 
 
 def test_logs_for_members_only(client: FlaskClient, fake: FakeKube, standin: FluxStandIn) -> None:

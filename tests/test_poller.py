@@ -21,7 +21,14 @@ from tests.kubefake import FakeKube
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
     with FakeKube() as server:
+        ensure_namespace(server, "gitops-bridge")  # where the bridge runs and keeps its Lease
         yield server
+
+
+def ensure_namespace(fake: FakeKube, name: str) -> None:
+    """Objects can only be created in a namespace that exists, as on a real API server."""
+    if fake.get("v1", "Namespace", None, name) is None:
+        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
 @pytest.fixture
@@ -34,9 +41,11 @@ def connection(fake: FakeKube, tmp_path: Path) -> kube.Cluster:
 
 def populate(fake: FakeKube, deployments: int, pods_each: int) -> None:
     """HelmReleases, Deployments, Pods and PodMetrics shaped like the chart's."""
+    ensure_namespace(fake, "flux-system")
     for n in range(deployments):
         ident = f"{n:06d}"
         name, namespace = f"app{n}-{ident}", f"group-g{n % 7}"
+        ensure_namespace(fake, namespace)
         labels = {
             layout.LABEL_ID: ident,
             layout.LABEL_GROUP: f"g{n % 7}",
@@ -96,9 +105,9 @@ def test_a_cycle_reads_every_kind_once(fake: FakeKube, connection: kube.Cluster)
     assert len(reading.helmreleases) == 3 and len(reading.deployments) == 3
     assert sum(len(p) for p in reading.pods.values()) == 6 and len(reading.metrics) == 6
     assert reading.kustomization is not None and reading.gitrepository is None
-    assert reading.calls == 6 == len(fake.requests)
+    assert reading.calls == 7 == len(fake.requests)
     selectors = {q.get("labelSelector") for _, _, q in fake.requests if "labelSelector" in q}
-    assert selectors == {layout.LABEL_ID}
+    assert selectors == {layout.LABEL_ID, layout.LABEL_GROUP}  # the groups' Kustomizations
 
 
 def test_api_calls_do_not_grow_with_deployments(
@@ -112,7 +121,7 @@ def test_api_calls_do_not_grow_with_deployments(
         assert big_conn is not None
         big = poller.Poller(big_conn).poll()
     assert sum(len(p) for p in big.pods.values()) == 10_000
-    assert big.calls == small.calls == 6
+    assert big.calls == small.calls == 7
 
 
 def test_pagination_follows_continue_tokens(fake: FakeKube, connection: kube.Cluster) -> None:

@@ -70,6 +70,8 @@ def _cases() -> dict[str, str]:
             "namespace.yaml",
             "quota.yaml",
             "networkpolicy.yaml",
+            "sync.yaml",
+            "notifications.yaml",
             "apps/api-aaaaaa.yaml",
         ],
     ).text

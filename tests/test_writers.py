@@ -388,10 +388,7 @@ def test_idempotency_key_holds_across_instances(tmp_path: Path) -> None:
     assert list(new) == [sha] == [head(remote)]
     assert new[sha].author == "alice" and new[sha].trailers[TRAILER_DEPLOYMENT] == name
     assert TRAILER_REQUEST in new[sha].trailers
-    assert new[sha].paths == (
-        f"tenants/team-a/apps/{name}.yaml",
-        "tenants/team-a/kustomization.yaml",
-    )
+    assert new[sha].paths == (f"tenants/team-a/apps/{name}.yaml",)
     assert_linear_and_only_main(remote)
 
     # later retries anywhere answer the same; the key with another body is refused

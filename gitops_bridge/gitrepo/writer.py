@@ -49,6 +49,7 @@ class _Request:
     done: bool = False
     result: CommitResult | None = None
     error: BaseException | None = None
+    paths: tuple[str, ...] = ()  # what the commit wrote or deleted
 
 
 class _Rejected(Exception):
@@ -76,7 +77,8 @@ class GitRepo(Clone):
             push_attempts=push_attempts,
             fetch_interval=fetch_interval,
         )
-        self.on_push: list[Callable[[str], None]] = []  # called with the new main after a push
+        # called after a push with the new main and the paths its commits changed
+        self.on_push: list[Callable[[str, frozenset[str]], None]] = []
         self._pushes = 0
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
@@ -131,8 +133,14 @@ class GitRepo(Clone):
                     "gitops_bridge_commits_total",
                     sum(1 for r in batch if r.result is not None and r.result.changed),
                 )
+                paths = frozenset(
+                    path
+                    for r in batch
+                    if r.result is not None and r.result.changed
+                    for path in r.paths
+                )
                 for hook in self.on_push:
-                    hook(tip)
+                    hook(tip, paths)
                 break
             else:
                 raise RepoUnavailable(
@@ -171,6 +179,7 @@ class GitRepo(Clone):
                 author=request.author,
                 message=change.full_message(),
             )
+            request.paths = tuple(flat)
             snap = snap.derive(sha, flat)
             self._remember(snap)
             tree = new_tree

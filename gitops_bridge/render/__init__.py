@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gitops_bridge.render import layout
 from gitops_bridge.render.helmrelease import (
     app_path,
     helmrelease,
@@ -16,7 +17,7 @@ from gitops_bridge.render.helmrelease import (
 from gitops_bridge.render.kustomize import group_kustomization, tenants_kustomization
 from gitops_bridge.render.layout import APPS_DIR, TENANTS_DIR, group_dir
 from gitops_bridge.render.manifest import Manifest
-from gitops_bridge.render.tenant import group_files, parse_group
+from gitops_bridge.render.tenant import group_files, parse_group, quota_helmreleases
 
 __all__ = [
     "APPS_DIR",
@@ -24,14 +25,23 @@ __all__ = [
     "Change",
     "Manifest",
     "app_path",
+    "apps_placeholder",
     "group_dir",
     "group_files",
     "group_kustomization",
     "helmrelease",
     "parse_group",
     "parse_helmrelease",
+    "quota_helmreleases",
     "tenants_kustomization",
 ]
+
+
+def apps_placeholder(group: str) -> Manifest:
+    """Keeps ``tenants/<group>/apps`` in Git while the group has no deployment: Git has no
+    empty folders, and the group's GitRepository (sparse checkout) and Kustomization
+    (path) need it. Not YAML, so Flux's generated kustomization skips it."""
+    return Manifest(f"{layout.apps_dir(group)}/.gitkeep", "")
 
 
 @dataclass(frozen=True)

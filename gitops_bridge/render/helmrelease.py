@@ -12,6 +12,9 @@ from gitops_bridge.render.manifest import Manifest
 from gitops_bridge.render.tenant import LIMIT_FACTOR
 from gitops_bridge.render.yamlio import dump
 
+ROLLOUT_BASE_MINUTES = 2
+ROLLOUT_MINUTES_PER_POD = 1
+
 
 def app_path(group: str, name: str) -> str:
     return f"{layout.group_dir(group)}/{layout.APPS_DIR}/{name}.yaml"
@@ -73,6 +76,13 @@ def _labels(deployment: Deployment) -> dict[str, str]:
 
 
 def _chart(settings: Settings) -> dict[str, Any]:
+    """The chart from a source in the release's own namespace (Flux lockdown allows no other).
+
+    ``ChartVersion``: source-controller packages a new chart artifact only when Chart.yaml's
+    version changes (https://fluxcd.io/flux/components/source/helmcharts/#reconcile-strategy),
+    so a commit that does not touch a release's values upgrades nothing. ``Revision`` would
+    make every commit upgrade every release.
+    """
     chart = settings.chart
     if chart.source == "oci":
         return {"chartRef": {"kind": "OCIRepository", "name": layout.CHART_NAME}}
@@ -80,15 +90,17 @@ def _chart(settings: Settings) -> dict[str, Any]:
         "chart": {
             "spec": {
                 "chart": chart.path,
-                "reconcileStrategy": "Revision",
-                "sourceRef": {
-                    "kind": "GitRepository",
-                    "name": chart.git_repository,
-                    "namespace": chart.git_namespace,
-                },
+                "reconcileStrategy": "ChartVersion",
+                "sourceRef": {"kind": "GitRepository", "name": layout.GROUP_SOURCE},
             }
         }
     }
+
+
+def timeout(replicas: int) -> str:
+    """How long Helm may wait for a rollout: pods are replaced one at a time (maxSurge 1,
+    maxUnavailable 0), so a minute per pod on top of the base, never under 5 minutes."""
+    return f"{max(ROLLOUT_BASE_MINUTES + replicas * ROLLOUT_MINUTES_PER_POD, 5)}m"
 
 
 def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
@@ -98,14 +110,20 @@ def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         "namespace": deployment.namespace,
         "labels": _labels(deployment),
     }
+    annotations: dict[str, str] = {}
     if deployment.owner:
-        metadata["annotations"] = {layout.ANNOTATION_OWNER: deployment.owner}
+        annotations[layout.ANNOTATION_OWNER] = deployment.owner
+    if deployment.keep_on_prune:
+        annotations[layout.ANNOTATION_PRUNE] = "disabled"
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
         "metadata": metadata,
         "spec": {
             "interval": settings.helm_interval,
+            "timeout": timeout(deployment.spec.replicas),
             "releaseName": deployment.name,
             "serviceAccountName": layout.SERVICE_ACCOUNT,
             **_chart(settings),
@@ -148,5 +166,6 @@ def parse_helmrelease(doc: Any) -> Deployment:
         id=labels[layout.LABEL_ID],
         spec=spec,
         owner=(meta.get("annotations") or {}).get(layout.ANNOTATION_OWNER, ""),
+        keep_on_prune=(meta.get("annotations") or {}).get(layout.ANNOTATION_PRUNE) == "disabled",
         restarted_at=vals.get("restartedAt", ""),
     )

@@ -23,9 +23,15 @@ def tenants_kustomization(groups: Iterable[str]) -> Manifest:
     return Manifest(f"{layout.TENANTS_DIR}/kustomization.yaml", _kustomization(sorted(groups)))
 
 
-def group_kustomization(group: str, *, files: Iterable[str]) -> Manifest:
-    """Lists the group's files (paths relative to the group dir), tenant files first."""
-    names = set(files)
-    fixed = [name for name in (*layout.GROUP_FILES, layout.OCI_SOURCE_FILE) if name in names]
-    rest = sorted(names - set(fixed))
-    return Manifest(f"{layout.group_dir(group)}/kustomization.yaml", _kustomization(fixed + rest))
+def group_kustomization(
+    group: str, *, files: Iterable[str], legacy: Iterable[str] = ()
+) -> Manifest:
+    """Lists the group's platform files (paths relative to the group dir); never apps/,
+    which the group's own Kustomization applies. ``legacy``: apps/ entries the earlier
+    layout listed, kept while ``upgrade-repo`` moves them (see Service.upgrade_repository)."""
+    names = {name for name in files if "/" not in name}
+    fixed = [name for name in layout.PLATFORM_FILES if name in names]
+    return Manifest(
+        f"{layout.group_dir(group)}/kustomization.yaml",
+        _kustomization(fixed + sorted(set(legacy))),
+    )

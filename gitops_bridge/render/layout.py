@@ -16,11 +16,23 @@ ANNOTATION_ADMINS = f"{DOMAIN}/admins"
 ANNOTATION_REVIEW = f"{DOMAIN}/review"
 ANNOTATION_OWNER = f"{DOMAIN}/owner"
 ANNOTATION_RESTARTED_AT = f"{DOMAIN}/restartedAt"
-SERVICE_ACCOUNT = "flux-reconciler"
+# kustomize-controller leaves an object carrying this alone when it prunes
+ANNOTATION_PRUNE = "kustomize.toolkit.fluxcd.io/prune"
+SERVICE_ACCOUNT = "flux-reconciler"  # the group's account, impersonated by Flux
 GROUP_FILES = ("namespace.yaml", "quota.yaml", "rbac.yaml", "networkpolicy.yaml")
+SYNC_FILE = "sync.yaml"  # the group's GitRepository + Kustomization (applies apps/)
+NOTIFICATIONS_FILE = "notifications.yaml"  # the group's Flux Provider + Alert
 OCI_SOURCE_FILE = "source.yaml"
+PLATFORM_FILES = (*GROUP_FILES, SYNC_FILE, NOTIFICATIONS_FILE, OCI_SOURCE_FILE)
 CHART_NAME = "generic-app"
+GROUP_SOURCE = "gitops"  # GitRepository in each group namespace
+GROUP_KUSTOMIZATION = "apps"  # Kustomization in each group namespace
+EVENTS_PROVIDER = "gitops-bridge"
 
 
 def group_dir(group: str) -> str:
     return f"{TENANTS_DIR}/{group}"
+
+
+def apps_dir(group: str) -> str:
+    return f"{TENANTS_DIR}/{group}/{APPS_DIR}"

@@ -1,18 +1,35 @@
-"""A group's tenant files: Namespace, ResourceQuota + LimitRange, RBAC, NetworkPolicy."""
+"""A group's platform files: Namespace, ResourceQuota + LimitRange, RBAC, NetworkPolicy,
+and the Flux objects that reconcile the group on its own (sync.yaml, notifications.yaml).
+
+The platform Kustomization ``tenants`` (``clusters/<cluster>/tenants.yaml``) applies these;
+the group's apps are applied by the group's own Kustomization, impersonating the group's
+service account, from a GitRepository in the group's namespace. This is the layout Flux's
+multi-tenancy lockdown expects (flux2-multi-tenancy, ``tenants/base/dev-team/sync.yaml``):
+no reference leaves the namespace (``--no-cross-namespace-refs``), and nothing runs as a
+default service account (``--default-service-account``).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from gitops_bridge import quantity
+from ruamel.yaml.error import YAMLError
+
+from gitops_bridge import assets, quantity
 from gitops_bridge.config import Settings
 from gitops_bridge.models import Group, QuotaSpec
 from gitops_bridge.render import layout
 from gitops_bridge.render.manifest import Manifest
-from gitops_bridge.render.yamlio import dump, dump_all
+from gitops_bridge.render.yamlio import dump, dump_all, load_all
 
+COUNT_HELMRELEASES = "count/helmreleases.helm.toolkit.fluxcd.io"
 LIMIT_FACTOR = 2  # limits = 2 x requests, for the quota and for every container
+# HelmReleases deleted in Git stay in the cluster until the group's Kustomization has applied
+# the new revision and pruned (kustomize-controller applies first, prunes after a successful
+# apply), and while Helm uninstalls them. The object-count quota leaves room for one such
+# generation, so an apply that deletes and creates in one go is never refused.
+HELMRELEASE_HEADROOM = 2
 
 
 def _labels(group: Group) -> dict[str, str]:
@@ -54,7 +71,17 @@ def _group_annotations(group: Group, quota: dict[str, Any]) -> dict[str, str]:
     return annotations
 
 
-def resource_quota(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
+def helmrelease_limit(quota: QuotaSpec, *, previous: int | None = None) -> int:
+    """The ResourceQuota's ``count/helmreleases``: the deployment limit plus room for the
+    releases being pruned; it never drops below ``previous`` (the value in Git), because
+    releases of a larger past limit may still be waiting for their prune."""
+    limit = quota.deployments * HELMRELEASE_HEADROOM
+    return max(limit, previous or 0)
+
+
+def resource_quota(
+    group: Group, *, settings: Settings, helmreleases: int | None = None
+) -> list[dict[str, Any]]:
     q = group.quota
     cpu, memory = quantity.parse(q.cpu), quantity.parse(q.memory)
     max_pods = q.deployments * (settings.limits.max_replicas + 1)
@@ -71,7 +98,7 @@ def resource_quota(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
                 "requests.storage": quantity.parse(q.storage).format_memory(),
                 "pods": str(max_pods),
                 "persistentvolumeclaims": str(q.deployments),
-                "count/helmreleases.helm.toolkit.fluxcd.io": str(q.deployments),
+                COUNT_HELMRELEASES: str(helmreleases or helmrelease_limit(q)),
             }
         },
     }
@@ -128,7 +155,11 @@ def _namespace_selector(name: str) -> dict[str, Any]:
 
 
 def network_policy(group: Group, *, settings: Settings) -> dict[str, Any]:
-    """Ingress only from the group itself and the FRP namespace; egress to the group, DNS, frps."""
+    """Ingress only from the group itself; egress to the group, DNS and frps.
+
+    Exposure needs no ingress: the frpc sidecar dials out to frps and hands requests to the
+    app over localhost, so nothing outside the namespace ever connects to a tenant pod.
+    """
     frp = settings.frp
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -137,9 +168,7 @@ def network_policy(group: Group, *, settings: Settings) -> dict[str, Any]:
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {"from": [{"podSelector": {}}, _namespace_selector(frp.namespace)]},
-            ],
+            "ingress": [{"from": [{"podSelector": {}}]}],
             "egress": [
                 {"to": [{"podSelector": {}}]},
                 {
@@ -161,38 +190,148 @@ def network_policy(group: Group, *, settings: Settings) -> dict[str, Any]:
 
 
 def oci_source(group: Group, *, settings: Settings) -> dict[str, Any]:
-    """The chart as an OCIRepository inside the group namespace (Flux lockdown mode)."""
+    """The chart as an OCIRepository in the group namespace (``gitops-bridge chart push``)."""
     chart = settings.chart
+    spec: dict[str, Any] = {
+        "interval": settings.helm_interval,
+        "url": chart.oci_url,
+        "ref": {"tag": chart.oci_tag or assets.chart_version()},
+        "layerSelector": {
+            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+            "operation": "copy",
+        },
+    }
+    if chart.oci_insecure:
+        spec["insecure"] = True
+    if chart.oci_secret:
+        spec["secretRef"] = {"name": chart.oci_secret}
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "OCIRepository",
         "metadata": _meta(layout.CHART_NAME, group),
-        "spec": {
-            "interval": settings.helm_interval,
-            "url": chart.oci_url,
-            "ref": {"tag": chart.oci_tag},
-            "layerSelector": {
-                "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
-                "operation": "copy",
-            },
-        },
+        "spec": spec,
     }
 
 
-def group_files(group: Group, *, settings: Settings) -> list[Manifest]:
-    """Every tenant file of a group except its kustomization.yaml and apps/."""
+def sync(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
+    """The group's GitRepository and the Kustomization that applies ``tenants/<group>/apps``.
+
+    The GitRepository checks out only the chart and the group's apps (sparse checkout), so
+    what Flux fetches and builds per group does not grow with the repository. The
+    Kustomization impersonates the group's service account: whatever lands in apps/ can
+    only touch the group's namespace.
+    """
+    flux = settings.flux
+    paths = [settings.chart.path.removeprefix("./"), layout.apps_dir(group.name)]
+    source: dict[str, Any] = {
+        "interval": flux.source_interval,
+        "url": flux.git_url,
+        "ref": {"branch": settings.branch},
+        "sparseCheckout": paths if settings.chart.source == "git" else paths[1:],
+    }
+    if flux.git_secret:
+        source["secretRef"] = {"name": flux.git_secret}
+    repository = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": _meta(layout.GROUP_SOURCE, group),
+        "spec": source,
+    }
+    kustomization = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": _meta(layout.GROUP_KUSTOMIZATION, group),
+        "spec": {
+            "interval": flux.interval,
+            "retryInterval": flux.retry_interval,
+            "timeout": flux.timeout,
+            "path": f"./{layout.apps_dir(group.name)}",
+            "prune": True,
+            "wait": False,
+            "serviceAccountName": layout.SERVICE_ACCOUNT,
+            "sourceRef": {"kind": "GitRepository", "name": layout.GROUP_SOURCE},
+        },
+    }
+    return [repository, kustomization]
+
+
+def notifications(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
+    """A Provider + Alert in the group namespace: notification-controller matches an
+    Alert's event sources by exact namespace (only ``name`` may be ``*``) and, locked
+    down, drops events from other namespaces than the Alert's."""
+    flux = settings.flux
+    provider = {
+        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+        "kind": "Provider",
+        "metadata": _meta(layout.EVENTS_PROVIDER, group),
+        "spec": {
+            "type": "generic-hmac",
+            "address": flux.events_url,
+            "secretRef": {"name": flux.events_secret},
+        },
+    }
+    alert = {
+        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+        "kind": "Alert",
+        "metadata": _meta(layout.EVENTS_PROVIDER, group),
+        "spec": {
+            "providerRef": {"name": layout.EVENTS_PROVIDER},
+            "eventSeverity": "info",
+            "eventSources": [
+                {"kind": "HelmRelease", "name": "*"},
+                {"kind": "Kustomization", "name": layout.GROUP_KUSTOMIZATION},
+                {"kind": "GitRepository", "name": layout.GROUP_SOURCE},
+            ],
+        },
+    }
+    return [provider, alert]
+
+
+def group_files(
+    group: Group, *, settings: Settings, helmreleases: int | None = None
+) -> list[Manifest]:
+    """Every platform file of a group except its kustomization.yaml (apps/ is the group's).
+
+    ``helmreleases``: the ResourceQuota's HelmRelease count already in Git (see
+    ``helmrelease_limit``).
+    """
     base = layout.group_dir(group.name)
+    limit = helmrelease_limit(group.quota, previous=helmreleases)
     files = [
         Manifest(f"{base}/namespace.yaml", dump(namespace(group))),
-        Manifest(f"{base}/quota.yaml", dump_all(resource_quota(group, settings=settings))),
+        Manifest(
+            f"{base}/quota.yaml",
+            dump_all(resource_quota(group, settings=settings, helmreleases=limit)),
+        ),
         Manifest(f"{base}/rbac.yaml", dump_all(rbac(group))),
         Manifest(f"{base}/networkpolicy.yaml", dump(network_policy(group, settings=settings))),
+        Manifest(f"{base}/{layout.SYNC_FILE}", dump_all(sync(group, settings=settings))),
     ]
+    if settings.flux.events_url:
+        files.append(
+            Manifest(
+                f"{base}/{layout.NOTIFICATIONS_FILE}",
+                dump_all(notifications(group, settings=settings)),
+            )
+        )
     if settings.chart.source == "oci":
         files.append(
             Manifest(f"{base}/{layout.OCI_SOURCE_FILE}", dump(oci_source(group, settings=settings)))
         )
     return files
+
+
+def quota_helmreleases(text: bytes | None) -> int | None:
+    """The ``count/helmreleases`` of a quota.yaml's ResourceQuota, if it has one."""
+    if text is None:
+        return None
+    try:
+        for document in load_all(text):
+            if document.get("kind") == "ResourceQuota":
+                return int(document["spec"]["hard"][COUNT_HELMRELEASES])
+    except (KeyError, TypeError, ValueError, AttributeError, YAMLError):
+        return None
+    return None
 
 
 def parse_group(document: Any) -> Group:
