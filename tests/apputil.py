@@ -42,3 +42,13 @@ def create_group(client: FlaskClient, body: dict[str, Any] | None = None) -> dic
     assert response.status_code == 201, response.json
     data: dict[str, Any] = response.json  # type: ignore[assignment]
     return data
+
+
+def deploy(client: FlaskClient, name: str = "web", **fields: Any) -> str:
+    """Create a deployment in team-a as alice; its name ({app}-{id})."""
+    response = client.post(
+        "/api/v1/groups/team-a/deployments", json=web(name, **fields), headers=as_user("alice")
+    )
+    assert response.status_code == 201, response.json
+    value: str = response.json["name"]
+    return value

@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 
 from gitops_bridge import tools
+from tests.apputil import make_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -155,3 +156,14 @@ def registry_server(tmp_path: Path) -> Iterator[RegistryServer]:
 
     with running_registry(tmp_path / "registry") as server:
         yield server
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    """The real app on a temporary data dir with its embedded remote (``remote``)."""
+    return make_app(tmp_path / "data")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "remote.git"

@@ -645,7 +645,11 @@ class FluxStandIn:
             dep = self.fake.get(*KUSTOMIZATION, namespace, dependency["name"])
             ident = f"{namespace}/{dependency['name']}"
             if dep is None:
-                raise _Refused("DependencyNotReady", f"dependency '{ident}' not found")
+                raise _Refused(
+                    "DependencyNotReady",
+                    f"dependency '{ident}' not found: kustomizations.kustomize.toolkit.fluxcd.io"
+                    f' "{dependency["name"]}" not found',
+                )
             dep_status = dep.get("status") or {}
             ready = any(
                 c.get("type") == "Ready" and c.get("status") == "True"

@@ -18,18 +18,8 @@ from tests.gitutil import files, git, head, show
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path / "data")
-
-
-@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "remote.git"
 
 
 def test_embedded_default_has_template_and_demo_group(client: FlaskClient, remote: Path) -> None:

@@ -143,6 +143,82 @@ def test_a_failing_group_stops_no_other(bridge: Bridge, fake: FakeKube, tmp_path
     assert ready(bridge.release(a1))[0] == "True"
 
 
+def test_depends_on_waits_for_its_dependency(
+    bridge: Bridge, fake: FakeKube, tmp_path: Path
+) -> None:
+    """A group may add its own Kustomizations by hand (its account can, Flux's edit role is
+    aggregated to admin); dependsOn holds one back until the dependency is ready."""
+    bridge.flux.reconcile()
+
+    def extra(name: str, depends: str) -> str:
+        return json.dumps(
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {
+                    "interval": "10m",
+                    "path": "./tenants/team-a/apps/extra",
+                    "prune": True,
+                    "serviceAccountName": "flux-reconciler",
+                    "sourceRef": {"kind": "GitRepository", "name": "gitops"},
+                    "dependsOn": [{"name": depends}],
+                },
+            }
+        )
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "extra", "namespace": NS},
+    }
+    bridge.edit_by_hand(
+        tmp_path,
+        {
+            "tenants/team-a/apps/waits.yaml": extra("waits", "missing"),
+            "tenants/team-a/apps/extra/kustomization.yaml": json.dumps({"resources": ["cm.yaml"]}),
+            "tenants/team-a/apps/extra/cm.yaml": json.dumps(config),
+        },
+        "Extra Kustomization",
+    )
+    bridge.flux.reconcile()
+    status, reason, message = ready(fake.get(*KS, NS, "waits"))
+    assert (status, reason) == ("False", "DependencyNotReady")
+    assert message.startswith(f"dependency '{NS}/missing' not found")
+    waiting = fake.get(*KS, NS, "waits")
+    assert waiting is not None and "lastAppliedRevision" not in waiting["status"]
+
+    bridge.edit_by_hand(
+        tmp_path, {"tenants/team-a/apps/waits.yaml": extra("waits", "apps")}, "Depend on apps"
+    )
+    bridge.flux.reconcile()
+    assert ready(fake.get(*KS, NS, "waits"))[:2] == ("True", "ReconciliationSucceeded")
+    applied = fake.get(*KS, NS, "waits")
+    assert applied is not None and applied["status"]["inventory"]["entries"] == [
+        {"id": f"{NS}_extra__ConfigMap", "v": "v1"}
+    ]
+
+
+def test_the_oci_chart_source_reconciles_under_lockdown(
+    tmp_path: Path, fake: FakeKube, helm: str, kubectl: str
+) -> None:
+    bridge = Bridge(tmp_path / "data", fake, helm, kubectl, settings={"chart": {"source": "oci"}})
+    name = bridge.create("web", expose=True)
+    bridge.flux.reconcile()
+    assert ready(bridge.release(name))[:2] == ("True", "InstallSucceeded")
+    # helm-controller versions an OCI chart <version>+<12 hex of the digest>
+    version = bridge.release(name)["status"]["history"][0]["chartVersion"]
+    assert version.startswith("0.2.0+") and len(version) == len("0.2.0+") + 12
+    deployment = fake.get("apps/v1", "Deployment", NS, name)
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["helm.sh/chart"] == "generic-app-" + version.replace(
+        "+", "_"
+    )
+    assert "helm.sh/chart" not in deployment["spec"]["template"]["metadata"]["labels"]
+    source = fake.get("source.toolkit.fluxcd.io/v1", "GitRepository", NS, "gitops")
+    assert source is not None and source["spec"]["sparseCheckout"] == ["tenants/team-a/apps"]
+
+
 # ---- apply before prune ----------------------------------------------------------------------
 
 

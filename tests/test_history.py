@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge.render import yamlio
-from tests.apputil import TEAM_A, create_group, make_app, web
+from tests.apputil import TEAM_A, create_group, deploy, make_app, web
 from tests.gitutil import files, git, head, show
 
 ALICE = {"X-Forwarded-User": "alice"}
@@ -19,29 +19,10 @@ BOB = {"X-Forwarded-User": "bob"}
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path / "data")
-
-
-@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     client = app.test_client()
     create_group(client)
     return client
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "remote.git"
-
-
-def deploy(client: FlaskClient, name: str = "web", **fields: Any) -> str:
-    response = client.post(
-        "/api/v1/groups/team-a/deployments", json=web(name, **fields), headers=ALICE
-    )
-    assert response.status_code == 201, response.json
-    value: str = response.json["name"]
-    return value
 
 
 def scale(client: FlaskClient, name: str, replicas: int, headers: dict[str, str] = ALICE) -> str:

@@ -11,15 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge.render import yamlio
-from tests.apputil import create_group, make_app, web
+from tests.apputil import create_group, deploy, web
 from tests.gitutil import files, git, head, show
 
 ALICE = {"X-Forwarded-User": "alice"}
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path / "data")
 
 
 @pytest.fixture
@@ -27,18 +22,6 @@ def client(app: Flask) -> FlaskClient:
     client = app.test_client()
     create_group(client)
     return client
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "remote.git"
-
-
-def deploy(client: FlaskClient, **fields: Any) -> str:
-    response = client.post("/api/v1/groups/team-a/deployments", json=web(**fields), headers=ALICE)
-    assert response.status_code == 201, response.json
-    name: str = response.json["name"]
-    return name
 
 
 def release(remote: Path, name: str) -> dict[str, Any]:

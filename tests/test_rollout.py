@@ -24,20 +24,10 @@ ROOM = "to make room, scale down or stop a deployment of team-a, or ask a platfo
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path / "data")
-
-
-@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     client = app.test_client()
     create_group(client)
     return client
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "remote.git"
 
 
 def deploy(client: FlaskClient, name: str = "web", **fields: Any) -> str:
