@@ -61,7 +61,8 @@ CrossNamespacePodAffinity (the other scopes are implemented); quota and LimitRan
 on updates (a pod resize); LimitRange PersistentVolumeClaim items; canonical quantities in
 stored objects (they read back as written); a quota's usage changing by time alone (a
 terminating pod's grace period running out shows in status.used at the next change);
-server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun``,
+server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun`` over HTTP (the
+Python ``apply(dry_run=True)`` runs validation and admission and stores nothing),
 ``deletecollection``, ``resourceVersion``/``resourceVersionMatch`` on GET/LIST (always the
 latest state), the ``sendInitialEvents`` watch-list, Table/protobuf/CBOR output,
 ``previous`` container logs (400 as for a container that never restarted), ``limitBytes``,

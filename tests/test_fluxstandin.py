@@ -231,6 +231,7 @@ def test_create_reconcile_then_delete(bridge: Bridge, api: client.ApiClient) -> 
     assert bridge.fake.items(*HR) == [] and bridge.fake.items("v1", "Pod") == []
     assert bridge.fake.get("apps/v1", "Deployment", NS, web_name) is None
     assert_flux_objects_valid(bridge.fake)
+    assert bridge.fake.warnings == []  # nothing the API server would warn about
 
 
 # ---- upgrades and scenarios ------------------------------------------------------------------
