@@ -7,7 +7,9 @@ nothing here asserts a time: compare the figures between commits.
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,17 +121,151 @@ def bench_poll(deployments: int, pods_each: int, repeat: int) -> None:
         )
 
 
+def rss_mib() -> float:
+    """This process's resident set size (VmRSS in /proc/self/status), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def bench_rss(writes: int) -> None:
+    """RSS over many env PATCHes of one deployment, 50 variables of 1 KiB each (run in a
+    fresh process, so nothing measured before counts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = padded_service(Path(tmp), 100)
+        created = svc.create_deployment(ADMIN, "bench", {"name": "big", "image": "nginx"})
+        assert created.deployment is not None
+        name = created.deployment.name
+
+        def patch(n: int) -> None:
+            env = [{"name": f"VAR_{j}", "value": f"{n}:{j}:" + "x" * 1020} for j in range(50)]
+            svc.update_deployment(ADMIN, name, {"env": env})
+
+        for n in range(20):  # warm up: imports, first states, caches filling
+            patch(n)
+        start = rss_mib()
+        marks = []
+        for n in range(writes):
+            patch(20 + n)
+            if (n + 1) % max(1, writes // 4) == 0:
+                marks.append(f"{n + 1}: {rss_mib():.0f}")
+        after = rss_mib()
+        print(
+            f"RSS over {writes} writes with large env (50 x 1 KiB): start {start:.0f} MiB, "
+            f"after {', '.join(marks)} MiB; growth {after - start:+.0f} MiB"
+        )
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    median = statistics.median(ordered) * 1000
+    p99 = ordered[int(0.99 * (len(ordered) - 1))] * 1000
+    worst = ordered[-1] * 1000
+    return f"median {median:6.1f} ms, p99 {p99:6.1f} ms, max {worst:6.1f} ms (n={len(ordered)})"
+
+
+def bench_health(seconds: float) -> None:
+    """/healthz and the API of `serve` (waitress, its lanes) while it holds 200 follow streams
+    and 300 idle connections and 16 clients loop on history?diff=1 (200 versions), then while
+    every stream is abandoned at once. The cluster is the fake API (tests/kubefake.py)."""
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests import test_streams as ts
+
+    limits = {"max_streams": 200, "max_streams_per_user": 4}
+    with tempfile.TemporaryDirectory() as tmp, ts.running_bridge(Path(tmp), **limits) as stack:
+        url = stack.url
+        for n in range(199):  # 200 versions of the deployment
+            body = {"replicas": 1 + n % 3}
+            assert (
+                ts.call(url, "POST", f"/api/v1/deployments/{stack.name}/scale", body, "u0")[0]
+                == 200
+            )
+
+        def sample(probe: Callable[[], object], duration: float) -> list[float]:
+            samples = []
+            deadline = time.monotonic() + duration
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                probe()
+                samples.append(time.perf_counter() - start)
+                time.sleep(0.02)
+            return samples
+
+        deployment = f"/api/v1/deployments/{stack.name}"
+        quiet = sample(lambda: ts.healthz(url), 3)
+        page = sample(lambda: ts.call(url, "GET", f"{deployment}/history?diff=1", None, "u0"), 3)
+        print(f"{'/healthz, idle service':<52}{percentiles(quiet)}")
+        print(f"{'history?diff=1 (a page of 50 of 200), idle':<52}{percentiles(page)}")
+        idle = [socket.create_connection((ts.HOST, stack.port)) for _ in range(300)]
+        users = [user for user in ts.USERS[:50] for _ in range(4)]
+        held = [ts.open_stream(stack, user) for user in users]
+        assert all(h.status == 200 for h in held)
+        stop = threading.Event()
+        pages: list[float] = []
+
+        def history_loop() -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                status, _ = ts.call(url, "GET", f"{deployment}/history?diff=1", None, "u0")
+                assert status == 200
+                pages.append(time.perf_counter() - start)
+
+        clients = [threading.Thread(target=history_loop) for _ in range(16)]
+        for client in clients:
+            client.start()
+        try:
+            loaded = sample(lambda: ts.healthz(url), seconds)
+            api = sample(lambda: ts.call(url, "GET", deployment, None, "u0"), seconds / 2)
+            for h in held:  # every client leaves at once
+                h.close()
+            abandoned = sample(lambda: ts.healthz(url), 5)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join()
+            for sock in idle:
+                sock.close()
+        print("loaded: 200 follow streams, 300 idle connections, 16 clients on history?diff=1")
+        print(f"{'/healthz, loaded':<52}{percentiles(loaded)}")
+        print(f"{'GET deployment, loaded':<52}{percentiles(api)}")
+        print(f"{'history?diff=1, loaded':<52}{percentiles(pages)}")
+        print(f"{'/healthz, the 200 streams abandoned at once':<52}{percentiles(abandoned)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--sizes", default="100,2000,20000")
+    parser.add_argument("--rss-writes", type=int, default=2000)
+    parser.add_argument("--health-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--only", action="append", choices=["render", "create", "race", "poll", "rss", "health"]
+    )
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    bench_render(args.repeat * 20)
-    for size in (int(s) for s in args.sizes.split(",")):
-        bench_create(size, args.repeat)
-    bench_race(args.repeat)
-    bench_poll(10, 5, args.repeat)
-    bench_poll(2000, 5, max(3, args.repeat // 3))
+    if args.rss_child is not None:
+        bench_rss(args.rss_child)
+        return
+    chosen = set(args.only or ["render", "create", "race", "poll", "rss", "health"])
+    if "render" in chosen:
+        bench_render(args.repeat * 20)
+    if "create" in chosen:
+        for size in (int(s) for s in args.sizes.split(",")):
+            bench_create(size, args.repeat)
+    if "race" in chosen:
+        bench_race(args.repeat)
+    if "poll" in chosen:
+        bench_poll(10, 5, args.repeat)
+        bench_poll(2000, 5, max(3, args.repeat // 3))
+    if "rss" in chosen:
+        sys.stdout.flush()
+        command = [sys.executable, __file__, "--rss-child", str(args.rss_writes)]
+        subprocess.run(command, check=True)
+    if "health" in chosen:
+        bench_health(args.health_seconds)
 
 
 if __name__ == "__main__":
