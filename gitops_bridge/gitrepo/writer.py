@@ -1,9 +1,11 @@
 """Writing: one commit per change built from the changed trees only, pushed in batches.
 
-Concurrent callers queue; whoever holds the write lock commits every queued change, each
-on top of the one before, and pushes them together. A rejected push (another replica
-pushed first) is fetched and every change of the batch is built again on the new main,
-validation and quota included, a bounded number of times.
+Concurrent callers queue; one of them at a time (the writer) commits every queued change,
+each on top of the one before, and pushes them together. A push that lost a race (another
+replica pushed first) waits a jittered, exponentially growing pause, fetches, takes in what
+queued meanwhile, and builds every change again on the new main, validation and quota
+included, until each request's deadline. A lock file that keeps blocking pushes on the
+remote is reported as such. Reads never wait for the write lock.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import random
 import re
 import threading
 import time
@@ -32,6 +36,12 @@ from gitops_bridge.render import Change
 log = logging.getLogger(__name__)
 
 MAINTAIN_EVERY = 50  # pushes between packing loose objects
+BACKOFF_FIRST = 0.05  # seconds: the longest pause after a first lost race; doubles per loss
+BACKOFF_MAX = 1.0
+# a push holds the remote's ref lock for milliseconds (and git waits 100 ms for it): one that
+# blocks every push this long was left behind by a crashed git process
+STALE_LOCK_AFTER = 2.0
+_LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 # the remote's main moved (a race: fetch and build again), as opposed to a refusal (a hook,
 # branch protection: retrying cannot help)
 _RACE = re.compile(
@@ -46,6 +56,8 @@ class _Request:
 
     build: Callable[[Snapshot], Change | None]
     author: Author
+    deadline: float
+    attempts: int = 0
     done: bool = False
     result: CommitResult | None = None
     error: BaseException | None = None
@@ -53,7 +65,12 @@ class _Request:
 
 
 class _Rejected(Exception):
-    """The remote refused the push because its main moved on."""
+    """The remote refused the push because its main moved on, or a lock file was in the way
+    (``lock``: its path on the remote; another push, or a stale one)."""
+
+    def __init__(self, lock: str | None = None) -> None:
+        super().__init__(lock or "main moved")
+        self.lock = lock
 
 
 class GitRepo(Clone):
@@ -66,87 +83,97 @@ class GitRepo(Clone):
         url: str,
         branch: str = "main",
         committer: Author,
-        push_attempts: int = 5,
+        push_deadline: float = 30.0,
+        push_attempts: int | None = None,
         fetch_interval: float = 2.0,
     ) -> None:
         super().__init__(
-            path=path,
-            url=url,
-            branch=branch,
-            committer=committer,
-            push_attempts=push_attempts,
-            fetch_interval=fetch_interval,
+            path=path, url=url, branch=branch, committer=committer, fetch_interval=fetch_interval
         )
+        self.push_deadline = push_deadline  # seconds a write may take, lost races included
+        self.push_attempts = push_attempts  # an extra cap on builds per write; None: none
         # called after a push with the new main and the paths its commits changed
         self.on_push: list[Callable[[str, frozenset[str]], None]] = []
+        # what blocks every write until someone removes a lock file on the remote (/readyz)
+        self.stale_lock: str | None = None
+        self._stale_lock_head: str | None = None
         self._pushes = 0
         self._queue: list[_Request] = []
-        self._queue_lock = threading.Lock()
+        self._writing = False  # a caller is committing the queue
+        self._turn = threading.Condition()  # guards _queue and _writing
 
     def apply(self, build: Callable[[Snapshot], Change | None], *, author: Author) -> CommitResult:
         """Commit what ``build`` returns on the newest main and push it, retrying on races.
 
         ``build`` sees the snapshot it builds on and may raise to refuse the change
-        (nothing is written then). Concurrent callers are batched: whoever holds the
-        write lock makes one commit per queued change, each built on the one before,
-        and pushes them together. After a rejected push every change of the batch is
-        built again on the fetched main.
+        (nothing is written then). Concurrent callers are batched: one of them at a time
+        makes one commit per queued change, each built on the one before, and pushes them
+        together. After a lost race every change of the batch is built again on the
+        fetched main, until ``push_deadline`` seconds after the request was queued.
         """
-        request = _Request(build=build, author=author)
-        with self._queue_lock:
+        request = _Request(
+            build=build, author=author, deadline=time.monotonic() + self.push_deadline
+        )
+        with self._turn:
             self._queue.append(request)
-        while not request.done:
-            with self._lock:
-                if request.done:
-                    break
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                if batch:
-                    with self._file_lock():
-                        self._process(batch)
+            while self._writing and not request.done:
+                self._turn.wait()
+            writer = not request.done  # nobody writes and it is still queued: our turn
+            self._writing = self._writing or writer
+        if writer:
+            try:
+                with self._lock, self._file_lock():
+                    self._process()
+            finally:
+                with self._turn:
+                    if not request.done:  # the locks failed: take it back, answer the error
+                        self._queue = [r for r in self._queue if r is not request]
+                    self._writing = False
+                    self._turn.notify_all()
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
 
-    def _process(self, batch: list[_Request]) -> None:
+    def fetch(self) -> None:
+        super().fetch()
+        if self.stale_lock is not None and self.head() != self._stale_lock_head:
+            self.stale_lock = None  # main moved on: a push got through, the lock is gone
+
+    def _process(self) -> None:
+        """Commit and push the queue; what queues while a lost race is retried joins in."""
+        batch: list[_Request] = []
         try:
             self.refresh()
-            for attempt in range(1, self.push_attempts + 1):
-                tip = self._build_chain(batch, attempt)
-                base = self.snapshot().commit
+            losses = 0
+            blocked: tuple[str, float] | None = None  # a lock file in the way, and since when
+            while True:
+                batch = self._take(batch)
+                if not batch:
+                    return
+                base, tip = self._build_chain(batch)
                 if tip is None or tip == base:
-                    break
+                    return  # nothing to push: every change refused or already on main
                 try:
                     self._push(tip)
-                except _Rejected:
+                except _Rejected as exc:
+                    losses += 1
                     metrics.inc("gitops_bridge_push_retries_total")
-                    log.info("push of %s rejected (attempt %d), fetching", tip, attempt)
+                    now = time.monotonic()
+                    if exc.lock is None:
+                        blocked = None
+                    elif blocked is None or blocked[0] != exc.lock:
+                        blocked = (exc.lock, now)
+                    elif now - blocked[1] >= STALE_LOCK_AFTER:
+                        raise self._stale(exc.lock) from exc
+                    batch = self._give_up(batch, now=now, lock=exc.lock)
+                    pause = random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (losses - 1)))
+                    log.info("push of %s lost (%s), retrying in %.2f s", tip, exc, pause)
+                    time.sleep(pause)
                     self.fetch()
                     continue
-                self.repo.git.update_ref(self.tracking_ref, tip)
-                metrics.inc("gitops_bridge_push_batches_total")
-                self._pushes += 1
-                if self._pushes % MAINTAIN_EVERY == 0:
-                    self._maintain()
-                metrics.inc(
-                    "gitops_bridge_commits_total",
-                    sum(1 for r in batch if r.result is not None and r.result.changed),
-                )
-                paths = frozenset(
-                    path
-                    for r in batch
-                    if r.result is not None and r.result.changed
-                    for path in r.paths
-                )
-                for hook in self.on_push:
-                    hook(tip, paths)
-                break
-            else:
-                raise RepoUnavailable(
-                    f"the GitOps remote's {self.branch} kept moving: gave up after "
-                    f"{self.push_attempts} attempts; nothing was changed, try again"
-                )
+                self._pushed(base, tip, batch)
+                return
         except BaseException as exc:  # unreachable remote, or a bug: fail the whole batch
             for request in batch:
                 if request.result is not None and request.result.changed:
@@ -154,14 +181,82 @@ class GitRepo(Clone):
                 if request.result is None and request.error is None:
                     request.error = exc
         finally:
-            for request in batch:
-                request.done = True
+            self._finish(batch)
 
-    def _build_chain(self, batch: list[_Request], attempt: int) -> str | None:
-        """One commit per change, each on top of the previous; returns the new tip."""
+    def _take(self, batch: list[_Request]) -> list[_Request]:
+        with self._turn:
+            taken, self._queue = self._queue, []
+        return batch + taken
+
+    def _finish(self, requests: list[_Request]) -> None:
+        with self._turn:
+            for request in requests:
+                request.done = True
+            self._turn.notify_all()
+
+    def _give_up(self, batch: list[_Request], *, now: float, lock: str | None) -> list[_Request]:
+        """Answer the requests out of time (or attempts) with 503; the rest go on."""
+        keep, out = [], []
+        for request in batch:
+            capped = self.push_attempts is not None and request.attempts >= self.push_attempts
+            if not capped and request.deadline > now:
+                keep.append(request)
+                continue
+            if lock is not None:
+                message = _locked(lock)
+            elif capped:
+                message = (
+                    f"the GitOps remote's {self.branch} kept moving: gave up after "
+                    f"{request.attempts} attempts; nothing was changed, try again"
+                )
+            else:
+                message = (
+                    f"the GitOps remote's {self.branch} kept moving: other writers pushed "
+                    f"first for {self.push_deadline:g} s ({request.attempts} attempts); "
+                    "nothing was changed, try again"
+                )
+            request.result, request.error = None, RepoUnavailable(message)
+            out.append(request)
+        self._finish(out)
+        return keep
+
+    def _stale(self, lock: str) -> RepoUnavailable:
+        """The error for a lock file that has blocked every push for a while; /readyz says it
+        too until main moves again."""
+        message = (
+            f"the GitOps remote is locked: {_where(lock)} has blocked every push for "
+            f"{STALE_LOCK_AFTER:g} s, left behind by a git process that crashed on the "
+            "remote; it needs removing there (once no git process runs in that "
+            "repository); nothing was changed, try again then"
+        )
+        log.error("%s", message)
+        self.stale_lock, self._stale_lock_head = message, self.head()
+        return RepoUnavailable(message)
+
+    def _pushed(self, base: str | None, tip: str, batch: list[_Request]) -> None:
+        """Record an accepted push: the tracking ref, counters, maintenance, hooks."""
+        with self._fetch_lock, contextlib.suppress(git.GitCommandError):
+            # only over the main we built on: a fetch may have gone past tip already
+            self.repo.git.update_ref(self.tracking_ref, tip, base or "0" * 40)
+        self.stale_lock = None
+        metrics.inc("gitops_bridge_push_batches_total")
+        self._pushes += 1
+        if self._pushes % MAINTAIN_EVERY == 0:
+            with self._fetch_lock:
+                self._maintain()
+        changed = [r for r in batch if r.result is not None and r.result.changed]
+        metrics.inc("gitops_bridge_commits_total", len(changed))
+        paths = frozenset(path for r in changed for path in r.paths)
+        for hook in self.on_push:
+            hook(tip, paths)
+
+    def _build_chain(self, batch: list[_Request]) -> tuple[str | None, str | None]:
+        """One commit per change, each on top of the previous; the base and the new tip."""
         snap = self.snapshot()
+        base = snap.commit
         tree = self._tree_of(snap.commit)
         for request in batch:
+            request.attempts += 1
             request.result, request.error = None, None
             try:
                 change = request.build(snap)
@@ -171,7 +266,9 @@ class GitRepo(Clone):
             flat = _flatten(change) if change is not None else {}
             new_tree = self._write_tree(tree, flat) if flat else tree
             if change is None or new_tree == tree:
-                request.result = CommitResult(sha=snap.commit, changed=False, attempts=attempt)
+                request.result = CommitResult(
+                    sha=snap.commit, changed=False, attempts=request.attempts
+                )
                 continue
             sha = self._write_commit(
                 tree=new_tree,
@@ -183,8 +280,8 @@ class GitRepo(Clone):
             snap = snap.derive(sha, flat)
             self._remember(snap)
             tree = new_tree
-            request.result = CommitResult(sha=sha, changed=True, attempts=attempt)
-        return snap.commit
+            request.result = CommitResult(sha=sha, changed=True, attempts=request.attempts)
+        return base, snap.commit
 
     def _maintain(self) -> None:
         """Pack the loose objects of the last pushes (cost grows with them, not with the
@@ -264,6 +361,9 @@ class GitRepo(Clone):
             self.repo.git.push("--porcelain", "origin", f"{sha}:{target}")
         except git.GitCommandError as exc:
             text = f"{exc.stdout}\n{exc.stderr}"
+            locked = _LOCKED.search(text)
+            if locked:  # before the race: "cannot lock ref" says this too
+                raise _Rejected(lock=locked.group(1)) from exc
             if _RACE.search(text):
                 raise _Rejected from exc
             refused = re.search(r"\[remote rejected\] \((.*?)\)", text)
@@ -298,9 +398,12 @@ class GitRepo(Clone):
             try:
                 self._push(sha, ref=f"refs/heads/{name}")
             except _Rejected as exc:
+                if exc.lock is not None:
+                    raise RepoUnavailable(_locked(exc.lock)) from exc
                 raise Conflict(f"the review branch {name} exists already") from exc
-            self.repo.git.update_ref(f"refs/remotes/origin/{name}", sha)
-            self._branches = None
+            with self._fetch_lock:
+                self.repo.git.update_ref(f"refs/remotes/origin/{name}", sha)
+                self._branches = None
             return CommitResult(sha=sha, changed=True), name
 
     def delete_branch(self, branch: str) -> None:
@@ -310,9 +413,22 @@ class GitRepo(Clone):
             except git.GitCommandError as exc:
                 if "remote ref does not exist" not in str(exc.stderr):
                     raise RepoUnavailable(f"cannot delete {branch}: {_stderr(exc)}") from exc
-            with contextlib.suppress(git.GitCommandError):
+            with self._fetch_lock, contextlib.suppress(git.GitCommandError):
                 self.repo.git.update_ref("-d", f"refs/remotes/origin/{branch}")
             self._branches = None
+
+
+def _where(lock: str) -> str:
+    """A lock file's path as the remote named it, without git's "/./"."""
+    return os.path.normpath(lock)
+
+
+def _locked(lock: str) -> str:
+    return (
+        f"the GitOps remote is locked: {_where(lock)} exists (another git process holds it, "
+        "or one that crashed left it behind and it needs removing); nothing was changed, "
+        "try again"
+    )
 
 
 def _flatten(change: Change) -> dict[str, bytes | None]:
