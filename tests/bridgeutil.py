@@ -79,30 +79,36 @@ class Bridge:
 
     def edit_by_hand(self, tmp: Path, edits: dict[str, str | None], message: str) -> str:
         """A person's commit in a clone of the remote: path -> new text (None deletes)."""
-        work = tmp / "hand"
-        if not work.exists():
-            subprocess.run(["git", "clone", "-q", str(self.remote), str(work)], check=True)
-        git(work, "pull", "-q", "--ff-only")
-        for path, text in edits.items():
-            target = work / path
-            if text is None:
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-        git(work, "add", "-A")
-        git(
-            work,
-            "-c",
-            "user.name=Hand",
-            "-c",
-            "user.email=hand@example.com",
-            "commit",
-            "-qm",
-            message,
-        )
-        git(work, "push", "-q", "origin", "HEAD:main")
-        return git(work, "rev-parse", "HEAD").strip()
+        return edit_by_hand(self.remote, tmp, edits, message)
+
+
+def edit_by_hand(remote: Path, tmp: Path, edits: dict[str, str | None], message: str) -> str:
+    """A person's commit in a clone of ``remote`` (kept in ``tmp/hand``): path -> new text
+    (None deletes); returns the commit."""
+    work = tmp / "hand"
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    git(work, "pull", "-q", "--ff-only")
+    for path, text in edits.items():
+        target = work / path
+        if text is None:
+            target.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    git(work, "add", "-A")
+    git(
+        work,
+        "-c",
+        "user.name=Hand",
+        "-c",
+        "user.email=hand@example.com",
+        "commit",
+        "-qm",
+        message,
+    )
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return git(work, "rev-parse", "HEAD").strip()
 
 
 def ready(obj: dict[str, Any] | None) -> tuple[str, str, str]:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from gitops_bridge import monitor
-from tests.bridgeutil import HR, KS, Bridge, ready
+from tests.apputil import web
+from tests.bridgeutil import ALICE, HR, KS, Bridge, ready
 from tests.fluxstandin import FluxStandIn
 from tests.gitutil import show
 from tests.kubefake import FakeKube
@@ -118,12 +119,18 @@ def test_a_failing_group_stops_no_other(bridge: Bridge, fake: FakeKube, tmp_path
         },
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "group-team-b"}],
     }
+    b2 = bridge.create("worker", group="team-b")  # in the same revision Flux gets next
     bridge.edit_by_hand(
         tmp_path,
         {"tenants/team-b/apps/takeover.yaml": json.dumps(escalation)},
         "Take over the cluster",
     )
-    b2 = bridge.create("worker", group="team-b")
+    # the bridge reads the folder by its rules: no more commits for team-b until it is fixed
+    refused = bridge.client.post(
+        "/api/v1/groups/team-b/deployments", json=web("cron"), headers=ALICE
+    )
+    assert refused.status_code == 409
+    assert "tenants/team-b/apps/takeover.yaml" in refused.json["message"]
     a2 = bridge.create("api", group="team-a")
     bridge.flux.reconcile()
 
@@ -146,8 +153,9 @@ def test_a_failing_group_stops_no_other(bridge: Bridge, fake: FakeKube, tmp_path
 def test_depends_on_waits_for_its_dependency(
     bridge: Bridge, fake: FakeKube, tmp_path: Path
 ) -> None:
-    """A group may add its own Kustomizations by hand (its account can, Flux's edit role is
-    aggregated to admin); dependsOn holds one back until the dependency is ready."""
+    """A Kustomization added to apps/ by hand (the bridge reports it as not allowed there,
+    but Flux applies it: the group's account may, Flux's edit role is aggregated to admin);
+    dependsOn holds it back until the dependency is ready."""
     bridge.flux.reconcile()
 
     def extra(name: str, depends: str) -> str:

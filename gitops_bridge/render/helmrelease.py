@@ -7,7 +7,7 @@ from typing import Any
 from gitops_bridge import quantity
 from gitops_bridge.config import Settings
 from gitops_bridge.models import Deployment, DeploymentSpec
-from gitops_bridge.render import layout
+from gitops_bridge.render import handedits, layout
 from gitops_bridge.render.manifest import Manifest
 from gitops_bridge.render.tenant import LIMIT_FACTOR
 from gitops_bridge.render.yamlio import dump
@@ -138,10 +138,26 @@ def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
     }
 
 
-def helmrelease(deployment: Deployment, *, settings: Settings) -> Manifest:
-    return Manifest(
-        app_path(deployment.group, deployment.name), dump(document(deployment, settings=settings))
-    )
+def helmrelease(
+    deployment: Deployment,
+    *,
+    settings: Settings,
+    current: bytes | None = None,
+    before: Deployment | None = None,
+) -> Manifest:
+    """The deployment's file. ``current``: the file as it is in Git, which a person may have
+    edited; their edits are kept (see ``handedits``). ``before``: the deployment that file
+    was read as, so the bridge can tell its own values from the person's."""
+    path = app_path(deployment.group, deployment.name)
+    theirs = document(deployment, settings=settings)
+    text = dump(theirs)
+    if current is None or current == text.encode():
+        return Manifest(path, text)
+    base = document(before, settings=settings) if before is not None else None
+    if base is not None and current == dump(base).encode():
+        return Manifest(path, text)  # all the bridge's own: no round trip needed
+    merged = handedits.merge(current, base=base, theirs=theirs)
+    return Manifest(path, text if merged is None else merged)
 
 
 def parse_helmrelease(doc: Any) -> Deployment:

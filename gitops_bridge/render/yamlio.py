@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.representer import SafeRepresenter
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 HEADER = "# Managed by gitops-bridge: change it through gitops-bridge, Flux applies it.\n"
 
@@ -40,8 +42,12 @@ _YAML11_WORDS = {
 }
 
 
+def _plain(data: str) -> bool:
+    return _PLAIN.match(data) is not None and data.lower() not in _YAML11_WORDS
+
+
 def _represent_str(representer: SafeRepresenter, data: str) -> Any:
-    plain = _PLAIN.match(data) is not None and data.lower() not in _YAML11_WORDS
+    plain = _plain(data)
     return representer.represent_scalar("tag:yaml.org,2002:str", data, style=None if plain else '"')
 
 
@@ -96,3 +102,47 @@ def load(text: str | bytes) -> Any:
 
 def load_all(text: str | bytes) -> list[Any]:
     return [doc for doc in _loader().load_all(text) if doc is not None]
+
+
+# ---- round trip: a file a person may have edited, comments and all ---------------------
+# Pure-Python ruamel, several times the cost of the C emitter: only for the one file a
+# change touches, and only when that file holds more than the bridge wrote (see
+# render.handedits).
+
+
+def _roundtripper() -> YAML:
+    yaml = getattr(_local, "roundtrip", None)
+    if yaml is None:
+        yaml = _local.roundtrip = YAML(typ="rt")
+        yaml.preserve_quotes = True
+        yaml.width = 1 << 16
+        yaml.allow_unicode = True
+        yaml.indent(mapping=2, sequence=2, offset=0)  # the layout dump() writes
+    return yaml
+
+
+def load_roundtrip(text: str | bytes) -> Any:
+    """One YAML document with its comments, quoting and key order (raises YAMLError)."""
+    return _roundtripper().load(text)
+
+
+def dump_roundtrip(document: Any) -> str:
+    """A document of ``load_roundtrip`` as text; unchanged parts come out as they went in."""
+    stream = io.StringIO()
+    _roundtripper().dump(document, stream)
+    return stream.getvalue()
+
+
+def roundtrip_data(value: Any) -> Any:
+    """Plain data made ready to go into a round-trip document: block collections, and
+    strings quoted by the same rule as ``dump`` (so ``yes``, ``0123`` stay strings)."""
+    if isinstance(value, dict):
+        mapping = CommentedMap()
+        for key, item in value.items():
+            mapping[key] = roundtrip_data(item)
+        return mapping
+    if isinstance(value, list):
+        return CommentedSeq(roundtrip_data(item) for item in value)
+    if isinstance(value, str) and not _plain(value):
+        return DoubleQuotedScalarString(value)
+    return value
