@@ -19,6 +19,7 @@ from gitops_bridge import (
     config,
     gitrepo,
     history,
+    models,
     monitor,
     runtime,
     tools,
@@ -40,7 +41,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def _user(args: argparse.Namespace, settings: config.Settings) -> User:
-    name = args.as_user or getpass.getuser()
+    name = models.fold_name(args.as_user or getpass.getuser())
     return User(
         name=name,
         email=args.email or f"{name}@{settings.domain}",
@@ -61,10 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rt.start_background()
     svc = rt.svc
     print(f"gitops-bridge on http://{settings.host}:{settings.port}")
-    print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})")
-    import waitress
+    print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})", flush=True)
+    from gitops_bridge import serving
 
-    waitress.serve(app, host=settings.host, port=settings.port, threads=8, ident="gitops-bridge")
+    serving.serve(app, settings)
     return 0
 
 
@@ -195,7 +196,7 @@ def cmd_manage(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     settings = _settings(args)
     svc = runtime.open_service(settings)
-    for version in history.history(svc, _user(args, settings), args.name):
+    for version in history.history(svc, _user(args, settings), args.name, limit=history.MAX_PAGE):
         summary = "; ".join(version.summary)
         print(f"{version.sha[:10]}  {version.author:<12} {version.subject}  [{summary}]")
     return 0

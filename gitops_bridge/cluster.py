@@ -8,9 +8,9 @@ deserialise, the raw body a fraction of that. Errors are translated here: 404 No
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,15 @@ class Cluster:
 
     @classmethod
     def connect(
-        cls, *, kubeconfig: str | None, context: str | None = None, timeout: float = 10.0
+        cls,
+        *,
+        kubeconfig: str | None,
+        context: str | None = None,
+        timeout: float = 10.0,
+        pool_size: int = 10,
     ) -> Cluster | None:
-        """From a kubeconfig file, or the in-cluster service account; None if neither."""
+        """From a kubeconfig file, or the in-cluster service account; None if neither.
+        ``pool_size``: connections kept for reuse (one per followed log while it is open)."""
         configuration = k8s.Configuration()
         try:
             if kubeconfig:
@@ -84,6 +90,7 @@ class Cluster:
                 raise ClusterUnavailable(f"cannot read kubeconfig {kubeconfig}: {exc}") from exc
             return None
         configuration.retries = 0
+        configuration.connection_pool_maxsize = pool_size
         return cls(k8s.ApiClient(configuration), timeout=timeout, name=name)
 
     def close(self) -> None:
@@ -100,7 +107,7 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         stream: bool = False,
-        timeout: float | None = None,
+        timeout: float | tuple[float, float] | None = None,
     ) -> Any:
         """One API call; the parsed JSON body (or the raw response when streaming)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -207,8 +214,10 @@ class Cluster:
         tail: int | None = None,
         follow: bool = False,
         timeout: float | None = None,
-    ) -> Iterator[bytes]:
-        """A pod's log as chunks of bytes; with follow, until the pod ends or timeout."""
+    ) -> LogStream:
+        """A pod's log, requested now (errors raise here) and read as chunks of bytes; with
+        follow, until the pod ends, the log is quiet for ``timeout`` seconds or the stream
+        is closed (connecting takes at most the cluster's own timeout)."""
         query: list[tuple[str, str]] = []
         if container:
             query.append(("container", container))
@@ -217,14 +226,83 @@ class Cluster:
         if follow:
             query.append(("follow", "true"))
         resource_path = path(PODS, namespace, pod) + "/log"
-        response = self.request("GET", resource_path, query=query, stream=True, timeout=timeout)
+        limit = None if timeout is None else (self.timeout, timeout)
+        response = self.request("GET", resource_path, query=query, stream=True, timeout=limit)
+        return LogStream(response, pod=pod, follow=follow)
+
+
+class LogStream:
+    """A pod's log being read: iterate for chunks of bytes; ``close()`` ends it from any
+    thread, and closes the request to the API server at once (a read blocked in another
+    thread wakes up), so a follow stream nobody reads holds nothing upstream."""
+
+    def __init__(self, response: Any, *, pod: str, follow: bool) -> None:
+        self._response = response
+        self._chunks = response.stream(4096, decode_content=True)
+        self.pod = pod
+        self.follow = follow
+        self._lock = threading.Lock()
+        self._closed = False  # no more reading: asked to close, or the end was reached
+        self._reading = False  # a thread is inside next() right now
+        self._released = False
+
+    def __iter__(self) -> LogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._closed:
+                self._release()
+                raise StopIteration
+            self._reading = True
         try:
-            yield from response.stream(4096, decode_content=True)
+            chunk: bytes = next(self._chunks)
+        except StopIteration:
+            self._end(complete=True)
+            raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if not follow:
-                raise ClusterUnavailable(f"reading the log of {pod} failed: {exc}") from exc
-        finally:
-            response.release_conn()
+            closed = self._end()
+            if closed or self.follow:  # closed on purpose, or a follow cut off: just the end
+                raise StopIteration from None
+            raise ClusterUnavailable(f"reading the log of {self.pod} failed: {exc}") from exc
+        with self._lock:
+            self._reading = False
+            if self._closed:
+                self._release()
+        return chunk
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._reading:
+                self._release()
+                return
+        # another thread is blocked reading: shut the socket so its read returns; that
+        # thread then closes the connection (closing it here would not wake the read)
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+
+    def _end(self, *, complete: bool = False) -> bool:
+        """After the last read: whether close() asked for it; the connection is released."""
+        with self._lock:
+            asked = self._closed
+            self._closed = True
+            self._reading = False
+            self._release(complete=complete and not asked)
+        return asked
+
+    def _release(self, *, complete: bool = False) -> None:
+        """Give the connection back (read to its end) or close it (cut short, so the API
+        server sees the request end); the caller holds ``_lock``."""
+        if self._released:
+            return
+        self._released = True
+        with contextlib.suppress(Exception):
+            if not complete:
+                self._response.close()
+            self._response.release_conn()
 
 
 def _status_message(data: bytes) -> str:

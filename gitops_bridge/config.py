@@ -161,6 +161,23 @@ class RegistrySettings(BaseModel):
         return self.group_prefix.replace("{group}", group)
 
 
+class ServerSettings(BaseModel):
+    """How ``serve`` runs waitress (see ``gitops_bridge.serving``): separate worker lanes for
+    health checks, log streams and everything else; bounds on connections and streams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threads: int = Field(default=8, ge=1, le=256)  # workers for the UI and the API
+    health_threads: int = Field(default=2, ge=1, le=16)  # /healthz and /metrics only
+    history_threads: int = Field(default=2, ge=1, le=64)  # deployment histories (with diffs)
+    connection_limit: int = Field(default=1000, ge=10)  # open sockets, idle ones included
+    channel_timeout: int = Field(default=30, ge=1)  # an idle connection is closed after this
+    max_streams: int = Field(default=100, ge=1, le=2000)  # followed logs open at once
+    max_streams_per_user: int = Field(default=4, ge=1)
+    stream_heartbeat: float = Field(default=5.0, gt=0, le=60)  # seconds between SSE comments
+    stream_max_seconds: float = Field(default=3600.0, gt=0)  # a stream ends after this
+
+
 class ApiToken(BaseModel):
     """A machine identity for the JSON API: `Authorization: Bearer <token>`.
 
@@ -173,6 +190,11 @@ class ApiToken(BaseModel):
     groups: list[str] = Field(default_factory=list)  # acts as a member of these groups
     admin: bool = False
     email: str = ""
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        return [models.fold_name(group) for group in value]
 
 
 class Settings(BaseSettings):
@@ -189,13 +211,18 @@ class Settings(BaseSettings):
     domain: str = "code-hub.com"
     identity: Literal["dev", "proxy"] = "dev"
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # the other replicas: may take the leader's reading (with the peer token)
+    peers: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # besides loopback and the peers: may read /metrics and /readyz (e.g. Prometheus)
+    ops_networks: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=lambda: ["admin"])
     api_tokens: dict[str, ApiToken] = Field(default_factory=dict)  # name -> token
     admin_group: str = "platform-admins"
     secret_key: str | None = None
     committer_name: str = "gitops-bridge"
     committer_email: str = "gitops-bridge@code-hub.com"
-    push_attempts: int = Field(default=5, ge=1, le=50)
+    push_deadline: float = Field(default=30.0, gt=0)  # seconds a write may spend losing races
+    push_attempts: int | None = Field(default=None, ge=1)  # an extra cap on pushes per write
     fetch_interval: float = 2.0
     demo_group: bool = True
     limits: models.Limits = Field(default_factory=models.Limits)
@@ -205,6 +232,7 @@ class Settings(BaseSettings):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     helm_interval: str = "10m"
     remediation_retries: int = 3
     helm_bin: str | None = None
@@ -225,12 +253,30 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "peers", "ops_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)
         return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: list[str]) -> list[str]:
+        return [models.fold_name(name) for name in value]
+
+    @field_validator("admin_group")
+    @classmethod
+    def _admin_group(cls, value: str) -> str:
+        return models.fold_name(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_names(cls, value: dict[str, ApiToken]) -> dict[str, ApiToken]:
+        folded = {models.fold_name(name): token for name, token in value.items()}
+        if len(folded) != len(value):
+            raise ValueError("token names must differ in more than letter case")
+        return folded
 
     @property
     def remote_url(self) -> str:

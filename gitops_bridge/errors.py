@@ -88,6 +88,20 @@ class Conflict(BridgeError):
     status = 409
 
 
+class TooManyRequests(BridgeError):
+    """A limit on what one caller (or everyone) may hold open at once is reached; retry
+    after ``retry_after`` seconds, or once something was closed."""
+
+    retryable = True
+    status = 429
+
+    def __init__(
+        self, message: str, *, problems: Sequence[FieldProblem] = (), retry_after: int = 5
+    ) -> None:
+        super().__init__(message, problems=problems)
+        self.retry_after = retry_after
+
+
 class RepoUnavailable(BridgeError):
     """The Git remote could not be read or written; nothing was changed."""
 

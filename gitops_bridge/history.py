@@ -15,8 +15,19 @@ from gitops_bridge.errors import Conflict, InvalidRequest, NotFound
 from gitops_bridge.gitrepo import LogEntry, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment
-from gitops_bridge.render import layout, yamlio
-from gitops_bridge.service import TRAILER_ACTION, Plan, Service, State, Written
+from gitops_bridge.render import layout, tenancy, yamlio
+from gitops_bridge.service import (
+    TRAILER_ACTION,
+    TRAILER_DEPLOYMENT,
+    TRAILER_GROUP,
+    Plan,
+    Service,
+    State,
+    Written,
+)
+
+PAGE = 50  # versions a history page shows unless asked for fewer or more
+MAX_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -33,14 +44,15 @@ class Version:
     summary: list[str]
     exists: bool  # the deployment exists after this commit
     diff: str = ""
+    problem: str = ""  # the file at this commit cannot be read (a hand edit broke it)
 
 
 def _locate(svc: Service, name: str) -> str:
     """The file of a deployment, present or deleted."""
     state = svc.fresh_state(deployment=name)
-    current = state.deployments.get(name)
+    current = state.app_file(name)  # readable or not
     if current is not None:
-        return render.app_path(current.group, current.name)
+        return current
     entries = svc.repo.log(paths=[f"{layout.TENANTS_DIR}/*/{layout.APPS_DIR}/{name}.yaml"], limit=1)
     if not entries:
         raise NotFound(f"deployment {name!r} not found, now or in the history")
@@ -52,23 +64,74 @@ def _group_of(path: str) -> str:
     return path.split("/")[1]
 
 
-def _parse_at(svc: Service, commit: str | None, path: str) -> Deployment | None:
+def _parse_at(svc: Service, commit: str | None, path: str) -> tuple[Deployment | None, str]:
+    """The deployment a commit's version of the file holds (None: absent), or why that
+    version cannot be read."""
     blob = svc.repo.blob_at(commit, path)
-    return None if blob is None else render.parse_helmrelease(svc.repo.parsed_blob(blob))
+    if blob is None:
+        return None, ""
+    try:
+        return render.parse_helmrelease(svc.repo.parsed_blob(blob)), ""
+    except Exception as exc:  # a hand edit broke it: the history shows it, does not fail
+        return None, tenancy.describe(exc)
 
 
-def _authorise(svc: Service, user: User, group: str) -> None:
-    svc.member_group(svc.fresh_state(group=group), user, group)
+def _authorise(svc: Service, user: User, group: str, name: str) -> None:
+    """Members only; to anyone else the deployment does not exist (``_locate``'s answer)."""
+    missing = f"deployment {name!r} not found, now or in the history"
+    svc.member_group(svc.fresh_state(group=group), user, group, missing=missing)
 
 
-def history(svc: Service, user: User, name: str, *, diffs: bool = False) -> list[Version]:
+@dataclass(frozen=True)
+class Page:
+    """Versions of a deployment, newest first, and where the next (older) page starts."""
+
+    versions: list[Version]
+    next: str | None  # the ``before`` of the next page; None on the last one
+
+
+def history(
+    svc: Service,
+    user: User,
+    name: str,
+    *,
+    diffs: bool = False,
+    limit: int = PAGE,
+    before: str | None = None,
+) -> list[Version]:
+    """The newest ``limit`` versions (older than ``before``); see ``page``."""
+    return page(svc, user, name, diffs=diffs, limit=limit, before=before).versions
+
+
+def page(
+    svc: Service,
+    user: User,
+    name: str,
+    *,
+    diffs: bool = False,
+    limit: int = PAGE,
+    before: str | None = None,
+) -> Page:
+    """One page of a deployment's history. Its cost is bounded by ``limit`` (at most
+    MAX_PAGE): that many commits, their diffs from one git process."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest.field("limit", f"must be 1..{MAX_PAGE}, got {limit}")
     path = _locate(svc, name)
-    _authorise(svc, user, _group_of(path))
+    _authorise(svc, user, _group_of(path), name)
+    start = _older_than(svc, before) if before is not None else None
+    if start == "":
+        return Page(versions=[], next=None)  # before the first commit: nothing older
+    entries = svc.repo.log(paths=[path], commit=start, limit=limit + 1)
+    more, entries = len(entries) > limit, entries[:limit]
+    texts = svc.repo.diffs([entry.sha for entry in entries], path) if diffs else {}
     versions = []
-    for entry in svc.repo.log(paths=[path]):
-        old = _parse_at(svc, entry.parent, path)
-        new = _parse_at(svc, entry.sha, path)
-        summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
+    for entry in entries:
+        old, _ = _parse_at(svc, entry.parent, path)
+        new, problem = _parse_at(svc, entry.sha, path)
+        if problem:
+            summary = [f"unreadable: {problem}"]
+        else:
+            summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
         if new and old and new.restarted_at != old.restarted_at:
             summary.append("restarted")
         versions.append(
@@ -81,11 +144,29 @@ def history(svc: Service, user: User, name: str, *, diffs: bool = False) -> list
                 message=entry.message,
                 action=entry.trailer(TRAILER_ACTION) or "",
                 summary=summary,
-                exists=new is not None,
-                diff=svc.repo.diff(entry.sha, path) if diffs else "",
+                exists=new is not None or bool(problem),
+                diff=texts.get(entry.sha, ""),
+                problem=problem,
             )
         )
-    return versions
+    return Page(versions=versions, next=entries[-1].sha if more else None)
+
+
+def _older_than(svc: Service, before: str) -> str:
+    """Where the log of the commits older than ``before`` starts ("" before the first)."""
+    text = before.strip().lower()
+    hexdigits = set("0123456789abcdef")
+    head = svc.repo.head()
+    if not (7 <= len(text) <= 40 and set(text) <= hexdigits) or head is None:
+        raise InvalidRequest.field(
+            "before", f"must be a commit sha (7..40 hex digits) from the history, got {before!r}"
+        )
+    if not svc.repo.is_ancestor(text, head):
+        raise InvalidRequest.field(
+            "before", f"must be a commit of {svc.repo.branch}'s history, got {before!r}"
+        )
+    entries = svc.repo.log(commit=text, limit=1)
+    return (entries[0].parent or "") if entries else ""
 
 
 def _entry(svc: Service, path: str, commit: str) -> LogEntry:
@@ -103,7 +184,7 @@ def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None 
     """Undo one change to the deployment, like `git revert`, on top of the current main."""
     path = _locate(svc, name)
     group = _group_of(path)
-    _authorise(svc, user, group)
+    _authorise(svc, user, group, name)
     entry = _entry(svc, path, commit)
     others = [
         p
@@ -145,7 +226,7 @@ def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None
     """A new commit that brings the deployment back to its content at that commit."""
     path = _locate(svc, name)
     group = _group_of(path)
-    _authorise(svc, user, group)
+    _authorise(svc, user, group, name)
     entry = _entry(svc, path, commit)
     content = svc.repo.read_at(entry.sha, path)
     if content is None:
@@ -197,7 +278,10 @@ def three_way(
                 f"{what} conflicts with later changes of {', '.join(exc.fields)} in "
                 f"{path}; restore a version instead"
             ) from exc
-        return render.helmrelease(merged, settings=svc.settings).data
+        # over ours, so what people added to the file by hand stays (render.handedits)
+        return render.helmrelease(
+            merged, settings=svc.settings, current=ours, before=parsed[1]
+        ).data
     text = svc.repo.merge_file(ours=ours, base=base, theirs=theirs)
     if text is None:
         raise Conflict(f"{what} conflicts with later changes to {path}; restore a version instead")
@@ -220,7 +304,7 @@ def plan_content(
     if group is None:
         raise Conflict(f"group {group_name} no longer exists")
     name = path.rsplit("/", 1)[1].removesuffix(".yaml")
-    before = state.deployments.get(name)
+    before = state.deployments.get(name) or state.held.get(path)  # unreadable: what it held
     after = _validated(svc, content) if content is not None else None
     if after is not None:
         svc.check_name_free(state, group_name, after.app, but=after.name)
@@ -230,18 +314,19 @@ def plan_content(
     writes: list[render.Manifest] = []
     deletes: tuple[str, ...] = ()
     if after is not None:
-        # re-render so the file follows today's conventions (byte-stable when equal)
-        writes.append(render.helmrelease(after, settings=svc.settings))
+        # today's conventions for what the bridge owns, the rest of the version as it was
+        # (a person's tuning and comments: render.handedits); byte-stable when equal
+        writes.append(render.helmrelease(after, settings=svc.settings, current=content))
     else:
         deletes = (path,)
-    target = after or before
-    assert target is not None
+    trailer = {TRAILER_ACTION: action, TRAILER_GROUP: group_name, TRAILER_DEPLOYMENT: name}
     change = render.Change(
         message=message,
         writes=tuple(writes),
         deletes=deletes,
-        trailers={**svc.trailers(action, target), **(trailers or {})},
+        trailers={**trailer, **(trailers or {})},
     )
+    svc.check_repairs(state, group_name, change)
     return Plan(change=change, deployment=after)
 
 

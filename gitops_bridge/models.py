@@ -39,12 +39,20 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes' YAML/JSON decoders refuse or fold these (kustomize: "control characters are
 # not allowed"); tab, newline and carriage return are fine.
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\ufffe\uffff]")
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,252}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,252}$")  # before folding
 ID_LENGTH = 6
 RELEASE_NAME_MAX = 53  # Helm release names
 NAMESPACE_PREFIX = "group-"
 GROUP_NAME_MAX = 63 - len(NAMESPACE_PREFIX)
 APP_NAME_MAX = RELEASE_NAME_MAX - 1 - ID_LENGTH
+
+
+def fold_name(name: str) -> str:
+    """The one spelling of a user or group name: `Rita` and `rita` are one person. Every
+    edge where a name comes in (identity headers, tokens, settings, group files) folds it
+    with this, so everything behind it compares names as they are."""
+    return name.strip().casefold()
+
 
 # OCI distribution reference grammar (distribution/reference), anchored.
 _ALNUM = r"[a-z0-9]+"
@@ -192,8 +200,8 @@ class Group(BaseModel):
                     f"[{i}]: must be a user name (letters, digits, '.', '_', '@', '+', '-'; "
                     f"max 253), got {member!r}"
                 )
-            if member not in seen:
-                seen.append(member)
+            if fold_name(member) not in seen:
+                seen.append(fold_name(member))
         return seen
 
     @property

@@ -13,14 +13,16 @@ import json
 import logging
 import threading
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import models, quantity, render, status
+from gitops_bridge import jsonbody, models, quantity, render, status
+from gitops_bridge.cache import Bounded
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
+    BadRequest,
     ClusterUnavailable,
     InvalidRequest,
     NotFound,
@@ -38,6 +40,8 @@ REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 FORCE_AT = "reconcile.fluxcd.io/forceAt"
 RESET_AT = "reconcile.fluxcd.io/resetAt"
 MAX_TAIL = 10_000
+KEPT_EVENTS = 20  # per object, newest last
+KNOWN_EVENTS = 10_000  # identities of recent events, to recognise replays
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class Monitor:
         self.poller = poller
         self.clock = clock
         self.events: dict[tuple[str, str], list[FluxEvent]] = {}  # (namespace, name) -> newest last
-        self._ancestry: dict[tuple[str, str], bool] = {}
+        self._seen: Bounded[tuple[str, ...], bool] = Bounded(max_items=KNOWN_EVENTS)
+        self._ancestry: Bounded[tuple[str, str], bool] = Bounded(max_items=4096)
         self._lock = threading.Lock()
         frp = self.settings.frp
         self.sidecar = (quantity.parse(frp.cpu), quantity.parse(frp.memory))
@@ -83,8 +88,7 @@ class Monitor:
         cached = self._ancestry.get(key)
         if cached is None:
             cached = commit == applied or self.svc.repo.is_ancestor(commit, applied)
-            with self._lock:
-                self._ancestry[key] = cached
+            self._ancestry.put(key, cached)
         return cached
 
     def status(
@@ -134,11 +138,11 @@ class Monitor:
         """HelmReleases still in the cluster whose file is gone from Git: being deleted."""
         if self.poller is None or self.poller.state.reading is None:
             return []
-        known = self.svc.state().deployments
+        state = self.svc.state()
         found = []
         for (namespace, name), release in self.poller.state.reading.helmreleases.items():
-            if name in known:
-                continue
+            if name in state.deployments or state.app_file(name) is not None:
+                continue  # in Git (a file it cannot read is still there: not being deleted)
             try:
                 deployment = render.parse_helmrelease(release)
             except Exception:
@@ -211,12 +215,15 @@ class Monitor:
 
     # ---- Flux notification events ---------------------------------------------------------
 
-    def on_flux_event(self, *, headers: Mapping[str, str], body: bytes) -> FluxEvent:
-        """A Flux Provider (type generic-hmac) POST: verify X-Signature, record, refresh.
+    def on_flux_event(self, *, headers: Mapping[str, str], body: bytes) -> tuple[FluxEvent, bool]:
+        """A Flux Provider (type generic-hmac) POST: verify X-Signature, record, refresh;
+        the event, and whether it is new (a replay of a recorded one is not recorded again).
 
         Each namespace's Provider signs with its own key (``events_key``): a group can read
         the Secret in its namespace, so a shared key would let it forge events about any
         other group. The body names the namespace; the signature must be that namespace's.
+        An event is the same event when its involved object, reason, timestamp and message
+        are: notification-controller retries a delivery, and a captured one can be replayed.
         """
         token = self.settings.kubernetes.events_token.get_secret_value()
         if not token:
@@ -225,17 +232,21 @@ class Monitor:
         algorithm, _, digest = given.partition("=")
         if algorithm not in ("sha256", "sha384", "sha512") or not digest:
             raise Unauthenticated("X-Signature: missing or not <sha256|sha384|sha512>=<hex hmac>")
+        data = jsonbody.loads(body, what="the Flux event")
         try:
-            data = json.loads(body)
             involved = data["involvedObject"]
             namespace = str(involved.get("namespace", ""))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise Unauthenticated("X-Signature: does not match the body") from exc
         key = events_key(token, namespace)
         expected = hmac.new(key.encode(), body, algorithm).hexdigest()
         if not hmac.compare_digest(expected, digest.lower()):
             raise Unauthenticated("X-Signature: does not match the body")
-        metadata = data.get("metadata") or {}
+        metadata = data.get("metadata")
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, dict):  # signed, but not what a Provider sends
+            raise BadRequest(f"the Flux event: metadata must be an object, got {metadata!r:.40}")
         # notification-controller strips the involved object's API group from metadata keys
         # (combineEventMetadata): "revision"; older senders keep "<group>/revision"
         revision = metadata.get("revision") or next(
@@ -251,12 +262,24 @@ class Monitor:
             revision=str(revision),
             timestamp=str(data.get("timestamp", "")),
         )
+        identity = (
+            event.kind,
+            event.namespace,
+            event.name,
+            str(involved.get("uid", "")),
+            event.reason,
+            event.timestamp,
+            event.message,
+        )
         with self._lock:
+            if identity in self._seen:
+                return event, False
+            self._seen.put(identity, True)
             items = self.events.setdefault((event.namespace, event.name), [])
             items.append(event)
-            del items[:-20]
+            del items[:-KEPT_EVENTS]
         self.refresh_soon()
-        return event
+        return event, True
 
     # ---- logs ----------------------------------------------------------------------------
 
@@ -269,8 +292,8 @@ class Monitor:
         container: str | None,
         tail: int,
         follow: bool,
-    ) -> Iterator[bytes]:
-        """A pod's log; only members of the deployment's group may read it."""
+    ) -> kube.LogStream:
+        """A pod's log, requested now; only members of the deployment's group may read it."""
         deployment = self.svc.deployment(user, name)
         if self.cluster is None:
             raise ClusterUnavailable("no cluster is connected: no logs to read")
@@ -278,32 +301,45 @@ class Monitor:
             raise InvalidRequest.field("tail", f"must be 0..{MAX_TAIL}, got {tail}")
         if container not in (None, "app", "frpc"):
             raise InvalidRequest.field("container", f"must be app or frpc, got {container!r}")
-        pods = self.pods_of(deployment)
+        pods = self._pods(deployment)
         if pod is None:
             if not pods:
                 raise NotFound(f"{name} has no pods")
-            pod = pods[0]
+            pod = min(pods)
         elif pod not in pods:
             raise NotFound(f"pod {pod!r} does not belong to {name}")
+        container = container or "app"
+        if container not in pods[pod]:  # the API server would answer 400: not a 503
+            unexposed = ": the deployment is not exposed" if container == "frpc" else ""
+            raise NotFound(f"pod {pod} has no container {container}{unexposed}")
         return self.cluster.logs(
             deployment.namespace,
             pod,
-            container=container or "app",
+            container=container,
             tail=tail,
             follow=follow,
-            timeout=3600 if follow else None,
+            timeout=self.settings.server.stream_max_seconds + 60 if follow else None,
         )
 
     def pods_of(self, deployment: Deployment) -> list[str]:
         """The deployment's pods, listed live (a log request must see new pods)."""
+        return sorted(self._pods(deployment))
+
+    def _pods(self, deployment: Deployment) -> dict[str, set[str]]:
+        """The deployment's pods, listed live, with the names of their containers."""
         if self.cluster is None:
-            return []
+            return {}
         listing = self.cluster.list(
             kube.PODS,
             namespace=deployment.namespace,
             label_selector=f"{render.layout.LABEL_ID}={deployment.id}",
         )
-        return sorted((p.get("metadata") or {}).get("name", "") for p in listing.items)
+        return {
+            (p.get("metadata") or {}).get("name", ""): {
+                str(c.get("name", "")) for c in (p.get("spec") or {}).get("containers") or ()
+            }
+            for p in listing.items
+        }
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops_bridge import forge as forges
-from gitops_bridge import history, render
+from gitops_bridge import history, models, render
+from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import Conflict, Forbidden, NotFound
 from gitops_bridge.gitrepo import CHANGES_PREFIX, Author, LogEntry, Snapshot
 from gitops_bridge.identity import User
@@ -72,7 +73,7 @@ class Reviews:
         self.svc = svc
         self.forge = forge
         self._pulls: dict[str, forges.PullRequest] = {}  # branch -> newest known PR
-        self._entries: dict[str, LogEntry] = {}  # sha -> commit
+        self._entries: Bounded[str, LogEntry] = Bounded(max_items=1024)  # sha -> commit
         self._lock = threading.Lock()
 
     # ---- proposing ---------------------------------------------------------------
@@ -112,6 +113,13 @@ class Reviews:
 
     # ---- reading -------------------------------------------------------------------
 
+    def change_of(self, sha: str) -> ChangeRequest | None:
+        """The open change request whose branch ends in ``sha``."""
+        for tip in self.svc.repo.change_branches():
+            if tip.sha == sha:
+                return self._from_branch(tip.branch, tip.sha)
+        return None
+
     def open_changes(self, user: User, group: str | None = None) -> list[ChangeRequest]:
         self.svc.repo.refresh()
         state = self.svc.state()
@@ -126,16 +134,19 @@ class Reviews:
         return sorted(result, key=lambda c: c.time, reverse=True)
 
     def get(self, user: User, change_id: str) -> ChangeRequest:
+        """The open change request, to members of its group; to anyone else it does not
+        exist (the same answer as for one that was never made)."""
         self.svc.repo.refresh(max_age=0)
         branch = CHANGES_PREFIX + change_id
+        missing = f"change request {change_id!r} not found (approved or closed already?)"
         for tip in self.svc.repo.change_branches():
             if tip.branch == branch:
                 change = self._from_branch(tip.branch, tip.sha)
                 group = self.svc.state().groups.get(change.group)
                 if group is None or not user.member_of(group.name, group.members):
-                    raise Forbidden(f"{user.name} is not a member of group {change.group}")
+                    raise NotFound(missing)
                 return change
-        raise NotFound(f"change request {change_id!r} not found (approved or closed already?)")
+        raise NotFound(missing)
 
     def pending_for(self, user: User) -> dict[str, ChangeRequest]:
         """The newest open change request of each deployment the user can see."""
@@ -163,7 +174,7 @@ class Reviews:
         entry = self._entries.get(sha)
         if entry is None:
             entry = self.svc.repo.log(commit=sha, limit=1)[0]
-            self._entries[sha] = entry
+            self._entries.put(sha, entry)
         change_id = branch.removeprefix(CHANGES_PREFIX)
         group, _, rest = change_id.partition("/")
         target, _, _ = rest.partition("/")
@@ -196,9 +207,10 @@ class Reviews:
             raise Conflict(f"changes are reviewed on {self.forge.name}: {change.url}")
         group = self.svc.state().groups[change.group]
         settings = self.svc.settings.review
-        if settings.approvers == "admins" and not (user.admin or user.name in group.admins):
+        if settings.approvers == "admins" and not user.admin_of(group.admins):
             raise Forbidden(f"only admins of group {group.name} may approve its changes")
-        if not settings.self_approval and user.name == change.author:
+        # the bridge commits as the folded name; a branch pushed by hand may spell it otherwise
+        if not settings.self_approval and user.name == models.fold_name(change.author):
             raise Forbidden(f"{user.name} wrote this change: another member must approve it")
         path = self._path(change)
         if path is None:

@@ -6,8 +6,10 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -36,11 +38,15 @@ class Runtime:
     monitor: Monitor
     elector: leader.LeaderElector | None = None
     scheduler: BackgroundScheduler | None = None
+    secret: str = ""  # secret_key, or the key generated into data_dir (``local_secret``)
 
-    def peer_token(self) -> str:
-        """What replicas present to each other to fetch the leader's reading."""
-        key = (self.settings.secret_key or "").encode() or b"gitops-bridge"
-        return hmac.new(key, b"gitops-bridge/reading", hashlib.sha256).hexdigest()
+    def peer_token(self) -> str | None:
+        """What replicas present to each other to fetch the leader's reading: derived from
+        the secret (shared between replicas through ``secret_key``); None without one, and
+        then no reading is served or fetched."""
+        if not self.secret:
+            return None
+        return hmac.new(self.secret.encode(), b"gitops-bridge/reading", hashlib.sha256).hexdigest()
 
     def start_background(self) -> None:
         """Poll (or follow the leader), elect, and poll the forge, on a schedule."""
@@ -70,7 +76,11 @@ class Runtime:
             pl.run_once()
         elif self.elector.leader_url:
             url = self.elector.leader_url.rstrip("/") + "/internal/v1/reading"
-            poller.follow(pl, url, token=self.peer_token())
+            token = self.peer_token()
+            if token is None:
+                log.warning("no secret to present to the leader: set secret_key")
+                return
+            poller.follow(pl, url, token=token)
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -94,6 +104,7 @@ def open_service(settings: Settings) -> Service:
         url=settings.remote_url,
         branch=settings.branch,
         committer=committer,
+        push_deadline=settings.push_deadline,
         push_attempts=settings.push_attempts,
         fetch_interval=settings.fetch_interval,
     )
@@ -143,19 +154,38 @@ def open_runtime(settings: Settings) -> Runtime:
             target=monitor.request_reconcile, args=(paths,), daemon=True
         ).start()
     )
-    return Runtime(settings=settings, svc=svc, monitor=monitor, elector=elector)
+    secret = settings.secret_key or local_secret(settings.data_dir)
+    return Runtime(settings=settings, svc=svc, monitor=monitor, elector=elector, secret=secret)
+
+
+def local_secret(data_dir: Path) -> str:
+    """A per-installation key kept in the data dir (set secret_key for replicas: theirs
+    differ otherwise, and they can neither share sessions nor take each other's readings)."""
+    path = data_dir / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # readable by the owner only from the start; a concurrent start keeps the first
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _cluster(settings: Settings) -> Cluster | None:
     k = settings.kubernetes
     if k.mode == "none":
         return None
+    pool = settings.server.max_streams + 16  # every followed log, and the poller's calls
     kubeconfig = k.kubeconfig or (os.environ.get("KUBECONFIG") if k.mode == "auto" else None)
     if k.mode == "in-cluster" or (k.mode == "auto" and not kubeconfig):
         if k.mode == "auto" and "KUBERNETES_SERVICE_HOST" not in os.environ:
             return None
-        return Cluster.connect(kubeconfig=None, timeout=k.timeout)
-    return Cluster.connect(kubeconfig=kubeconfig, context=k.context, timeout=k.timeout)
+        return Cluster.connect(kubeconfig=None, timeout=k.timeout, pool_size=pool)
+    return Cluster.connect(
+        kubeconfig=kubeconfig, context=k.context, timeout=k.timeout, pool_size=pool
+    )
 
 
 def _forge(settings: Settings) -> forge.Forge | None:

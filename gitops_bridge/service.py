@@ -31,13 +31,17 @@ from gitops_bridge.errors import (
 from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
-from gitops_bridge.render import layout
+from gitops_bridge.render import layout, tenancy, yamlio
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
+KEY_LOCK_STRIPES = 64
 TRAILER_ACTION = "Gitops-Bridge-Action"
 TRAILER_DEPLOYMENT = "Gitops-Bridge-Deployment"
 TRAILER_GROUP = "Gitops-Bridge-Group"
 TRAILER_REQUEST = "Gitops-Bridge-Request"
+HELD_LOOKBACK = 20  # changes of an unreadable file searched for its last readable version
+STATES = 8  # states of recent commits kept (the newest is what most requests read)
+PARSED_FLOOR = 64  # parsed files kept before the first clean-up
 
 
 def random_id() -> str:
@@ -51,13 +55,53 @@ class State:
     commit: str | None
     groups: dict[str, Group] = field(default_factory=dict)
     deployments: dict[str, Deployment] = field(default_factory=dict)  # by {app}-{id}
-    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why
+    # files under tenants/ the bridge cannot use (invalid YAML, not its format, or against
+    # the folder's rules: render.tenancy): path -> why. Writes to their group are refused
+    # until a change repairs one of them.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    # an unreadable apps/ file -> what it last held (its newest readable version), which
+    # still counts against quota: it may well still run
+    held: dict[str, Deployment] = field(default_factory=dict)
 
     def in_group(self, group: str) -> list[Deployment]:
-        return [d for d in self.deployments.values() if d.group == group]
+        """The group's deployments, the last readable versions of unreadable files included."""
+        found = [d for d in self.deployments.values() if d.group == group]
+        return found + [d for p, d in self.held.items() if p.split("/")[1] == group]
 
     def ids(self) -> set[str]:
-        return {d.id for d in self.deployments.values()}
+        taken = {d.id for d in self.deployments.values()}
+        unreadable = [p for p in self.unreadable if p.split("/")[2:3] == [layout.APPS_DIR]]
+        return taken | {p.rsplit("-", 1)[-1].removesuffix(".yaml") for p in unreadable}
+
+    def problems_in(self, group: str) -> dict[str, str]:
+        """The unreadable files of one group's folder: path -> why."""
+        prefix = f"{layout.group_dir(group)}/"
+        return {p: why for p, why in self.unreadable.items() if p.startswith(prefix)}
+
+    def app_file(self, name: str) -> str | None:
+        """The file of a deployment, readable or not (None: no such file)."""
+        deployment = self.deployments.get(name)
+        if deployment is not None:
+            return render.app_path(deployment.group, deployment.name)
+        suffix = f"/{layout.APPS_DIR}/{name}.yaml"
+        return next((p for p in self.unreadable if p.endswith(suffix)), None)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file under tenants/ the bridge cannot use, and why."""
+
+    path: str
+    group: str
+    problem: str
+
+    @property
+    def deployment(self) -> str | None:
+        """The deployment an apps/ file is named after (its history may hold a fix)."""
+        parts = self.path.split("/")
+        if len(parts) == 4 and parts[2] == layout.APPS_DIR and parts[3].endswith(".yaml"):
+            return parts[3].removesuffix(".yaml")
+        return None
 
 
 @dataclass(frozen=True)
@@ -67,6 +111,7 @@ class GroupView:
     deployments: int
     storage: int | None = None  # bytes of the group's registry images; None: not known
     storage_note: str = ""  # why not, when a registry is configured but did not answer
+    files: tuple[Problem, ...] = ()  # files of its folder the bridge cannot use
 
 
 @dataclass(frozen=True)
@@ -131,10 +176,13 @@ class Service:
         )
         self.review: Any = None  # review.Reviews, attached by open_service
         self.registry = registry.from_settings(settings.registry)
-        self._states: OrderedDict[str, State] = OrderedDict()
+        self._states: OrderedDict[str, State] = OrderedDict()  # the newest STATES commits
+        # files read under tenants/, by kind, path and blob: kept while a retained state's
+        # commit holds them, and at most twice that many between two clean-ups
         self._parsed: dict[str, Any] = {}
-        self._key_locks: dict[str, threading.Lock] = {}
-        self._key_locks_lock = threading.Lock()
+        self._parsed_kept = PARSED_FLOOR
+        # striped: a fixed number of locks, whatever the number of keys ever seen
+        self._key_locks = [threading.Lock() for _ in range(KEY_LOCK_STRIPES)]
 
     # ---- reading ---------------------------------------------------------------
 
@@ -147,27 +195,107 @@ class Service:
         if cached is not None:
             return cached
         state = State(commit=snapshot.commit)
+        folders: dict[str, set[str]] = {}  # group -> its files, relative to its folder
+        indexes: list[tuple[str, str]] = []
         for path, blob in snapshot.under(layout.TENANTS_DIR).items():
             parts = path.split("/")
-            try:
-                if len(parts) == 3 and parts[2] == "namespace.yaml":
-                    group = self._parse(blob, render.parse_group, snapshot, path)
-                    state.groups[group.name] = group
-                elif len(parts) == 4 and parts[2] == layout.APPS_DIR and path.endswith(".yaml"):
-                    deployment = self._parse(blob, render.parse_helmrelease, snapshot, path)
-                    state.deployments[deployment.name] = deployment
-            except Exception as exc:  # a hand-edited file we cannot read: show, don't crash
-                state.unreadable[path] = f"{type(exc).__name__}: {exc}"
+            if len(parts) >= 3:
+                folders.setdefault(parts[1], set()).add("/".join(parts[2:]))
+            kind = tenancy.role(path)
+            if kind == tenancy.INDEX:
+                indexes.append((path, blob))
+            elif kind == tenancy.STRAY:
+                state.unreadable[path] = tenancy.stray_problem(path)
+            elif kind is not None:
+                self._use(state, snapshot, path, blob, kind)
+        for path, blob in indexes:  # after the walk: they are checked against the folder
+            documents, why = self._read(path, blob, tenancy.INDEX)
+            group = path.split("/")[1]
+            problems = [] if why else tenancy.index(group, documents, present=folders[group])
+            if why or problems:
+                state.unreadable[path] = why or "not allowed: " + "; ".join(problems)
         self._states[key] = state
-        while len(self._states) > 8:
+        while len(self._states) > STATES:
             self._states.popitem(last=False)
+        if len(self._parsed) > 2 * self._parsed_kept:
+            self._prune_parsed()
         return state
 
-    def _parse(self, blob: str, parser: Callable[[Any], Any], snapshot: Snapshot, path: str) -> Any:
-        key = f"{parser.__name__}:{blob}"
-        if key not in self._parsed:
-            self._parsed[key] = parser(snapshot.yaml(path))
-        return self._parsed[key]
+    def _prune_parsed(self) -> None:
+        """Forget files no retained state's commit holds (older versions of changed files):
+        memory follows the repository's size, not the number of writes it has seen."""
+        held: set[tuple[str, str]] = set()
+        for commit in list(self._states):
+            if commit:
+                held.update(self.repo.snapshot(commit).under(layout.TENANTS_DIR).items())
+        kept: dict[str, Any] = {}
+        for key, value in list(self._parsed.items()):
+            path, _, blob = key.split(":", 1)[1].rpartition(":")
+            if (path, blob) in held:
+                kept[key] = value
+        self._parsed = kept
+        self._parsed_kept = max(len(kept), PARSED_FLOOR)
+
+    def _use(self, state: State, snapshot: Snapshot, path: str, blob: str, kind: str) -> None:
+        """Add one file under tenants/ to the state, or to its unreadable files."""
+        value, why = self._read(path, blob, kind)
+        if kind == tenancy.APP and not why and value.name in state.deployments:
+            other = state.app_file(value.name)
+            why = f"not allowed: deployment {value.name} is {other} already (ids are unique)"
+        if why:
+            state.unreadable[path] = why
+            if kind == tenancy.APP:
+                held = self._last_readable(snapshot, path, blob)
+                if held is not None:
+                    state.held[path] = held
+        elif kind == tenancy.GROUP_RECORD:
+            state.groups[value.name] = value
+        elif kind == tenancy.APP:
+            state.deployments[value.name] = value
+
+    def _read(self, path: str, blob: str, kind: str) -> tuple[Any, str]:
+        """What a file under tenants/ holds (a Group, a Deployment; the documents of a
+        kustomization.yaml; None for a platform file), or why the bridge cannot use it.
+        Cached by path and content: an unchanged file is read once."""
+        key = f"tenancy:{path}:{blob}"
+        cached: tuple[Any, str] | None = self._parsed.get(key)
+        if cached is None:
+            group = path.split("/")[1]
+            try:
+                documents = yamlio.load_all(self.repo.read_blob(blob))
+                if kind == tenancy.GROUP_RECORD:
+                    cached = (tenancy.group_record(group, path, documents), "")
+                elif kind == tenancy.APP:
+                    cached = (tenancy.app(group, path, documents), "")
+                elif kind == tenancy.PLATFORM:
+                    tenancy.platform_file(group, path, documents)
+                    cached = (None, "")
+                else:
+                    cached = (documents, "")
+            except Exception as exc:  # a hand-edited file we cannot use: say why, don't crash
+                cached = (None, tenancy.describe(exc))
+            self._parsed[key] = cached
+        return cached
+
+    def _last_readable(self, snapshot: Snapshot, path: str, blob: str) -> Deployment | None:
+        """The newest readable version of an apps/ file before it became unreadable, among
+        its last HELD_LOOKBACK changes (cached per unreadable content)."""
+        key = f"held:{path}:{blob}"
+        if key in self._parsed:
+            found: Deployment | None = self._parsed[key]
+            return found
+        found = None
+        for entry in self.repo.log(paths=[path], commit=snapshot.commit, limit=HELD_LOOKBACK):
+            sha = self.repo.blob_at(entry.sha, path)
+            if sha is None:
+                break  # deleted there: what came before is another deployment's life
+            if sha != blob:
+                value, why = self._read(path, sha, tenancy.APP)
+                if not why:
+                    found = value
+                    break
+        self._parsed[key] = found
+        return found
 
     def fresh_state(self, *, group: str | None = None, deployment: str | None = None) -> State:
         """The state, fetched anew when it lacks the named group/deployment (another
@@ -197,6 +325,10 @@ class Service:
                     deployments=len(specs),
                     storage=used,
                     storage_note=note,
+                    files=tuple(
+                        Problem(path=path, group=group.name, problem=why)
+                        for path, why in sorted(state.problems_in(group.name).items())
+                    ),
                 )
             )
         return views
@@ -236,11 +368,51 @@ class Service:
 
     def deployment(self, user: User, name: str) -> Deployment:
         state = self.fresh_state(deployment=name)
+        missing = f"deployment {name!r} not found"
         deployment = state.deployments.get(name)
         if deployment is None:
-            raise NotFound(f"deployment {name!r} not found")
-        self.member_group(state, user, deployment.group)
+            path = state.app_file(name)
+            if path is None:
+                raise NotFound(missing)
+            self.member_group(state, user, path.split("/")[1], missing=missing)
+            raise Conflict(
+                f"deployment {name} cannot be read: {path}: {state.unreadable[path]}. "
+                "To repair it: fix or delete the file in Git, or restore a readable version "
+                "from its history, or delete the deployment"
+            )
+        self.member_group(state, user, deployment.group, missing=missing)
         return deployment
+
+    def problems(self, user: User, group: str | None = None) -> list[Problem]:
+        """Files under tenants/ the bridge cannot use, in the groups the user belongs to
+        (platform admins: every group, those whose record cannot be read included)."""
+        state = self.state()
+        found = []
+        for path, why in sorted(state.unreadable.items()):
+            name = path.split("/")[1]
+            if group is not None and name != group:
+                continue
+            record = state.groups.get(name)
+            if user.admin or (record is not None and user.member_of(name, record.members)):
+                found.append(Problem(path=path, group=name, problem=why))
+        return found
+
+    def check_repairs(self, state: State, group: str, change: render.Change) -> None:
+        """Refuse a change to a group whose folder holds files the bridge cannot use, unless
+        the change writes or deletes one of them (a repair): the group's Kustomization would
+        not build, so committing on top of it changes nothing in the cluster but hides the
+        problem. Other groups are not affected."""
+        problems = state.problems_in(group)
+        touched = {m.path for m in change.writes} | set(change.deletes)
+        if not problems or touched & set(problems):
+            return
+        listed = "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise Conflict(
+            f"group {group} has files gitops-bridge cannot use: {listed}{more}. Nothing was "
+            "written: fix or delete them in Git, or restore a readable version of the "
+            "deployment from its history, then try again"
+        )
 
     def url(self, deployment: Deployment) -> str:
         return f"https://{deployment.name}.{self.settings.domain}"
@@ -259,10 +431,19 @@ class Service:
             state = self.state(snapshot)
             if group.name in state.groups:
                 raise Conflict(f"name: group {group.name!r} exists already")
+            folder = layout.group_dir(group.name)
+            if snapshot.under(folder):  # e.g. its namespace.yaml cannot be read
+                why = state.unreadable.get(f"{folder}/namespace.yaml")
+                raise Conflict(
+                    f"name: the folder {folder}/ exists already"
+                    + (f" ({folder}/namespace.yaml: {why})" if why else "")
+                    + ": creating the group again would take over its deployments and drop "
+                    "its files from the platform; fix or remove the folder in Git first"
+                )
             writes = render.group_files(group, settings=self.settings)
             files = [m.path.rsplit("/", 1)[1] for m in writes]
             writes.append(render.group_kustomization(group.name, files=files))
-            writes.append(render.tenants_kustomization([*state.groups, group.name]))
+            writes.append(render.tenants_kustomization(_listed_groups(snapshot, state, group.name)))
             writes.append(render.apps_placeholder(group.name))
             return render.Change(
                 message=f"Create group {group.name}",
@@ -285,14 +466,13 @@ class Service:
             raise InvalidRequest.field("", "the body must be a JSON object")
         if "name" in patch and patch["name"] != name:
             raise InvalidRequest.field("name", "cannot be changed; create a new group instead")
-        current = self.fresh_state(group=name).groups.get(name)
-        if current is None:
-            raise NotFound(f"group {name!r} not found")
+        current = self.member_group(self.fresh_state(group=name), user, name)
         models.parse_group(_merged_group(current, patch))  # fail fast, before the lock
         updated: list[Group] = []
 
         def build(snapshot: Snapshot) -> render.Change:
-            before = self.state(snapshot).groups.get(name)
+            state = self.state(snapshot)
+            before = state.groups.get(name)
             if before is None:
                 raise NotFound(f"group {name!r} not found (deleted meanwhile?)")
             group = models.parse_group(_merged_group(before, patch))
@@ -306,11 +486,13 @@ class Service:
             files = [m.path.rsplit("/", 1)[1] for m in writes]
             writes.append(render.group_kustomization(name, files=files))
             summary = "; ".join(_group_differences(before, group)) or "no changes"
-            return render.Change(
+            change = render.Change(
                 message=f"Update group {name}: {summary}",
                 writes=tuple(writes),
                 trailers={TRAILER_ACTION: "update-group", TRAILER_GROUP: name},
             )
+            self.check_repairs(state, name, change)
+            return change
 
         commit = self.repo.apply(build, author=self.author(user))
         return Written(commit=commit, group=updated[0] if updated else current)
@@ -336,6 +518,14 @@ class Service:
 
         def build(snapshot: Snapshot) -> render.Change:
             state = self.state(snapshot)
+            if state.unreadable:  # it re-renders every file: it cannot guess what these hold
+                listed_problems = "; ".join(
+                    f"{path}: {why}" for path, why in sorted(state.unreadable.items())[:5]
+                )
+                raise Conflict(
+                    f"{len(state.unreadable)} files under {layout.TENANTS_DIR}/ cannot be used "
+                    f"({listed_problems}): fix or delete them in Git, then upgrade"
+                )
             listed = {group: _listed_apps(snapshot, group) for group in state.groups}
             legacy = any(listed.values())
             kept = any(d.keep_on_prune for d in state.deployments.values())
@@ -374,7 +564,10 @@ class Service:
             if stage != 2:
                 writes += [
                     render.helmrelease(
-                        d.model_copy(update={"keep_on_prune": stage == 1}), settings=self.settings
+                        d.model_copy(update={"keep_on_prune": stage == 1}),
+                        settings=self.settings,
+                        current=snapshot.read(render.app_path(d.group, d.name)),
+                        before=d,
                     )
                     for d in state.deployments.values()
                 ]
@@ -441,7 +634,7 @@ class Service:
             )
 
         return self.write(
-            user, group=current.group, action="update", plan=plan, key=key, body=patch
+            user, group=current.group, action="update", plan=plan, key=key, body=patch, target=name
         )
 
     def scale(self, user: User, name: str, replicas: object, *, key: str | None = None) -> Written:
@@ -457,25 +650,40 @@ class Service:
             after = before.model_copy(update={"restarted_at": stamp})
             return self._plan_replace(snapshot, state, before, after, "restart")
 
+        # the stamp is made here, not asked for: a retried restart is the same request
         return self.write(
-            user, group=current.group, action="restart", plan=plan, key=key, body={"at": stamp}
+            user, group=current.group, action="restart", plan=plan, key=key, body={}, target=name
         )
 
     def delete_deployment(self, user: User, name: str, *, key: str | None = None) -> Written:
-        """Remove the HelmRelease's file; the group's Kustomization prunes the rest."""
-        current = self.deployment(user, name)
+        """Remove the HelmRelease's file; the group's Kustomization prunes the rest. Works
+        on a file the bridge cannot read too (deleting it is one way to repair its group)."""
+        state = self.fresh_state(deployment=name)
+        found = state.app_file(name)
+        missing = f"deployment {name!r} not found"
+        if found is None:
+            raise NotFound(missing)
+        group = found.split("/")[1]
+        self.member_group(state, user, group, missing=missing)
 
         def plan(snapshot: Snapshot, state: State) -> Plan:
-            before = self._existing(state, name)
-            path = render.app_path(before.group, before.name)
+            path = state.app_file(name)
+            if path is None:
+                raise NotFound(f"deployment {name!r} not found (deleted meanwhile?)")
             change = render.Change(
-                message=f"Delete {before.name} from {before.group}",
+                message=f"Delete {name} from {group}",
                 deletes=(path,),
-                trailers=self.trailers("delete", before),
+                trailers={
+                    TRAILER_ACTION: "delete",
+                    TRAILER_GROUP: group,
+                    TRAILER_DEPLOYMENT: name,
+                },
             )
             return Plan(change=change, deployment=None)
 
-        return self.write(user, group=current.group, action="delete", plan=plan, key=key, body={})
+        return self.write(
+            user, group=group, action="delete", plan=plan, key=key, body={}, target=name
+        )
 
     def write(
         self,
@@ -490,17 +698,18 @@ class Service:
     ) -> Written:
         """Commit a planned change, directly to main or as a change request, exactly once."""
         group_record = self.member_group(self.fresh_state(group=group), user, group)
-        token = self._token(user, key, body) if key else None
+        request = {"action": action, "group": group, "target": target, "body": body}
+        token = self._token(user, key, request) if key else None
         if token is None:
             return self._write_once(user, group_record, action, plan, None, target)
         with self._key_lock(token.key_id):
-            previous = self._previous(token)
+            previous = self._previous(user, token)
             if previous is not None:
                 return previous
             try:
                 return self._write_once(user, group_record, action, plan, token, target)
             except Duplicate as dup:  # another replica committed it meanwhile
-                found = self._result_of(dup.sha)
+                found = self._result_of(user, dup.sha)
                 assert found is not None
                 return found
 
@@ -523,6 +732,7 @@ class Service:
             state = self.state(snapshot)
             self.member_group(state, user, group.name)
             result = plan(snapshot, state)
+            self.check_repairs(state, group.name, result.change)
             planned[:] = [result]
             change = result.change
             if token is not None:
@@ -540,20 +750,23 @@ class Service:
 
     # ---- idempotency -------------------------------------------------------------
 
-    def _token(self, user: User, key: str, body: object) -> RequestToken:
+    def _token(self, user: User, key: str, request: object) -> RequestToken:
+        """The key scoped to its principal; the digest binds it to one request: the action,
+        its group and target, and the body (so a key reused for anything else is refused)."""
         if not key or len(key) > 255 or not key.isprintable():
             raise InvalidRequest.field("Idempotency-Key", "must be 1..255 printable characters")
         key_id = hashlib.sha256(f"{user.name}\0{key}".encode()).hexdigest()[:32]
-        canonical = json.dumps(body, sort_keys=True, default=str).encode()
+        canonical = json.dumps(request, sort_keys=True, default=str).encode()
         return RequestToken(key_id=key_id, digest=hashlib.sha256(canonical).hexdigest()[:16])
 
     def _key_lock(self, key_id: str) -> threading.Lock:
-        with self._key_locks_lock:
-            return self._key_locks.setdefault(key_id, threading.Lock())
+        return self._key_locks[int(key_id[:8], 16) % KEY_LOCK_STRIPES]
 
-    def _previous(self, token: RequestToken) -> Written | None:
+    def _previous(self, user: User, token: RequestToken) -> Written | None:
+        """The result of the request this key made before (main, or an open review branch);
+        None when the key is new."""
         self.repo.refresh(max_age=0)
-        sha = self.repo.find_message(f"{TRAILER_REQUEST}: {token.key_id}")
+        sha = self.repo.find_message(f"{TRAILER_REQUEST}: {token.key_id}", changes=True)
         if sha is None:
             return None
         entry = self.repo.log(commit=sha, limit=1)[0]
@@ -561,15 +774,25 @@ class Service:
             raise InvalidRequest.field(
                 "Idempotency-Key", "was used before for a different request; use a new key"
             )
-        return self._result_of(sha)
+        return self._result_of(user, sha)
 
-    def _result_of(self, sha: str) -> Written | None:
+    def _result_of(self, user: User, sha: str) -> Written | None:
+        """What a replayed request answers, seen with the caller's rights today: nothing of
+        a group the caller no longer belongs to."""
         entries = self.repo.log(commit=sha, limit=1)
         if not entries:
             return None
+        group = entries[0].trailer(TRAILER_GROUP)
+        if group:
+            self.member_group(self.fresh_state(group=group), user, group)
         name = entries[0].trailer(TRAILER_DEPLOYMENT)
         deployment = self.state().deployments.get(name) if name else None
-        return Written(commit=CommitResult(sha=sha, changed=False), deployment=deployment)
+        change = None
+        if self.review is not None and not self.repo.is_ancestor(sha, self.repo.head() or sha):
+            change = self.review.change_of(sha)
+        return Written(
+            commit=CommitResult(sha=sha, changed=False), deployment=deployment, change=change
+        )
 
     # ---- planning helpers ----------------------------------------------------------
 
@@ -616,7 +839,14 @@ class Service:
             subject = f"Update {after.name}: " + ("; ".join(differences) or "no changes")
         change = render.Change(
             message=f"{subject}\n\n{_summary(after.spec)}",
-            writes=(render.helmrelease(after, settings=self.settings),),
+            writes=(
+                render.helmrelease(
+                    after,
+                    settings=self.settings,
+                    current=snapshot.read(render.app_path(after.group, after.name)),
+                    before=before,
+                ),
+            ),
             trailers=self.trailers(action, after),
         )
         return Plan(change=change, deployment=after)
@@ -642,12 +872,23 @@ class Service:
                 return candidate
         raise Conflict("could not find a free deployment id; try again")
 
-    def member_group(self, state: State, user: User, name: str) -> Group:
+    def member_group(
+        self, state: State, user: User, name: str, *, missing: str | None = None
+    ) -> Group:
+        """The group, if the user may see it. Anyone else gets the answer given for what
+        does not exist (``missing``: the message then, e.g. naming the deployment asked
+        for), so non-members learn neither that it exists nor who owns it."""
         group = state.groups.get(name)
         if group is None:
-            raise NotFound(f"group {name!r} not found")
+            record = f"{layout.group_dir(name)}/namespace.yaml"
+            if user.admin and record in state.unreadable:  # no one else can be told apart
+                raise Conflict(
+                    f"group {name} cannot be read: {record}: {state.unreadable[record]}. "
+                    "Fix the file in Git: until then the group's deployments cannot change"
+                )
+            raise NotFound(missing or f"group {name!r} not found")
         if not user.member_of(name, group.members):
-            raise Forbidden(f"{user.name} is not a member of group {name}")
+            raise NotFound(missing or f"group {name!r} not found")
         return group
 
     def author(self, user: User) -> Author:
@@ -700,6 +941,20 @@ def _summary(spec: DeploymentSpec) -> str:
         f"expose: {'yes' if spec.expose else 'no'}",
     ]
     return "\n".join(parts)
+
+
+def _listed_groups(snapshot: Snapshot, state: State, new: str) -> list[str]:
+    """What tenants/kustomization.yaml lists with a new group: the readable groups, and what
+    it lists now that still exists, so a group whose record cannot be read stays listed
+    (dropping it would make Flux prune the whole group); never a folder nobody listed."""
+    try:
+        index = snapshot.yaml(f"{layout.TENANTS_DIR}/kustomization.yaml")
+    except Exception:  # unreadable: the readable groups are all that is known
+        index = None
+    listed = (index or {}).get("resources") if isinstance(index, dict) else None
+    present = {p.split("/")[1] for p in snapshot.under(layout.TENANTS_DIR) if p.count("/") > 1}
+    kept = {r for r in listed or [] if isinstance(r, str) and r in present}
+    return sorted(kept | set(state.groups) | {new})
 
 
 def _listed_apps(snapshot: Snapshot, group: str) -> list[str]:

@@ -1572,6 +1572,7 @@ class FakeKube:
         self._requests: list[tuple[str, str, dict[str, str]]] = []
         self._failures: list[_Failure] = []
         self._connections: set[socket.socket] = set()
+        self._log_streams = 0  # follow log requests being served right now
         self._closing = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -1779,6 +1780,12 @@ class FakeKube:
         """Every request so far: (method, path, query with the last value per key)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def open_log_streams(self) -> int:
+        """Follow log requests being served now (a client that left ends its own)."""
+        with self._lock:
+            return self._log_streams
 
     def reset_requests(self) -> None:
         with self._lock:
@@ -2514,7 +2521,9 @@ class FakeKube:
     def _client_gone(handler: _Handler) -> bool:
         sock = handler.connection
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            poller = select.poll()  # not select(): descriptors above 1024 in busy tests
+            poller.register(sock, select.POLLIN)
+            readable = poller.poll(0)
             return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
@@ -2634,6 +2643,8 @@ class FakeKube:
         if not _truthy(query.get("follow")):
             return self._send(handler, 200, render(lines), content_type="text/plain")
         self._start_stream(handler, "text/plain")
+        with self._lock:
+            self._log_streams += 1
         try:
             self._chunk(handler, render(lines))
             while True:
@@ -2652,6 +2663,9 @@ class FakeKube:
         except OSError:
             handler.close_connection = True
             return
+        finally:
+            with self._lock:
+                self._log_streams -= 1
         self._end_stream(handler)
 
     # ---- metrics.k8s.io -------------------------------------------------------------------

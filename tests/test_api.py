@@ -127,12 +127,11 @@ def test_requests_that_cannot_be_read_are_400(client: FlaskClient) -> None:
 
 def test_membership_and_existence_rules(client: FlaskClient, remote: Path) -> None:
     create_group(client)
+    # to a non-member, a group is as absent as one that does not exist
     outsider = client.post(
         "/api/v1/groups/team-a/deployments", json=web(), headers=as_user("mallory")
     )
-    assert (
-        outsider.status_code == 403 and "not a member of group team-a" in outsider.json["message"]
-    )
+    assert outsider.status_code == 404 and outsider.json["message"] == "group 'team-a' not found"
     by_idp_group = client.post(
         "/api/v1/groups/team-a/deployments", json=web(), headers=as_user("carol", "team-a")
     )
@@ -142,7 +141,8 @@ def test_membership_and_existence_rules(client: FlaskClient, remote: Path) -> No
     duplicate = client.post("/api/v1/groups/team-a/deployments", json=web())
     assert duplicate.status_code == 409 and "exists in group team-a" in duplicate.json["message"]
     name = by_idp_group.json["name"]
-    assert client.get(f"/api/v1/deployments/{name}", headers=as_user("mallory")).status_code == 403
+    hidden = client.get(f"/api/v1/deployments/{name}", headers=as_user("mallory"))
+    assert hidden.status_code == 404 and hidden.json["message"] == f"deployment {name!r} not found"
     assert client.get("/api/v1/groups", headers=as_user("mallory")).json == []
 
 
@@ -241,9 +241,11 @@ def test_api_tokens_identify_machines_from_any_address(tmp_path: Path) -> None:
     assert call("POST", "/api/v1/groups", "gb_root", json=TEAM_A).status_code == 201
     created = call("POST", "/api/v1/groups/team-a/deployments", "gb_ci", json=web())
     assert created.status_code == 201, created.json
-    assert git(remote, "log", "-1", "--format=%an <%ae>") == "ci-bot <ci-bot@code-hub.com>"
+    # its own principal, with the bridge's address: never a person's name or e-mail
+    author = git(remote, "log", "-1", "--format=%an <%ae>")
+    assert author == "token:ci-bot <gitops-bridge@code-hub.com>"
     elsewhere = call("POST", "/api/v1/groups/demo/deployments", "gb_ci", json=web())
-    assert elsewhere.status_code == 403  # acts only in its groups
+    assert elsewhere.status_code == 404  # acts only in its groups; others are hidden
     wrong = call("GET", "/api/v1/groups", "gb_nope")
     assert wrong.status_code == 401 and "unknown API token" in wrong.json["message"]
 

@@ -42,7 +42,7 @@ def test_init_repo_makes_one_commit_that_validates(tmp_path: Path) -> None:
     assert "clusters/prod/tenants.yaml" in tracked and "charts/generic-app/Chart.yaml" in tracked
     assert "tenants/kustomization.yaml" in tracked
     validated = cli("validate", str(repo))
-    assert validated.stdout.strip() == "13 valid objects"  # tenants, notifications, the bridge
+    assert validated.stdout.strip() == "14 valid objects"  # tenants, notifications, the bridge
     again = cli("init-repo", str(repo), check=False)
     assert again.returncode != 0 and "not empty" in again.stderr
 
@@ -113,7 +113,8 @@ def test_deploy_manage_and_roll_back_from_the_command_line(tmp_path: Path) -> No
     refused = cli("scale", name, "99", "--as", "alice", data=data, check=False)
     assert refused.returncode == 2 and "replicas: must be 0..20, got 99" in refused.stderr
     outsider = cli("restart", name, "--as", "mallory", data=data, check=False)
-    assert outsider.returncode == 2 and "not a member of group team-a" in outsider.stderr
+    assert outsider.returncode == 2 and f"deployment {name!r} not found" in outsider.stderr
+    assert "team-a" not in outsider.stderr  # not even who owns it
 
     updated = out(
         cli("group", "update", "team-a", "--cpu", "3", "--members", "alice,bob", data=data)

@@ -384,9 +384,9 @@ def test_logs_show_the_pod_log_and_follow_new_lines_members_only(
     try:
         mallory = context.new_page()
         response = mallory.goto(f"{stack.url}/deployments/{name}/logs")
-        assert response is not None and response.status == 403
+        assert response is not None and response.status == 404  # hidden from non-members
         api = mallory.request.get(f"{stack.url}/api/v1/deployments/{name}/logs")
-        assert api.status == 403, api.text()
+        assert api.status == 404, api.text()
         assert "GET / 200" not in api.text()
     finally:
         context.close()

@@ -12,8 +12,8 @@ from tests.apputil import create_group, make_app
 from tests.gitutil import git, head
 
 
-def csrf(client: FlaskClient, headers: dict[str, str] | None = None) -> str:
-    page = client.get("/groups", headers=headers or {}).get_data(as_text=True)
+def csrf(client: FlaskClient, headers: dict[str, str] | None = None, path: str = "/groups") -> str:
+    page = client.get(path, headers=headers or {}).get_data(as_text=True)
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, "no form on the page"
     return match.group(1)
@@ -63,7 +63,11 @@ def test_members_see_usage_and_no_admin_forms(tmp_path: Path) -> None:
     page = client.get("/groups", headers=alice).get_data(as_text=True)
     assert 'data-name="team-a"' in page and 'data-name="demo"' not in page
     assert "Edit members and quota" not in page and "Create a group" not in page
-    token = csrf(client)  # an admin's token does not make alice an admin
+    forged = csrf(client)  # an admin's token is not alice's (tokens are bound to the user)
+    refused = client.post("/groups/team-a/edit", data=form(csrf_token=forged), headers=alice)
+    assert refused.status_code == 403
+    assert "did not come from this site" in refused.get_data(as_text=True)
+    token = csrf(client, alice, "/deployments/new")  # her own does not make alice an admin
     denied = client.post("/groups/team-a/edit", data=form(csrf_token=token), headers=alice)
     assert denied.status_code == 403
     assert "only platform admins may change groups" in denied.get_data(as_text=True)

@@ -55,7 +55,7 @@ def test_history_lists_every_change_newest_first(client: FlaskClient) -> None:
         client.get(
             f"/api/v1/deployments/{name}/history", headers={"X-Forwarded-User": "eve"}
         ).status_code
-        == 403
+        == 404
     )
 
 

@@ -216,7 +216,7 @@ def test_retry_sets_force_and_reset(
         headers={"X-Forwarded-User": "mallory"},
         content_type=JSON,
     )
-    assert outsider.status_code == 403
+    assert outsider.status_code == 404  # to a non-member it does not exist
 
 
 def signed(
@@ -259,6 +259,35 @@ def test_flux_events_are_verified_and_shown(client: FlaskClient, standin: FluxSt
     assert client.post("/api/v1/flux/events", data=body, headers=forged).status_code == 401
 
 
+def test_replayed_flux_events_are_recorded_once(client: FlaskClient, fake: FakeKube) -> None:
+    name = deploy(client)
+    event = {
+        "involvedObject": {"kind": "HelmRelease", "namespace": NS, "name": name, "uid": "u-1"},
+        "severity": "error",
+        "timestamp": "2026-11-26T10:00:00Z",
+        "reason": "UpgradeFailed",
+        "message": "Helm upgrade failed: timed out",
+    }
+    body = json.dumps(event).encode()
+    first = client.post("/api/v1/flux/events", data=body, headers=signed(body))
+    assert first.status_code == 202 and "duplicate" not in first.json
+    # a retried delivery, or a captured one replayed (other key order, same event)
+    replay = json.dumps(event, sort_keys=True).encode()
+    again = client.post("/api/v1/flux/events", data=replay, headers=signed(replay))
+    assert again.status_code == 200 and again.json["duplicate"] is True
+    later = json.dumps(event | {"timestamp": "2026-11-26T10:05:00Z"}).encode()
+    assert client.post("/api/v1/flux/events", data=later, headers=signed(later)).status_code == 202
+    shown = client.get(f"/api/v1/deployments/{name}", headers=ALICE).json["events"]
+    assert [e["timestamp"] for e in shown] == ["2026-11-26T10:00:00Z", "2026-11-26T10:05:00Z"]
+
+
+def test_deeply_nested_flux_events_answer_400(client: FlaskClient) -> None:
+    body = b'{"involvedObject": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = client.post("/api/v1/flux/events", data=body, headers=signed(body))
+    assert response.status_code == 400, response.json
+    assert "nests deeper than" in response.json["message"]
+
+
 def test_logs_for_members_only(client: FlaskClient, fake: FakeKube, standin: FluxStandIn) -> None:
     name = deploy(client, replicas=1)
     standin.reconcile()
@@ -267,7 +296,7 @@ def test_logs_for_members_only(client: FlaskClient, fake: FakeKube, standin: Flu
     outsider = client.get(
         f"/api/v1/deployments/{name}/logs", headers={"X-Forwarded-User": "mallory"}
     )
-    assert outsider.status_code == 403
+    assert outsider.status_code == 404 and "team-a" not in outsider.json["message"]
     bad = client.get(f"/api/v1/deployments/{name}/logs?tail=-1", headers=ALICE)
     assert bad.status_code == 422 and bad.json["problems"][0]["field"] == "tail"
     wrong_pod = client.get(f"/api/v1/deployments/{name}/logs?pod=other", headers=ALICE)
@@ -288,8 +317,9 @@ def test_logs_follow_streams_server_sent_events(
         buffered=False,
     )
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
-    stream = response.response  # type: ignore[attr-defined]
-    first = next(iter(stream))
+    stream = iter(response.response)  # type: ignore[attr-defined]
+    assert next(stream) == b""  # the headers go out at once, before any line
+    first = next(stream)
     assert first.startswith(b"data: ")
     pod_name = pods[0] if pods else fake.items("v1", "Pod", "group-team-a")[0]["metadata"]["name"]
     fake.append_log("group-team-a", pod_name, "app", "a fresh line")

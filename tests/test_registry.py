@@ -241,8 +241,8 @@ def test_images_api_lists_the_groups_images_for_members_only(
         }
     ]
     refused = client.get("/api/v1/groups/team-a/images", headers=as_user("carol"))
-    assert refused.status_code == 403
-    assert refused.json is not None and refused.json["error"] == "Forbidden"
+    assert refused.status_code == 404  # to a non-member the group does not exist
+    assert refused.json is not None and refused.json["error"] == "NotFound"
     missing = client.get("/api/v1/groups/nope/images", headers=as_user("alice"))
     assert missing.status_code == 404
 

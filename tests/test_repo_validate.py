@@ -99,7 +99,7 @@ def test_api_made_repo_validates_with_real_tools(
     # NetworkPolicy, GitRepository + Kustomization of sync.yaml, Provider + Alert of
     # notifications.yaml) + 4 HelmReleases + the tenants Kustomization, then per release a
     # Deployment and a Service, plus a ConfigMap for each of the 2 exposed ones.
-    assert report.valid == 3 * 10 + 4 + 1 + 4 * 2 + 2 + 12  # + notifications and the bridge
+    assert report.valid == 3 * 10 + 4 + 1 + 4 * 2 + 2 + 13  # + notifications and the bridge
 
 
 def test_invalid_label_in_values_is_found_in_every_rendered_object(
@@ -165,7 +165,7 @@ def test_validate_command_exit_codes(populated: Path, tmp_path: Path) -> None:
     good = checkout(populated, tmp_path / "good")
     result = run_cli("validate", str(good))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "57 valid objects"
+    assert result.stdout.strip() == "58 valid objects"
 
     missing = checkout(populated, tmp_path / "missing")
     (missing / "tenants/team-b/networkpolicy.yaml").unlink()  # still listed by kustomization

@@ -228,7 +228,7 @@ def the_mix(names: dict[str, str]) -> list[Call]:
         env = [{"name": "REQ", "value": f"a{i}"}]
         on(f"a-base{i}", "team-a", "alice", "patch", {"env": env}, "a-edit", OK)
     create("team-a", "alice", "a-invalid", "invalid", {422}, replicas=50)
-    create("team-a", "mallory", "a-outsider", "forbidden", {403})
+    create("team-a", "mallory", "a-outsider", "forbidden", {404})  # hidden from non-members
     # team-b: exactly 4 of 6 scales fit; every image update lands; refusals
     for i in range(6):
         app, user = f"b-base{i}", ["carol", "dave"][i % 2]

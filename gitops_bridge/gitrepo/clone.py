@@ -19,12 +19,17 @@ from typing import Any
 
 import git
 
+from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import RepoUnavailable
 from gitops_bridge.gitrepo.model import CHANGES_PREFIX, Author, BranchTip, LastChange, LogEntry
 from gitops_bridge.gitrepo.snapshot import Snapshot
 from gitops_bridge.render import yamlio
 
 log = logging.getLogger(__name__)
+
+SNAPSHOTS = 16  # file listings of recent commits kept
+# parsed YAML kept, by the size of its text (the parsed objects take a few times that)
+PARSED_BYTES = 8 * 1024 * 1024
 
 
 class Clone:
@@ -37,21 +42,22 @@ class Clone:
         url: str,
         branch: str = "main",
         committer: Author,
-        push_attempts: int = 5,
         fetch_interval: float = 2.0,
     ) -> None:
         self.path = path
         self.url = url
         self.branch = branch
         self.committer = committer
-        self.push_attempts = push_attempts
         self.fetch_interval = fetch_interval
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the write lock: never taken on the read path
+        # fetches and the writer's updates of the tracking ref, so main never goes back
+        self._fetch_lock = threading.RLock()
+        self._log_lock = threading.Lock()
         self._odb_lock = threading.Lock()
         self._last_fetch = 0.0
         self._branches: list[BranchTip] | None = None  # review branches, until refs change
-        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
-        self._parsed: OrderedDict[str, Any] = OrderedDict()
+        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()  # the newest SNAPSHOTS
+        self._parsed: Bounded[str, Any] = Bounded(max_items=4096, max_bytes=PARSED_BYTES)
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
         self.repo = self._open()
 
@@ -110,6 +116,10 @@ class Clone:
         return f"refs/remotes/origin/{self.branch}"
 
     def fetch(self) -> None:
+        with self._fetch_lock:
+            self._fetch()
+
+    def _fetch(self) -> None:
         try:
             self.repo.git.fetch(
                 "--quiet",
@@ -131,7 +141,7 @@ class Clone:
         """Fetch if the last fetch is older than max_age seconds (default: fetch_interval)."""
         limit = self.fetch_interval if max_age is None else max_age
         if time.monotonic() - self._last_fetch >= limit:
-            with self._lock:
+            with self._fetch_lock:  # not the write lock: a slow push must not hold up reads
                 if time.monotonic() - self._last_fetch >= limit:
                     self.fetch()
 
@@ -182,12 +192,13 @@ class Clone:
         return None if sha is None else self.read_blob(sha)
 
     def parsed_blob(self, sha: str) -> Any:
+        """The YAML document of a blob, parsed; the same object for the same blob while it is
+        cached (callers never change it)."""
         cached = self._parsed.get(sha)
         if cached is None:
-            cached = yamlio.load(self.read_blob(sha))
-            self._parsed[sha] = cached
-            while len(self._parsed) > 50_000:
-                self._parsed.popitem(last=False)
+            data = self.read_blob(sha)
+            cached = yamlio.load(data)
+            self._parsed.put(sha, cached, size=len(data))
         return cached
 
     def last_changes(self, commit: str | None, prefix: str) -> dict[str, LastChange]:
@@ -197,7 +208,7 @@ class Clone:
         """
         if commit is None:
             return {}
-        with self._lock:
+        with self._log_lock:
             known, seen = self._last_changes.get(prefix, ({}, None))
             if seen == commit:
                 return known
@@ -265,13 +276,28 @@ class Clone:
         """The unified diff a commit made to one path."""
         return str(self.repo.git.show("--format=", "--no-color", commit, "--", path))
 
-    def find_message(self, line: str, *, since: str = "24 hours ago") -> str | None:
-        """The newest recent commit on main with a message line that starts with ``line``."""
+    def diffs(self, commits: list[str], path: str) -> dict[str, str]:
+        """The unified diff each commit made to one path, from one git process."""
+        if not commits:
+            return {}
+        out = self.repo.git.show("--format=%x01%H", "--no-color", *commits, "--", path)
+        found = {}
+        for block in str(out).split("\x01")[1:]:
+            sha, _, diff = block.partition("\n")
+            found[sha] = diff.strip("\n")
+        return found
+
+    def find_message(
+        self, line: str, *, since: str = "24 hours ago", changes: bool = False
+    ) -> str | None:
+        """The newest recent commit on main (and, with ``changes``, on the open review
+        branches) with a message line that starts with ``line``."""
         head = self.head()
         if head is None:
             return None
+        tips = [tip.sha for tip in self.change_branches()] if changes else []
         out = self.repo.git.log(
-            "--format=%H", "--fixed-strings", f"--grep={line}", f"--since={since}", head
+            "--format=%H", "--fixed-strings", f"--grep={line}", f"--since={since}", head, *tips
         )
         for sha in out.splitlines():
             message = self.repo.git.show("-s", "--format=%B", sha)
@@ -320,7 +346,7 @@ class Clone:
     def _remember(self, snap: Snapshot) -> None:
         if snap.commit is not None:
             self._snapshots[snap.commit] = snap
-            while len(self._snapshots) > 16:
+            while len(self._snapshots) > SNAPSHOTS:
                 self._snapshots.popitem(last=False)
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
-import secrets
-from pathlib import Path
 
 from flask import Flask, Response, request
 
 from gitops_bridge import assets, config, metrics, runtime
-from gitops_bridge.webapp import api, auth, errors, ops, pages, review_pages, ui  # noqa: F401
+from gitops_bridge.webapp import (  # noqa: F401
+    api,
+    auth,
+    errors,
+    forgery,
+    ops,
+    pages,
+    review_pages,
+    streams,
+    ui,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +36,7 @@ def create_app(
         static_url_path="/static",
     )
     app.config.update(
-        SECRET_KEY=settings.secret_key or _local_secret(settings.data_dir),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
+        SECRET_KEY=rt.secret or runtime.local_secret(settings.data_dir),
         MAX_CONTENT_LENGTH=1024 * 1024,
         JSON_SORT_KEYS=False,
     )
@@ -38,8 +44,10 @@ def create_app(
     app.extensions["gitops_bridge.settings"] = settings
     app.extensions["gitops_bridge.runtime"] = rt
     app.extensions["gitops_bridge.monitor"] = rt.monitor
+    app.extensions["gitops_bridge.streams"] = streams.Streams.from_settings(settings.server)
     app.after_request(_count)
     auth.init_app(app)
+    forgery.init_app(app, settings)  # cookies, CSRF, Origin and headers; needs the principal
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -53,13 +61,3 @@ def _count(response: Response) -> Response:
         "gitops_bridge_http_requests_total", endpoint=endpoint, status=str(response.status_code)
     )
     return response
-
-
-def _local_secret(data_dir: Path) -> str:
-    """A per-installation session key kept in the data dir (set secret_key for replicas)."""
-    path = data_dir / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()

@@ -9,20 +9,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import PathConverter
 
-from gitops_bridge import history
+from gitops_bridge import history, jsonbody
 from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
-from gitops_bridge.webapp import context, views
+from gitops_bridge.webapp import apidoc, context, streams, views
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class ChangeIdConverter(PathConverter):
+    """A change request's id, ``<group>/<deployment>/<action>-<id>``: slashes, but never
+    ending in ``/approve`` or ``/close``, so those URLs are not also one to GET (405, and
+    an ``Allow`` header that lists only POST)."""
+
+    regex = r"[^/].*?(?<!/approve)(?<!/close)"
+
+
+@bp.record_once
+def _converters(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters["change"] = ChangeIdConverter
+
 
 Answer = tuple[Response, int] | tuple[Response, int, dict[str, str]]
 
 
 def _body() -> Any:
-    data = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be valid JSON (Content-Type: application/json)")
+    data = jsonbody.loads(request.get_data())
     if data is None:
         raise BadRequest("the body must be valid JSON")
     return data
@@ -54,6 +72,12 @@ def _written(written: Written, *, created: bool = False) -> Answer:
     return jsonify(body), 200
 
 
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This API's OpenAPI 3.1 description (public: no identity needed)."""
+    return Response(apidoc.text(), mimetype="application/json")
+
+
 # ---- groups -----------------------------------------------------------------------
 
 
@@ -69,6 +93,25 @@ def create_group() -> Answer:
     assert written.group is not None
     body = views.group_record(written.group) | {"commit": written.commit.sha}
     return jsonify(body), 201, {"Location": url_for(".list_groups")}
+
+
+@bp.get("/groups/<group>")
+def get_group(group: str) -> Response:
+    """One group with its usage and ``repositoryProblems`` (members and platform admins)."""
+    svc, user = context.svc(), context.user()
+    svc.group(user, group)  # 404, 403, or 409 naming its unreadable record
+    found = [view for view in svc.groups(user, storage=True) if view.group.name == group]
+    return jsonify(views.groups(found, monitor=context.monitor())[0])
+
+
+@bp.get("/problems")
+def list_problems() -> Response:
+    """Files under tenants/ that gitops-bridge cannot use (invalid YAML, not a deployment it
+    can read, against the rules of a group's folder), in the caller's groups; writes to such
+    a group are refused (409) until a change repairs one of them."""
+    group = request.args.get("group") or None
+    found = context.svc().problems(context.user(), group)
+    return jsonify([views.problem(p) for p in found])
 
 
 @bp.get("/groups/<group>/images")
@@ -158,9 +201,26 @@ def delete_deployment(name: str) -> Answer:
 
 @bp.get("/deployments/<name>/history")
 def deployment_history(name: str) -> Response:
+    """Newest first, ``limit`` versions a page (``before``: older than that commit); a
+    ``Link: <...>; rel="next"`` header points to the next page while there is one."""
     diffs = request.args.get("diff") in ("1", "true", "yes")
-    versions = history.history(context.svc(), context.user(), name, diffs=diffs)
-    return jsonify([views.version(v, diffs=diffs) for v in versions])
+    limit = _int_arg("limit", history.PAGE)
+    page = history.page(
+        context.svc(),
+        context.user(),
+        name,
+        diffs=diffs,
+        limit=limit,
+        before=request.args.get("before") or None,
+    )
+    response = jsonify([views.version(v, diffs=diffs) for v in page.versions])
+    if page.next is not None:
+        args: dict[str, Any] = {"limit": limit, "before": page.next}
+        if diffs:
+            args["diff"] = 1
+        link = url_for(".deployment_history", name=name, **args)
+        response.headers["Link"] = f'<{link}>; rel="next"'
+    return response
 
 
 @bp.post("/deployments/<name>/revert")
@@ -190,14 +250,14 @@ def list_changes() -> Response:
     return jsonify([views.change(c) for c in changes])
 
 
-@bp.get("/changes/<path:change_id>")
+@bp.get("/changes/<change:change_id>")
 def get_change(change_id: str) -> Response:
     reviews = context.svc().review
     change = reviews.get(context.user(), change_id)
     return jsonify(views.change(change) | {"diff": reviews.diff(change)})
 
 
-@bp.post("/changes/<path:change_id>/approve")
+@bp.post("/changes/<change:change_id>/approve")
 def approve_change(change_id: str) -> Answer:
     _optional_body()
     written = context.svc().review.approve(context.user(), change_id)
@@ -205,7 +265,7 @@ def approve_change(change_id: str) -> Answer:
     return jsonify(body), 200
 
 
-@bp.post("/changes/<path:change_id>/close")
+@bp.post("/changes/<change:change_id>/close")
 def close_change(change_id: str) -> Answer:
     _optional_body()
     change = context.svc().review.close(context.user(), change_id)
@@ -244,50 +304,45 @@ def _int_arg(name: str, default: int) -> int:
 def deployment_logs(name: str) -> Response:
     """A pod's log: ``pod``, ``container`` (app|frpc), ``tail`` lines, ``follow``.
 
-    With ``follow`` the log streams as server-sent events (one ``data:`` per line) when the
-    client accepts ``text/event-stream``, otherwise as chunked text.
+    With ``follow`` the log streams as server-sent events (one ``data:`` per line, and a
+    ``: heartbeat`` comment while the pod is quiet) when the client accepts
+    ``text/event-stream``, otherwise as chunked text. Open streams are limited per user and
+    in total (429); one whose client left is closed, upstream request included, within
+    seconds.
     """
     follow = request.args.get("follow") in ("1", "true", "yes")
-    chunks = context.monitor().logs(
-        context.user(),
-        name,
-        pod=request.args.get("pod") or None,
-        container=request.args.get("container") or None,
-        tail=_int_arg("tail", 200),
-        follow=follow,
+    user = context.user()
+    monitor = context.monitor()
+    pod = request.args.get("pod") or None
+    container = request.args.get("container") or None
+    tail = _int_arg("tail", 200)
+
+    def read() -> Any:
+        return monitor.logs(user, name, pod=pod, container=container, tail=tail, follow=follow)
+
+    if not follow:
+        return Response(read(), mimetype="text/plain")
+    sse = "text/event-stream" in request.headers.get("Accept", "")
+    stream = streams.of(current_app).open(
+        user.name,
+        read,
+        sse=sse,
+        gone=request.environ.get("waitress.client_disconnected") or (lambda: False),
     )
-    first = next(chunks, b"")  # errors surface now, as a status code, not mid-stream
-    if follow and "text/event-stream" in request.headers.get("Accept", ""):
+    if sse:
         return Response(
-            stream_with_context(_events(first, chunks)),
+            stream,
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return Response(stream_with_context(_chain(first, chunks)), mimetype="text/plain")
-
-
-def _chain(first: bytes, rest: Any) -> Any:
-    if first:
-        yield first
-    yield from rest
-
-
-def _events(first: bytes, rest: Any) -> Any:
-    pending = b""
-    for chunk in _chain(first, rest):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield b"data: " + line.rstrip(b"\r") + b"\n\n"
-    if pending:
-        yield b"data: " + pending + b"\n\n"
-    yield b"event: end\ndata: \n\n"
+    return Response(stream, mimetype="text/plain", headers={"X-Accel-Buffering": "no"})
 
 
 @bp.post("/flux/events")
 def flux_event() -> Answer:
     headers = {key: value for key, value in request.headers.items()}
-    event = context.monitor().on_flux_event(headers=headers, body=request.get_data())
-    return jsonify(
-        {"accepted": True, "object": f"{event.kind}/{event.namespace}/{event.name}"}
-    ), 202
+    event, fresh = context.monitor().on_flux_event(headers=headers, body=request.get_data())
+    body = {"accepted": True, "object": f"{event.kind}/{event.namespace}/{event.name}"}
+    if not fresh:  # a replay of an event already recorded: nothing is recorded twice
+        return jsonify(body | {"duplicate": True}), 200
+    return jsonify(body), 202

@@ -19,8 +19,19 @@ def deployment_history(name: str) -> str:
 
 
 def _history_page(name: str, *, error: BridgeError | None = None) -> str:
-    versions = history.history(context.svc(), context.user(), name, diffs=True)
-    return render_template("history.html", name=name, versions=versions, error=error)
+    """One page of versions with their diffs (``?before=``: the older ones)."""
+    svc, user = context.svc(), context.user()
+    before = request.args.get("before") or None
+    found = history.page(svc, user, name, diffs=True, before=before)
+    newest = found.versions[:1] if before is None else history.history(svc, user, name, limit=1)
+    return render_template(
+        "history.html",
+        name=name,
+        versions=found.versions,
+        newest=newest[0] if newest else None,
+        older=found.next,
+        error=error,
+    )
 
 
 def _on_version(name: str, act: Action) -> Page:

@@ -61,6 +61,7 @@ def _deployments_page(
         selected=group,
         error=error,
         failed=failed,
+        problems=svc.problems(user, group),
     )
 
 

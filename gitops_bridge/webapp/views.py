@@ -12,7 +12,7 @@ from gitops_bridge.monitor import FluxEvent, Monitor
 from gitops_bridge.quantity import Quantity
 from gitops_bridge.render import app_path
 from gitops_bridge.review import ChangeRequest
-from gitops_bridge.service import GroupView, Service
+from gitops_bridge.service import GroupView, Problem, Service
 from gitops_bridge.status import DeploymentStatus, Usage
 
 
@@ -20,6 +20,8 @@ def group(view: GroupView, *, problems: tuple[str, ...] = ()) -> dict[str, Any]:
     """A group with its usage; ``problems``: what the cluster shows the group must fix."""
     data = group_record(view.group)
     data["problems"] = list(problems)
+    # files in the group's folder the bridge cannot use: writes to the group wait for a fix
+    data["repositoryProblems"] = [problem(p) for p in view.files]
     data["usage"] = {
         "cpu": view.usage.cpu.format_cpu(),
         "memory": view.usage.memory.format_memory(),
@@ -33,6 +35,16 @@ def group(view: GroupView, *, problems: tuple[str, ...] = ()) -> dict[str, Any]:
             "storageNote": view.storage_note or None,
         }
     return data
+
+
+def problem(value: Problem) -> dict[str, Any]:
+    """A file under tenants/ the bridge cannot use: where, why, and the deployment it is."""
+    return {
+        "path": value.path,
+        "group": value.group,
+        "problem": value.problem,
+        "deployment": value.deployment,
+    }
 
 
 def image_repository(value: registry.Repository) -> dict[str, Any]:

@@ -26,6 +26,14 @@
   });
 })();
 
+// A select with data-autosubmit sends its form when changed (no inline handlers: the
+// Content-Security-Policy allows scripts from this file only).
+(function () {
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+  });
+})();
+
 // Confirm steps in a <dialog>: a link with data-opens="<dialog id>" opens it instead of
 // following its href (the same confirm step as a page, for browsers without JavaScript).
 (function () {
