@@ -340,7 +340,7 @@ def test_without_a_cluster_the_cards_show_what_git_holds(
         # the live refresh keeps saying so (it must not turn into "not connected")
         with page.expect_response(lambda r: "/api/v1/deployments" in r.url, timeout=WAIT) as live:
             pass
-        assert live.value.status == 200
+        assert live.value.status in (200, 304)  # 304: the page as the last refresh had it
         expect(badge(page, name)).to_have_text(f"committed {sha7}")
         expect(page.get_by_test_id("action-error")).to_have_count(0)
         page.screenshot(path=str(artifacts / "e2e-not-connected.png"), full_page=True)

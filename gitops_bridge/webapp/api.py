@@ -7,6 +7,8 @@ with the change request that now waits for approval.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -134,8 +136,8 @@ def update_group(group: str) -> Answer:
 
 @bp.get("/groups/<group>/deployments")
 def list_group_deployments(group: str) -> Response:
-    found = context.svc().deployments(context.user(), group)
-    return jsonify(_with_status(found) + _deleting(group))
+    """A page of the group's deployments: see ``list_deployments``."""
+    return _listing(".list_group_deployments", group, {"group": group})
 
 
 @bp.post("/groups/<group>/deployments")
@@ -149,10 +151,55 @@ def create_deployment(group: str) -> Answer:
 
 @bp.get("/deployments")
 def list_deployments() -> Response:
-    svc = context.svc()
+    """A page of ``limit`` deployments by group, app and id (``after``: the cursor the
+    ``Link: <...>; rel="next"`` header of the previous page names), filtered by ``group``,
+    ``owner``, status ``state`` and ``q`` (text in the name, app or image). ``ETag``: a
+    matching ``If-None-Match`` answers 304 with no body."""
     group = request.args.get("group") or None
-    found = svc.deployments(context.user(), group)
-    return jsonify(_with_status(found) + _deleting(group))
+    return _listing(".list_deployments", group, {"group": group} if group else {})
+
+
+def _listing(endpoint: str, group: str | None, route: dict[str, str]) -> Response:
+    args = request.args
+    limit = _int_arg("limit", views.PAGE)
+    filters = {name: args[name] for name in ("owner", "state", "q") if args.get(name)}
+    page = views.deployment_page(
+        context.svc(),
+        context.user(),
+        monitor=context.monitor(),
+        group=group,
+        owner=filters.get("owner"),
+        state=filters.get("state"),
+        text=filters.get("q"),
+        after=args.get("after") or None,
+        limit=limit,
+    )
+    headers: dict[str, str] = {}
+    if page.next is not None:
+        query: dict[str, Any] = {**route, **filters, "limit": limit, "after": page.next}
+        link = url_for(endpoint, **query)
+        headers["Link"] = f'<{link}>; rel="next"'
+    etag = _etag(page.items)
+    known = request.if_none_match  # "*" is no tag of a page: it never matches
+    if not known.star_tag and known.contains_weak(etag):
+        response = Response(status=304, headers=headers)
+    else:
+        response = jsonify(page.items)
+        response.headers.update(headers)
+    response.set_etag(etag)
+    return response
+
+
+def _etag(items: list[dict[str, Any]]) -> str:
+    """A hash of the page, without the age of the cluster reading (it grows every second;
+    ``stale`` still changes the tag when the reading gets old)."""
+    steady = [item | {"status": _without_age(item["status"])} for item in items]
+    text = json.dumps(steady, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _without_age(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if key != "age"}
 
 
 @bp.get("/deployments/<name>")
@@ -160,11 +207,6 @@ def get_deployment(name: str) -> Response:
     svc = context.svc()
     found = svc.deployment(context.user(), name)
     return jsonify(_with_status([found])[0])
-
-
-def _deleting(group: str | None) -> list[dict[str, Any]]:
-    """Deleted in Git, still in the cluster: listed with state "deleting" until pruned."""
-    return views.deleting(context.svc(), context.user(), group, monitor=context.monitor())
 
 
 def _with_status(found: list[Any]) -> list[dict[str, Any]]:

@@ -50,13 +50,22 @@
 })();
 
 // Live cards: the Deployments page refreshes each card's status from the API every few
-// seconds (only while the page is visible), without reloading.
+// seconds (only while the page is visible), without reloading. The listing comes a page at
+// a time (the Link header names the next one); each page is asked with the ETag it had, and
+// a page that did not change (304) is not sent again nor drawn again.
 (function () {
   const toolbar = document.querySelector("[data-live]");
   if (!toolbar) return;
   const source = toolbar.dataset.live;
   function usage(u, fallback) {
     return u && u.used ? u.used + " / " + u.limit : fallback;
+  }
+  function appliedText(item, elapsed) {
+    const st = item.status || {};
+    let text = (item.commit || "").slice(0, 7) || "—";
+    if (st.appliedCommit) text += " · applied " + st.appliedCommit.slice(0, 7);
+    if (st.age !== null && st.age !== undefined) text += " · read " + Math.round(st.age + elapsed) + "s ago" + (st.stale ? " (stale)" : "");
+    return text;
   }
   function update(card, item) {
     const st = item.status || {};
@@ -99,33 +108,51 @@
     const memory = card.querySelector("[data-field=memory]");
     if (memory) memory.textContent = usage(st.memory, item.resources.memory + " per pod");
     const applied = card.querySelector("[data-field=applied]");
-    if (applied) {
-      let text = (item.commit || "").slice(0, 7) || "—";
-      if (st.appliedCommit) text += " · applied " + st.appliedCommit.slice(0, 7);
-      if (st.age !== null && st.age !== undefined) text += " · read " + Math.round(st.age) + "s ago" + (st.stale ? " (stale)" : "");
-      applied.textContent = text;
-    }
+    if (applied) applied.textContent = appliedText(item, 0);
     const retry = card.querySelector("[data-field=retry]");
     if (retry) retry.classList.toggle("hidden", st.state !== "failed");
+  }
+  const pages = {};  // url -> {etag, items, next, at}: what each page was when last sent
+  async function fetchPage(url) {
+    const known = pages[url];
+    const headers = { Accept: "application/json" };
+    if (known) headers["If-None-Match"] = known.etag;
+    const response = await fetch(url, { headers: headers });
+    if (response.status === 304 && known) return Object.assign({ fresh: false }, known);
+    if (!response.ok) throw new Error(String(response.status));
+    const link = /<([^>]+)>;\s*rel="next"/.exec(response.headers.get("Link") || "");
+    const page = { etag: response.headers.get("ETag"), items: await response.json(), next: link ? link[1] : null, at: Date.now() };
+    if (page.etag) pages[url] = page;
+    return Object.assign({ fresh: true }, page);
   }
   async function refresh() {
     if (document.hidden) return;
     try {
-      const response = await fetch(source, { headers: { Accept: "application/json" } });
-      if (!response.ok) return;
-      const items = await response.json();
       const shown = Array.from(document.querySelectorAll("[data-testid=deployment-card]"))
         .filter(function (card) { return !card.dataset.pending; })
         .map(function (card) { return card.dataset.name; }).sort();
+      const got = [];
+      let url = source;
+      while (url && got.reduce(function (n, p) { return n + p.items.length; }, 0) <= shown.length) {
+        const page = await fetchPage(url);  // the pages the cards cover, and one more item at most
+        got.push(page);
+        url = page.next;
+      }
+      const items = got.flatMap(function (page) { return page.items; });
       const listed = items.map(function (item) { return item.name; }).sort();
       const editing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
       if (shown.join() !== listed.join() && !editing && !document.querySelector("dialog[open]")) {
         window.location.reload();  // a deployment appeared or went away: draw the list again
         return;
       }
-      items.forEach(function (item) {
-        const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
-        if (card) update(card, item);
+      got.forEach(function (page) {
+        page.items.forEach(function (item) {
+          const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
+          if (!card) return;
+          if (page.fresh) { update(card, item); return; }
+          const applied = card.querySelector("[data-field=applied]");  // unchanged: only the reading's age
+          if (applied) applied.textContent = appliedText(item, (Date.now() - page.at) / 1000);
+        });
       });
     } catch (error) { /* the next round will try again */ }
   }
