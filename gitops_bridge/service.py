@@ -62,16 +62,31 @@ class State:
     # an unreadable apps/ file -> what it last held (its newest readable version), which
     # still counts against quota: it may well still run
     held: dict[str, Deployment] = field(default_factory=dict)
+    # indexes built on first use, once ``Service.state`` has filled the state (a state is
+    # never changed after that): without them every create scanned all deployments
+    _by_group: dict[str, list[Deployment]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _ids: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def in_group(self, group: str) -> list[Deployment]:
         """The group's deployments, the last readable versions of unreadable files included."""
-        found = [d for d in self.deployments.values() if d.group == group]
-        return found + [d for p, d in self.held.items() if p.split("/")[1] == group]
+        if self._by_group is None:
+            by_group: dict[str, list[Deployment]] = {}
+            for deployment in self.deployments.values():
+                by_group.setdefault(deployment.group, []).append(deployment)
+            for path, deployment in self.held.items():
+                by_group.setdefault(path.split("/")[1], []).append(deployment)
+            self._by_group = by_group
+        return list(self._by_group.get(group, ()))
 
-    def ids(self) -> set[str]:
-        taken = {d.id for d in self.deployments.values()}
-        unreadable = [p for p in self.unreadable if p.split("/")[2:3] == [layout.APPS_DIR]]
-        return taken | {p.rsplit("-", 1)[-1].removesuffix(".yaml") for p in unreadable}
+    def ids(self) -> frozenset[str]:
+        if self._ids is None:
+            taken = {d.id for d in self.deployments.values()}
+            unreadable = [p for p in self.unreadable if p.split("/")[2:3] == [layout.APPS_DIR]]
+            taken |= {p.rsplit("-", 1)[-1].removesuffix(".yaml") for p in unreadable}
+            self._ids = frozenset(taken)
+        return self._ids
 
     def problems_in(self, group: str) -> dict[str, str]:
         """The unreadable files of one group's folder: path -> why."""
@@ -239,9 +254,10 @@ class Service:
     def _use(self, state: State, snapshot: Snapshot, path: str, blob: str, kind: str) -> None:
         """Add one file under tenants/ to the state, or to its unreadable files."""
         value, why = self._read(path, blob, kind)
-        if kind == tenancy.APP and not why and value.name in state.deployments:
-            other = state.app_file(value.name)
-            why = f"not allowed: deployment {value.name} is {other} already (ids are unique)"
+        name = value.name if kind == tenancy.APP and not why else None
+        if name is not None and name in state.deployments:
+            other = state.app_file(name)
+            why = f"not allowed: deployment {name} is {other} already (ids are unique)"
         if why:
             state.unreadable[path] = why
             if kind == tenancy.APP:
@@ -250,8 +266,8 @@ class Service:
                     state.held[path] = held
         elif kind == tenancy.GROUP_RECORD:
             state.groups[value.name] = value
-        elif kind == tenancy.APP:
-            state.deployments[value.name] = value
+        elif name is not None:  # a readable apps/ file
+            state.deployments[name] = value
 
     def _read(self, path: str, blob: str, kind: str) -> tuple[Any, str]:
         """What a file under tenants/ holds (a Group, a Deployment; the documents of a

@@ -7,12 +7,14 @@ nothing here asserts a time: compare the figures between commits.
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,18 +67,178 @@ def padded_service(root: Path, files: int) -> service.Service:
     return svc
 
 
-def bench_create(files: int, repeat: int) -> None:
+def api_admin() -> dict[str, str]:
+    """Headers of a platform admin behind the default (local) identity proxy."""
+    return {"X-Forwarded-User": "root", "X-Forwarded-Groups": "platform-admins"}
+
+
+def bench_scale(size: int, repeat: int, profile: bool) -> dict[str, float]:
+    """Real deployments in groups of 100 (scripts/benchrepo.py), one service on a file://
+    remote; run in a fresh process per size so RSS and caches start from nothing."""
+    import cProfile
+    import pstats
+
+    import benchrepo
+
+    from gitops_bridge import webapp
+
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        svc = padded_service(Path(tmp), files)
+        root = Path(tmp)
+        remote = root / "remote.git"
+        settings = config.load(
+            data_dir=root / "data", repo_url=remote.as_uri(), fetch_interval=3600
+        )
+        start = time.perf_counter()
+        generated = benchrepo.generate(remote, size, settings)
+        figures["generate_s"] = time.perf_counter() - start
+        figures["files"] = generated.files
+        figures["rss_before_mib"] = rss_mib()
+
+        # start-up to the first answer with data: clone, service, app, one deployment's GET
+        start = time.perf_counter()
+        rt = runtime.open_runtime(settings)
+        app = webapp.create_app(settings, rt=rt)
+        client = app.test_client()
+        answer = client.get(f"/api/v1/deployments/{generated.deployments[-1]}", headers=api_admin())
+        figures["startup_s"] = time.perf_counter() - start
+        assert answer.status_code == 200, answer.json
+        figures["rss_start_mib"] = rss_mib()
+        svc = rt.svc
+        state = svc.state()
+        assert len(state.deployments) == size and not state.unreadable, state.unreadable
+
+        # the full state build (what start-up and every fetched foreign commit pay)
+        builds = []
+        for _ in range(1 if size >= 10_000 else 3):
+            svc._states.clear()
+            svc._parsed.clear()
+            builds.append(timed(svc.state, 1)[0])
+        figures["state_s"] = statistics.median(builds)
+
+        # listing every deployment: the service, then the API as the admin
+        figures["list_svc_s"] = statistics.median(timed(lambda: svc.deployments(ADMIN), 3))
+        figures["groups_svc_s"] = statistics.median(timed(lambda: svc.groups(ADMIN), 3))
+        walks: list[tuple[int, int]] = []  # (pages, bytes) of each walk
+
+        def api_page(url: str) -> tuple[bytes, str | None]:
+            """One page and the path of the next (``Link: <...>; rel="next"``), if any."""
+            response = client.get(url, headers=api_admin())
+            assert response.status_code == 200, response.status_code
+            link = response.headers.get("Link", "")
+            found = re.search(r'<([^>]+)>;\s*rel="next"', link)
+            if found is None:
+                return response.data, None
+            parts = urllib.parse.urlsplit(found.group(1))
+            return response.data, parts.path + (f"?{parts.query}" if parts.query else "")
+
+        def api_walk() -> None:
+            url: str | None = "/api/v1/deployments"
+            pages = size_bytes = 0
+            while url is not None:
+                data, url = api_page(url)
+                pages += 1
+                size_bytes += len(data)
+            walks.append((pages, size_bytes))
+
+        first = timed(lambda: api_page("/api/v1/deployments"), 3)
+        figures["list_api_page_s"] = statistics.median(first)
+        figures["list_api_s"] = statistics.median(timed(api_walk, 1 if size >= 10_000 else 3))
+        figures["list_api_pages"], all_bytes = walks[-1]
+        figures["list_api_mb"] = all_bytes / 1e6
+        figures["rss_reads_mib"] = rss_mib()
+
+        # one create, one client, into a full group of 100
+        group = generated.groups[len(generated.groups) // 2]
         counter = iter(range(10**6))
 
         def create() -> None:
             n = next(counter)
-            svc.create_deployment(ADMIN, "bench", {"name": f"app{n}", "image": "nginx"})
+            svc.create_deployment(ADMIN, group, {"name": f"bench{n}", "image": "nginx"})
 
-        create()  # warm caches
-        samples = timed(create, repeat)
-        print(f"create deployment, repo of {files:>6} files (commit+push) {median_ms(samples)}")
+        create()  # warm: the state of the new commit
+        figures["create_s"] = statistics.median(timed(create, repeat))
+
+        # the limit: the writer's own tree and commit writing for the same change
+        repo = svc.repo
+        spec = models.parse_deployment({"name": "limit", "image": "nginx"})
+        manifest = render.helmrelease(
+            models.Deployment(group=group, id="lim000", spec=spec), settings=settings
+        )
+        head = repo.head()
+        tree = repo._tree_of(head)
+        limits = []
+        for n in range(repeat):
+            change = {manifest.path.replace("lim000", f"lim{n:03d}"): manifest.data}
+            begin = time.perf_counter()
+            new_tree = repo._write_tree(tree, change)
+            repo._write_commit(tree=new_tree, parent=head, author=repo.committer, message="limit")
+            limits.append(time.perf_counter() - begin)
+        figures["limit_s"] = statistics.median(limits)
+        figures["rss_end_mib"] = rss_mib()
+
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(create)
+            print(f"--- profile of one create, {size} deployments (cumulative) ---")
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+    return figures
+
+
+SCALE_ROWS: tuple[tuple[str, Callable[[dict[str, float]], str]], ...] = (
+    ("repository: files / generated in", lambda f: f"{f['files']:.0f} / {f['generate_s']:.1f} s"),
+    ("create, 1 client, p50", lambda f: f"{f['create_s'] * 1000:.0f} ms"),
+    ("limit: changed trees + commit (writer)", lambda f: f"{f['limit_s'] * 1000:.1f} ms"),
+    ("create vs limit", lambda f: f"{f['create_s'] / f['limit_s']:.0f}x"),
+    ("start-up to first answer with data", lambda f: f"{f['startup_s']:.1f} s"),
+    (
+        "RSS after start / after reads",
+        lambda f: f"{f['rss_start_mib']:.0f} / {f['rss_reads_mib']:.0f} MiB",
+    ),
+    ("svc.state(), full build (caches emptied)", lambda f: f"{f['state_s']:.2f} s"),
+    ("svc.deployments(admin), all", lambda f: f"{f['list_svc_s'] * 1000:.0f} ms"),
+    ("svc.groups(admin), all with usage", lambda f: f"{f['groups_svc_s'] * 1000:.0f} ms"),
+    (
+        "GET /api/v1/deployments as admin: first page",
+        lambda f: f"{f['list_api_page_s'] * 1000:.0f} ms",
+    ),
+    (
+        "... every page (following Link: next)",
+        lambda f: (
+            f"{f['list_api_s']:.2f} s, {f['list_api_pages']:.0f} pages, {f['list_api_mb']:.1f} MB"
+        ),
+    ),
+)
+
+
+def scale_table(sizes: list[int], repeat: int, profile: bool) -> None:
+    """Each size in a child process; the figures as one table (medians)."""
+    import json
+
+    results: dict[int, dict[str, float]] = {}
+    for size in sizes:
+        sys.stdout.flush()
+        command = [
+            sys.executable,
+            __file__,
+            "--scale-child",
+            str(size),
+            "--repeat",
+            str(min(repeat, 10)),
+        ]
+        if profile and size == max(sizes):
+            command.append("--profile")
+        done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+        for line in done.stdout.splitlines():
+            if line.startswith("FIGURES "):
+                results[size] = json.loads(line.removeprefix("FIGURES "))
+            else:
+                print(line)
+    header = "| what | " + " | ".join(f"{size:,}" for size in sizes) + " |"
+    print(header)
+    print("|---|" + "---|" * len(sizes))
+    for label, show in SCALE_ROWS:
+        print(f"| {label} | " + " | ".join(show(results[size]) for size in sizes) + " |")
 
 
 def bench_race(repeat: int) -> None:
@@ -244,17 +406,28 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", choices=["render", "create", "race", "poll", "rss", "health"]
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile one create at the largest size (cProfile, cumulative time)",
+    )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child is not None:
         bench_rss(args.rss_child)
+        return
+    if args.scale_child is not None:
+        import json
+
+        figures = bench_scale(args.scale_child, args.repeat, args.profile)
+        print("FIGURES " + json.dumps(figures))
         return
     chosen = set(args.only or ["render", "create", "race", "poll", "rss", "health"])
     if "render" in chosen:
         bench_render(args.repeat * 20)
     if "create" in chosen:
-        for size in (int(s) for s in args.sizes.split(",")):
-            bench_create(size, args.repeat)
+        scale_table([int(s) for s in args.sizes.split(",")], args.repeat, args.profile)
     if "race" in chosen:
         bench_race(args.repeat)
     if "poll" in chosen:
