@@ -196,7 +196,9 @@ def cmd_manage(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     settings = _settings(args)
     svc = runtime.open_service(settings)
-    for version in history.history(svc, _user(args, settings), args.name, limit=history.MAX_PAGE):
+    for version in history.page(
+        svc, _user(args, settings), args.name, limit=history.MAX_PAGE
+    ).versions:
         summary = "; ".join(version.summary)
         print(f"{version.sha[:10]}  {version.author:<12} {version.subject}  [{summary}]")
     return 0

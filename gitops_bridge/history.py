@@ -90,19 +90,6 @@ class Page:
     next: str | None  # the ``before`` of the next page; None on the last one
 
 
-def history(
-    svc: Service,
-    user: User,
-    name: str,
-    *,
-    diffs: bool = False,
-    limit: int = PAGE,
-    before: str | None = None,
-) -> list[Version]:
-    """The newest ``limit`` versions (older than ``before``); see ``page``."""
-    return page(svc, user, name, diffs=diffs, limit=limit, before=before).versions
-
-
 def page(
     svc: Service,
     user: User,

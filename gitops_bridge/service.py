@@ -456,9 +456,8 @@ class Service:
                     + ": creating the group again would take over its deployments and drop "
                     "its files from the platform; fix or remove the folder in Git first"
                 )
-            writes = render.group_files(group, settings=self.settings)
-            files = [m.path.rsplit("/", 1)[1] for m in writes]
-            writes.append(render.group_kustomization(group.name, files=files))
+            files, index, _ = self._platform(snapshot, group)
+            writes = [*files, index]
             writes.append(render.tenants_kustomization(_listed_groups(snapshot, state, group.name)))
             writes.append(render.apps_placeholder(group.name))
             return render.Change(
@@ -493,14 +492,8 @@ class Service:
                 raise NotFound(f"group {name!r} not found (deleted meanwhile?)")
             group = models.parse_group(_merged_group(before, patch))
             updated[:] = [group]
-            base = layout.group_dir(name)
-            writes = render.group_files(
-                group,
-                settings=self.settings,
-                helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
-            )
-            files = [m.path.rsplit("/", 1)[1] for m in writes]
-            writes.append(render.group_kustomization(name, files=files))
+            files, index, _ = self._platform(snapshot, group)
+            writes = [*files, index]
             summary = "; ".join(_group_differences(before, group)) or "no changes"
             change = render.Change(
                 message=f"Update group {name}: {summary}",
@@ -559,24 +552,13 @@ class Service:
             if stage != 2:
                 writes += self._shipped_files(snapshot, deletes)
             for group in state.groups.values():
-                base = layout.group_dir(group.name)
-                files = render.group_files(
-                    group,
-                    settings=self.settings,
-                    helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
-                )
-                names = [m.path.rsplit("/", 1)[1] for m in files]
                 still = listed[group.name] if stage == 1 else []  # the platform's until 2
-                writes.append(render.group_kustomization(group.name, files=names, legacy=still))
+                files, index, stale = self._platform(snapshot, group, legacy=still)
+                writes.append(index)
                 if stage == 2:
                     continue
                 writes += [*files, render.apps_placeholder(group.name)]
-                current = {m.path for m in files}
-                deletes += [
-                    f"{base}/{name}"
-                    for name in layout.PLATFORM_FILES
-                    if f"{base}/{name}" in snapshot.files and f"{base}/{name}" not in current
-                ]
+                deletes += stale
             if stage != 2:
                 writes += [
                     render.helmrelease(
@@ -596,6 +578,27 @@ class Service:
 
         commit = self.repo.apply(build, author=self.author(user))
         return Written(commit=commit, message=outcome[0] if outcome else "")
+
+    def _platform(
+        self, snapshot: Snapshot, group: Group, *, legacy: list[str] | None = None
+    ) -> tuple[list[render.Manifest], render.Manifest, list[str]]:
+        """A group's platform files as rendered now, the kustomization listing them (with
+        ``legacy`` apps/ entries), and the platform files in Git no longer rendered."""
+        base = layout.group_dir(group.name)
+        files = render.group_files(
+            group,
+            settings=self.settings,
+            helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
+        )
+        names = [m.path.rsplit("/", 1)[1] for m in files]
+        index = render.group_kustomization(group.name, files=names, legacy=legacy or ())
+        rendered = {m.path for m in files}
+        stale = [
+            f"{base}/{name}"
+            for name in layout.PLATFORM_FILES
+            if f"{base}/{name}" in snapshot.files and f"{base}/{name}" not in rendered
+        ]
+        return files, index, stale
 
     def _shipped_files(self, snapshot: Snapshot, deletes: list[str]) -> list[render.Manifest]:
         """The vendored chart and repo-template's cluster files for every cluster in clusters/

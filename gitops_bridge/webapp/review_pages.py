@@ -23,7 +23,9 @@ def _history_page(name: str, *, error: BridgeError | None = None) -> str:
     svc, user = context.svc(), context.user()
     before = request.args.get("before") or None
     found = history.page(svc, user, name, diffs=True, before=before)
-    newest = found.versions[:1] if before is None else history.history(svc, user, name, limit=1)
+    newest = (
+        found.versions[:1] if before is None else history.page(svc, user, name, limit=1).versions
+    )
     return render_template(
         "history.html",
         name=name,
