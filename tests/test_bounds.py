@@ -147,6 +147,8 @@ def test_caches_stay_bounded_over_many_writes_and_history_comes_in_pages(
 
     too_many = client.get(f"/api/v1/deployments/{name}/history?limit=201", headers=ALICE)
     assert too_many.status_code == 422 and too_many.json["problems"][0]["field"] == "limit"
+    empty = client.get(f"/api/v1/deployments/{name}/history?limit=", headers=ALICE)
+    assert empty.status_code == 422 and empty.json["problems"][0]["field"] == "limit"
     unknown = client.get(f"/api/v1/deployments/{name}/history?before=zzzzzzz", headers=ALICE)
     assert unknown.status_code == 422 and unknown.json["problems"][0]["field"] == "before"
     stranger = client.get(f"/api/v1/deployments/{name}/history?before={'0' * 40}", headers=ALICE)

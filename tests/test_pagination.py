@@ -168,6 +168,7 @@ def test_filters_group_owner_state_and_text_hold_across_pages(
         ("limit=501", "limit"),
         ("limit=-1", "limit"),
         ("limit=ten", "limit"),
+        ("limit=", "limit"),  # an integer parameter given empty is not "the default"
         ("state=sleeping", "state"),
         ("after=not%20a%20cursor", "after"),
         ("after=bm90LWpzb24", "after"),  # base64 of something not a cursor

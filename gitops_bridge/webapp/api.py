@@ -334,7 +334,7 @@ def retry_deployment(name: str) -> Answer:
 
 def _int_arg(name: str, default: int) -> int:
     text = request.args.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         return int(text)
