@@ -8,6 +8,7 @@ exponent (``e3``, ``E-2``). Values are exact (Fractions), so ``0.1 + 0.2 == 300m
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 from functools import total_ordering
@@ -193,6 +194,14 @@ def _is(given: object, value: str) -> str:
 
 
 def parse(text: str | int | float) -> Quantity:
+    if isinstance(text, str):
+        return _parse_text(text)
+    return Quantity.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Quantity:
+    """Quantities are immutable: the few texts a repository uses are parsed once."""
     return Quantity.parse(text)
 
 

@@ -58,6 +58,7 @@ class Usage:
         )
 
 
+NO_SIDECAR = Sidecar(cpu=Quantity(0), memory=Quantity(0))
 NOTHING = Usage(cpu=Quantity(0), memory=Quantity(0), pods=0, deployments=0)
 
 
@@ -115,12 +116,15 @@ def check(
     before: Deployment | None,
     after: Deployment | None,
     sidecar: Sidecar,
+    used: Usage | None = None,
 ) -> Usage:
     """Refuse a change (before -> after; None = absent) that does not fit; return the new usage.
 
-    ``current`` holds every deployment of the group as it is now, ``before`` included.
+    ``current`` holds every deployment of the group as it is now, ``before`` included;
+    ``used``: what they request, when already known.
     """
-    used = usage((d.spec for d in current), sidecar=sidecar)
+    if used is None:
+        used = usage((d.spec for d in current), sidecar=sidecar)
     old = footprint(before.spec, sidecar=sidecar) if before else NOTHING
     new = footprint(after.spec, sidecar=sidecar) if after else NOTHING
     replacing = [(before, after)] if after is not None and replaces_pods(before, after) else []

@@ -88,6 +88,9 @@ class Runtime:
             self.scheduler = None
 
 
+STATE_FILE = "gitops-bridge-state.pickle"  # in the clone: the state kept for the next start
+
+
 def open_service(settings: Settings) -> Service:
     """The service on its working clone; with no repo_url, an embedded remote under data_dir.
 
@@ -109,7 +112,7 @@ def open_service(settings: Settings) -> Service:
         fetch_interval=settings.fetch_interval,
     )
     repo.fetch()
-    service = Service(settings, repo)
+    service = Service(settings, repo, stored=settings.clone_dir / STATE_FILE)
     service.review = Reviews(service, _forge(settings))
     if embedded is not None and repo.head() is None:
         initial = bootstrap.initial_change(cluster=settings.cluster)

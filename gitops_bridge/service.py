@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import string
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gitops_bridge import assets, bootstrap, models, quantity, quota, registry, render
+from gitops_bridge import state as states
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
     BridgeError,
@@ -31,7 +35,9 @@ from gitops_bridge.errors import (
 from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
-from gitops_bridge.render import layout, tenancy, yamlio
+from gitops_bridge.render import layout
+from gitops_bridge.state import State as State  # re-exported: history and tests use it
+from gitops_bridge.state import group_of
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 KEY_LOCK_STRIPES = 64
@@ -39,67 +45,15 @@ TRAILER_ACTION = "Gitops-Bridge-Action"
 TRAILER_DEPLOYMENT = "Gitops-Bridge-Deployment"
 TRAILER_GROUP = "Gitops-Bridge-Group"
 TRAILER_REQUEST = "Gitops-Bridge-Request"
-HELD_LOOKBACK = 20  # changes of an unreadable file searched for its last readable version
 STATES = 8  # states of recent commits kept (the newest is what most requests read)
-PARSED_FLOOR = 64  # parsed files kept before the first clean-up
+STORE_EVERY = 300.0  # seconds between two states kept for the next start
+
+
+log = logging.getLogger(__name__)
 
 
 def random_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(models.ID_LENGTH))
-
-
-@dataclass
-class State:
-    """The desired state at one commit, as models."""
-
-    commit: str | None
-    groups: dict[str, Group] = field(default_factory=dict)
-    deployments: dict[str, Deployment] = field(default_factory=dict)  # by {app}-{id}
-    # files under tenants/ the bridge cannot use (invalid YAML, not its format, or against
-    # the folder's rules: render.tenancy): path -> why. Writes to their group are refused
-    # until a change repairs one of them.
-    unreadable: dict[str, str] = field(default_factory=dict)
-    # an unreadable apps/ file -> what it last held (its newest readable version), which
-    # still counts against quota: it may well still run
-    held: dict[str, Deployment] = field(default_factory=dict)
-    # indexes built on first use, once ``Service.state`` has filled the state (a state is
-    # never changed after that): without them every create scanned all deployments
-    _by_group: dict[str, list[Deployment]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _ids: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def in_group(self, group: str) -> list[Deployment]:
-        """The group's deployments, the last readable versions of unreadable files included."""
-        if self._by_group is None:
-            by_group: dict[str, list[Deployment]] = {}
-            for deployment in self.deployments.values():
-                by_group.setdefault(deployment.group, []).append(deployment)
-            for path, deployment in self.held.items():
-                by_group.setdefault(path.split("/")[1], []).append(deployment)
-            self._by_group = by_group
-        return list(self._by_group.get(group, ()))
-
-    def ids(self) -> frozenset[str]:
-        if self._ids is None:
-            taken = {d.id for d in self.deployments.values()}
-            unreadable = [p for p in self.unreadable if p.split("/")[2:3] == [layout.APPS_DIR]]
-            taken |= {p.rsplit("-", 1)[-1].removesuffix(".yaml") for p in unreadable}
-            self._ids = frozenset(taken)
-        return self._ids
-
-    def problems_in(self, group: str) -> dict[str, str]:
-        """The unreadable files of one group's folder: path -> why."""
-        prefix = f"{layout.group_dir(group)}/"
-        return {p: why for p, why in self.unreadable.items() if p.startswith(prefix)}
-
-    def app_file(self, name: str) -> str | None:
-        """The file of a deployment, readable or not (None: no such file)."""
-        deployment = self.deployments.get(name)
-        if deployment is not None:
-            return render.app_path(deployment.group, deployment.name)
-        suffix = f"/{layout.APPS_DIR}/{name}.yaml"
-        return next((p for p in self.unreadable if p.endswith(suffix)), None)
 
 
 @dataclass(frozen=True)
@@ -181,6 +135,7 @@ class Service:
         *,
         new_id: Callable[[], str] = random_id,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stored: Path | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -192,126 +147,79 @@ class Service:
         self.review: Any = None  # review.Reviews, attached by open_service
         self.registry = registry.from_settings(settings.registry)
         self._states: OrderedDict[str, State] = OrderedDict()  # the newest STATES commits
-        # files read under tenants/, by kind, path and blob: kept while a retained state's
-        # commit holds them, and at most twice that many between two clean-ups
-        self._parsed: dict[str, Any] = {}
-        self._parsed_kept = PARSED_FLOOR
+        self._states_lock = threading.Lock()
+        self.reader = states.Reader(_Source(repo), sidecar=self.sidecar)
+        # where a state is kept for the next start (None: not kept)
+        self._stored_path: Path | None = stored
+        self._looked = False
+        self._stored_at = 0.0
+        self._storing = threading.Lock()
         # striped: a fixed number of locks, whatever the number of keys ever seen
         self._key_locks = [threading.Lock() for _ in range(KEY_LOCK_STRIPES)]
 
     # ---- reading ---------------------------------------------------------------
 
     def state(self, snapshot: Snapshot | None = None) -> State:
+        """The state at a snapshot (default: the newest main), derived from a state already
+        built where one is: only the folders that changed are read."""
         if snapshot is None:
             self.repo.refresh()
             snapshot = self.repo.snapshot()
         key = snapshot.commit or ""
-        cached = self._states.get(key)
-        if cached is not None:
-            return cached
-        state = State(commit=snapshot.commit)
-        folders: dict[str, set[str]] = {}  # group -> its files, relative to its folder
-        indexes: list[tuple[str, str]] = []
-        for path, blob in snapshot.under(layout.TENANTS_DIR).items():
-            parts = path.split("/")
-            if len(parts) >= 3:
-                folders.setdefault(parts[1], set()).add("/".join(parts[2:]))
-            kind = tenancy.role(path)
-            if kind == tenancy.INDEX:
-                indexes.append((path, blob))
-            elif kind == tenancy.STRAY:
-                state.unreadable[path] = tenancy.stray_problem(path)
-            elif kind is not None:
-                self._use(state, snapshot, path, blob, kind)
-        for path, blob in indexes:  # after the walk: they are checked against the folder
-            documents, why = self._read(path, blob, tenancy.INDEX)
-            group = path.split("/")[1]
-            problems = [] if why else tenancy.index(group, documents, present=folders[group])
-            if why or problems:
-                state.unreadable[path] = why or "not allowed: " + "; ".join(problems)
-        self._states[key] = state
-        while len(self._states) > STATES:
-            self._states.popitem(last=False)
-        if len(self._parsed) > 2 * self._parsed_kept:
-            self._prune_parsed()
+        with self._states_lock:
+            cached = self._states.get(key)
+            if cached is not None:
+                self._states.move_to_end(key)
+                return cached
+            base = self._states.get(snapshot.parent or "") if snapshot.parent else None
+            newest = next(reversed(self._states.values()), None)
+        changed: set[str] | None = set(snapshot.changed) if base is not None else None
+        if base is None:
+            base = newest or self._stored()
+            if base is not None and base.commit is not None and snapshot.commit is not None:
+                changed = set(self.repo.differences(base.commit, snapshot.commit))
+        if base is not None and changed is not None:
+            groups = {g for g in map(group_of, changed) if g is not None}
+            state = self.reader.derive(
+                base, snapshot.commit, {g: snapshot.folder(g) for g in groups}
+            )
+        else:
+            state = self.reader.build(snapshot.commit, snapshot.folders())
+            self._store(state, now=True)
+        with self._states_lock:
+            self._states[key] = state
+            while len(self._states) > STATES:
+                self._states.popitem(last=False)
+        self._store(state)
         return state
 
-    def _prune_parsed(self) -> None:
-        """Forget files no retained state's commit holds (older versions of changed files):
-        memory follows the repository's size, not the number of writes it has seen."""
-        held: set[tuple[str, str]] = set()
-        for commit in list(self._states):
-            if commit:
-                held.update(self.repo.snapshot(commit).under(layout.TENANTS_DIR).items())
-        kept: dict[str, Any] = {}
-        for key, value in list(self._parsed.items()):
-            path, _, blob = key.split(":", 1)[1].rpartition(":")
-            if (path, blob) in held:
-                kept[key] = value
-        self._parsed = kept
-        self._parsed_kept = max(len(kept), PARSED_FLOOR)
+    def _stored(self) -> State | None:
+        """The state the last run stored, if it is of a commit this clone has."""
+        if self._stored_path is None or self._looked:
+            return None
+        self._looked = True  # once per process: afterwards states derive from each other
+        return states.load(self._stored_path, self.repo.has_commit, sidecar=self.sidecar)
 
-    def _use(self, state: State, snapshot: Snapshot, path: str, blob: str, kind: str) -> None:
-        """Add one file under tenants/ to the state, or to its unreadable files."""
-        value, why = self._read(path, blob, kind)
-        name = value.name if kind == tenancy.APP and not why else None
-        if name is not None and name in state.deployments:
-            other = state.app_file(name)
-            why = f"not allowed: deployment {name} is {other} already (ids are unique)"
-        if why:
-            state.unreadable[path] = why
-            if kind == tenancy.APP:
-                held = self._last_readable(snapshot, path, blob)
-                if held is not None:
-                    state.held[path] = held
-        elif kind == tenancy.GROUP_RECORD:
-            state.groups[value.name] = value
-        elif name is not None:  # a readable apps/ file
-            state.deployments[name] = value
+    def _store(self, state: State, *, now: bool = False) -> None:
+        """Keep a state for the next start, in the background: at once after a full
+        build, then every STORE_EVERY seconds."""
+        if self._stored_path is None or state.commit is None:
+            return
+        due = now or time.monotonic() - self._stored_at >= STORE_EVERY
+        if not due or not self._storing.acquire(blocking=False):
+            return
+        self._stored_at = time.monotonic()
+        path = self._stored_path
 
-    def _read(self, path: str, blob: str, kind: str) -> tuple[Any, str]:
-        """What a file under tenants/ holds (a Group, a Deployment; the documents of a
-        kustomization.yaml; None for a platform file), or why the bridge cannot use it.
-        Cached by path and content: an unchanged file is read once."""
-        key = f"tenancy:{path}:{blob}"
-        cached: tuple[Any, str] | None = self._parsed.get(key)
-        if cached is None:
-            group = path.split("/")[1]
+        def save() -> None:
             try:
-                documents = yamlio.load_all(self.repo.read_blob(blob))
-                if kind == tenancy.GROUP_RECORD:
-                    cached = (tenancy.group_record(group, path, documents), "")
-                elif kind == tenancy.APP:
-                    cached = (tenancy.app(group, path, documents), "")
-                elif kind == tenancy.PLATFORM:
-                    tenancy.platform_file(group, path, documents)
-                    cached = (None, "")
-                else:
-                    cached = (documents, "")
-            except Exception as exc:  # a hand-edited file we cannot use: say why, don't crash
-                cached = (None, tenancy.describe(exc))
-            self._parsed[key] = cached
-        return cached
+                states.save(state, path)
+            except OSError as exc:
+                log.warning("cannot store the state for the next start: %s", exc)
+            finally:
+                self._storing.release()
 
-    def _last_readable(self, snapshot: Snapshot, path: str, blob: str) -> Deployment | None:
-        """The newest readable version of an apps/ file before it became unreadable, among
-        its last HELD_LOOKBACK changes (cached per unreadable content)."""
-        key = f"held:{path}:{blob}"
-        if key in self._parsed:
-            found: Deployment | None = self._parsed[key]
-            return found
-        found = None
-        for entry in self.repo.log(paths=[path], commit=snapshot.commit, limit=HELD_LOOKBACK):
-            sha = self.repo.blob_at(entry.sha, path)
-            if sha is None:
-                break  # deleted there: what came before is another deployment's life
-            if sha != blob:
-                value, why = self._read(path, sha, tenancy.APP)
-                if not why:
-                    found = value
-                    break
-        self._parsed[key] = found
-        return found
+        threading.Thread(target=save, name="state-store", daemon=True).start()
 
     def fresh_state(self, *, group: str | None = None, deployment: str | None = None) -> State:
         """The state, fetched anew when it lacks the named group/deployment (another
@@ -332,13 +240,12 @@ class Service:
         for group in sorted(state.groups.values(), key=lambda g: g.name):
             if not user.member_of(group.name, group.members):
                 continue
-            specs = [d.spec for d in state.in_group(group.name)]
             used, note = self._storage(group.name) if storage else (None, "")
             views.append(
                 GroupView(
                     group=group,
-                    usage=quota.usage(specs, sidecar=self.sidecar),
-                    deployments=len(specs),
+                    usage=state.usage(group.name),
+                    deployments=len(state.in_group(group.name)),
                     storage=used,
                     storage_note=note,
                     files=tuple(
@@ -826,6 +733,7 @@ class Service:
         quota.check(
             group,
             current=state.in_group(group_name),
+            used=state.usage(group_name),
             before=None,
             after=deployment,
             sidecar=self.sidecar,
@@ -845,6 +753,7 @@ class Service:
         quota.check(
             group,
             current=state.in_group(before.group),
+            used=state.usage(before.group),
             before=before,
             after=after,
             sidecar=self.sidecar,
@@ -884,10 +793,9 @@ class Service:
                 )
 
     def _unique_id(self, state: State) -> str:
-        taken = state.ids()
         for _ in range(100):
             candidate = self.new_id()
-            if candidate not in taken:
+            if not state.id_taken(candidate):
                 return candidate
         raise Conflict("could not find a free deployment id; try again")
 
@@ -981,3 +889,17 @@ def _listed_apps(snapshot: Snapshot, group: str) -> list[str]:
     document = snapshot.yaml(f"{layout.group_dir(group)}/kustomization.yaml")
     resources = (document or {}).get("resources") if isinstance(document, dict) else None
     return [r for r in resources or [] if isinstance(r, str) and r.startswith("apps/")]
+
+
+class _Source:
+    """The repository as reading a state needs it."""
+
+    def __init__(self, repo: GitRepo) -> None:
+        self.repo = repo
+
+    def read_blob(self, sha: str) -> bytes:
+        return self.repo.read_blob(sha)
+
+    def history(self, path: str, commit: str | None, limit: int) -> list[str | None]:
+        entries = self.repo.log(paths=[path], commit=commit, limit=limit)
+        return [self.repo.blob_at(entry.sha, path) for entry in entries]

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge import jsonbody, service
+from gitops_bridge import state as states
 from gitops_bridge.cache import Bounded
 from gitops_bridge.gitrepo import clone
 from gitops_bridge.identity import User
@@ -114,7 +115,8 @@ def test_caches_stay_bounded_over_many_writes_and_history_comes_in_pages(
     for n in range(WRITES):
         env = [{"name": "N", "value": f"{n}-" + "x" * 512}]
         svc.update_deployment(alice, name, {"env": env})
-        assert len(svc._parsed) <= 2 * service.PARSED_FLOOR, n
+        assert len(svc._states) <= service.STATES and len(svc.repo._snapshots) <= clone.SNAPSHOTS
+        assert len(svc.reader._held) <= states.HELD_CACHE, n
     assert svc.state().deployments[name].spec.env[0].value.startswith(f"{WRITES - 1}-")
 
     first = client.get(f"/api/v1/deployments/{name}/history?diff=1", headers=ALICE)

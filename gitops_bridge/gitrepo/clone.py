@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import git
+import pygit2
 
 from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import RepoUnavailable
@@ -28,6 +29,7 @@ from gitops_bridge.render import yamlio
 log = logging.getLogger(__name__)
 
 SNAPSHOTS = 16  # file listings of recent commits kept
+_UNKNOWN = object()
 # parsed YAML kept, by the size of its text (the parsed objects take a few times that)
 PARSED_BYTES = 8 * 1024 * 1024
 
@@ -57,9 +59,16 @@ class Clone:
         self._last_fetch = 0.0
         self._branches: list[BranchTip] | None = None  # review branches, until refs change
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()  # the newest SNAPSHOTS
+        self._snapshots_lock = threading.Lock()
+        self._head: object = _UNKNOWN  # the tracking ref's commit, while known
+        self._head_generation = 0
+        self._fetches = 0  # fetches done (the tracking ref may have moved with each)
+        self._head_lock = threading.Lock()
         self._parsed: Bounded[str, Any] = Bounded(max_items=4096, max_bytes=PARSED_BYTES)
         self._last_changes: dict[str, tuple[dict[str, LastChange], str | None]] = {}
         self.repo = self._open()
+        # libgit2 on the same repository: reading and writing objects without a process
+        self.objects = pygit2.Repository(str(self.path))
 
     # ---- set-up and recovery -------------------------------------------------
 
@@ -136,6 +145,8 @@ class Clone:
             raise RepoUnavailable(f"cannot fetch from the GitOps remote: {_stderr(exc)}") from exc
         self._last_fetch = time.monotonic()
         self._branches = None
+        self._fetches += 1
+        self._moved(self._read_head())  # once, here: not by every thread that asks next
 
     def refresh(self, *, max_age: float | None = None) -> None:
         """Fetch if the last fetch is older than max_age seconds (default: fetch_interval)."""
@@ -146,35 +157,74 @@ class Clone:
                     self.fetch()
 
     def head(self) -> str | None:
+        """The main the last fetch or push saw (kept in memory until the next one)."""
+        with self._head_lock:
+            if self._head is not _UNKNOWN:
+                return self._head  # type: ignore[return-value]
+            seen = self._head_generation
+        found = self._read_head()
+        with self._head_lock:
+            if self._head_generation == seen:  # no fetch or push moved it meanwhile
+                self._head = found
+        return found
+
+    def _read_head(self) -> str | None:
         try:
             return str(self.repo.git.rev_parse("--verify", "--quiet", self.tracking_ref))
         except git.GitCommandError:
             return None
 
+    def _moved(self, tip: str | object = None) -> None:
+        """The tracking ref changed (to ``tip`` when known; None: read it again)."""
+        with self._head_lock:
+            self._head_generation += 1
+            self._head = _UNKNOWN if tip is None else tip
+
     def snapshot(self, commit: str | None = None) -> Snapshot:
         commit = commit or self.head()
         if commit is None:
             return Snapshot(self, None, {})
-        cached = self._snapshots.get(commit)
-        if cached is not None:
-            self._snapshots.move_to_end(commit)
-            return cached
-        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", commit)
-        files: dict[str, str] = {}
-        for entry in out.split("\0"):
-            if entry:
-                meta, _, path = entry.partition("\t")
-                _mode, kind, sha = meta.split(" ")
-                if kind == "blob":
-                    files[path] = sha
-        snap = Snapshot(self, commit, files)
+        with self._snapshots_lock:
+            cached = self._snapshots.get(commit)
+            if cached is not None:
+                self._snapshots.move_to_end(commit)
+                return cached
+            newest = next(reversed(self._snapshots.values()), None)
+        if newest is not None and newest.commit is not None:
+            # what changed since the newest snapshot known: one diff, sized by the change
+            snap = newest.child(commit, self.differences(newest.commit, commit))
+        else:
+            out = self.repo.git.ls_tree("-r", "-z", "--full-tree", commit)
+            files: dict[str, str] = {}
+            for entry in out.split("\0"):
+                if entry:
+                    meta, _, path = entry.partition("\t")
+                    _mode, kind, sha = meta.split(" ")
+                    if kind == "blob":
+                        files[path] = sha
+            snap = Snapshot(self, commit, files)
         self._remember(snap)
         return snap
 
+    def differences(self, old: str, new: str) -> dict[str, str | None]:
+        """The files that differ between two commits: path -> its blob in ``new`` (None:
+        absent there)."""
+        out = self.repo.git.diff_tree("-r", "-z", "--no-renames", old, new)
+        fields = out.split("\0")
+        found: dict[str, str | None] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            _old_mode, new_mode, _old_sha, new_sha, _status = meta[1:].split(" ")
+            # a deletion, or a submodule (not a file): absent as far as reading goes
+            blob = new_mode not in ("000000", "160000")
+            found[path] = new_sha if blob else None
+        return found
+
     def read_blob(self, sha: str) -> bytes:
         with self._odb_lock:
-            data: bytes = self.repo.odb.stream(bytes.fromhex(sha)).read()
-        return data
+            _kind, data = self.objects.odb.read(sha)
+        return bytes(data)
 
     def blob_at(self, commit: str | None, path: str) -> str | None:
         """The blob of one path at a commit (None: absent), without listing the whole tree."""
@@ -182,10 +232,11 @@ class Clone:
             return None
         with self._odb_lock:
             try:
-                found = self.repo.commit(commit).tree / path
-            except KeyError:
+                tree = self.objects.revparse_single(commit).peel(pygit2.Tree)
+                found = tree[path]
+            except (KeyError, ValueError):
                 return None
-            return str(found.hexsha) if found.type == "blob" else None
+            return str(found.id) if found.type == pygit2.enums.ObjectType.BLOB else None
 
     def read_at(self, commit: str | None, path: str) -> bytes | None:
         sha = self.blob_at(commit, path)
@@ -336,6 +387,13 @@ class Clone:
         self._branches = tips
         return tips
 
+    def has_commit(self, sha: str) -> bool:
+        try:
+            self.repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        except git.GitCommandError:
+            return False
+        return True
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
@@ -345,9 +403,11 @@ class Clone:
 
     def _remember(self, snap: Snapshot) -> None:
         if snap.commit is not None:
-            self._snapshots[snap.commit] = snap
-            while len(self._snapshots) > SNAPSHOTS:
-                self._snapshots.popitem(last=False)
+            with self._snapshots_lock:
+                self._snapshots[snap.commit] = snap
+                self._snapshots.move_to_end(snap.commit)
+                while len(self._snapshots) > SNAPSHOTS:
+                    self._snapshots.popitem(last=False)
 
 
 def _stderr(exc: git.GitCommandError) -> str:

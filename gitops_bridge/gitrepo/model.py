@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 
 CHANGES_PREFIX = "changes/"  # review branches: changes/<group>/<deployment>/<change>
-TREE_MODE = 0o040000
-BLOB_MODE = 0o100644
 _UNSAFE_IDENT = re.compile(r"[<>\n\r\x00]")
 
 
