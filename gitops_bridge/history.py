@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops_bridge import models, quota, render
+from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import Conflict, InvalidRequest, NotFound
-from gitops_bridge.gitrepo import LogEntry, Snapshot
+from gitops_bridge.gitrepo import FileChange, LogEntry, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment
 from gitops_bridge.render import layout, tenancy, yamlio
@@ -22,12 +23,13 @@ from gitops_bridge.service import (
     TRAILER_GROUP,
     Plan,
     Service,
-    State,
     Written,
 )
+from gitops_bridge.state import State
 
 PAGE = 50  # versions a history page shows unless asked for fewer or more
 MAX_PAGE = 200
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,37 @@ def _group_of(path: str) -> str:
     return path.split("/")[1]
 
 
-def _parse_at(svc: Service, commit: str | None, path: str) -> tuple[Deployment | None, str]:
-    """The deployment a commit's version of the file holds (None: absent), or why that
-    version cannot be read."""
-    blob = svc.repo.blob_at(commit, path)
+# the deployment each version of a file holds, by blob: content-addressed, so shared by
+# every repository, and bounded so memory does not grow with the history read
+_versions: Bounded[str, tuple[Deployment | None, str]] = Bounded(
+    max_items=2048, max_bytes=8 * 1024 * 1024
+)
+
+
+def _parse(svc: Service, blob: str | None) -> tuple[Deployment | None, str]:
+    """The deployment a version of the file holds (None: absent), or why that version
+    cannot be read."""
     if blob is None:
         return None, ""
+    cached = _versions.get(blob)
+    if cached is not None:
+        return cached
+    data = svc.repo.read_blob(blob)
     try:
-        return render.parse_helmrelease(svc.repo.parsed_blob(blob)), ""
+        parsed: tuple[Deployment | None, str] = (render.parse_helmrelease(yamlio.load(data)), "")
     except Exception as exc:  # a hand edit broke it: the history shows it, does not fail
-        return None, tenancy.describe(exc)
+        parsed = (None, tenancy.describe(exc))
+    _versions.put(blob, parsed, size=len(data))
+    return parsed
 
 
-def _authorise(svc: Service, user: User, group: str, name: str) -> None:
-    """Members only; to anyone else the deployment does not exist (``_locate``'s answer)."""
+def _authorise(svc: Service, user: User, group: str, name: str) -> State:
+    """Members only; to anyone else the deployment does not exist (``_locate``'s answer).
+    The state it checked against."""
     missing = f"deployment {name!r} not found, now or in the history"
-    svc.member_group(svc.fresh_state(group=group), user, group, missing=missing)
+    state = svc.fresh_state(group=group)
+    svc.member_group(state, user, group, missing=missing)
+    return state
 
 
 @dataclass(frozen=True)
@@ -100,71 +117,101 @@ def page(
     before: str | None = None,
 ) -> Page:
     """One page of a deployment's history. Its cost is bounded by ``limit`` (at most
-    MAX_PAGE): that many commits, their diffs from one git process."""
+    MAX_PAGE), not by the length of the history: the commits and each one's blobs of the
+    file from one git process, their diffs from one more, each version parsed once while
+    it stays cached (``_versions``)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest.field("limit", f"must be 1..{MAX_PAGE}, got {limit}")
     path = _locate(svc, name)
-    _authorise(svc, user, _group_of(path), name)
-    start = _older_than(svc, before) if before is not None else None
-    if start == "":
+    head = _authorise(svc, user, _group_of(path), name).commit
+    start = head if before is None else _older_than(svc, before, head)
+    if not start or head is None:
         return Page(versions=[], next=None)  # before the first commit: nothing older
-    entries = svc.repo.log(paths=[path], commit=start, limit=limit + 1)
-    more, entries = len(entries) > limit, entries[:limit]
-    texts = svc.repo.diffs([entry.sha for entry in entries], path) if diffs else {}
-    versions = []
-    for entry in entries:
-        old, _ = _parse_at(svc, entry.parent, path)
-        new, problem = _parse_at(svc, entry.sha, path)
-        if problem:
-            summary = [f"unreadable: {problem}"]
-        else:
-            summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
-        if new and old and new.restarted_at != old.restarted_at:
-            summary.append("restarted")
-        versions.append(
-            Version(
-                sha=entry.sha,
-                author=entry.author,
-                email=entry.email,
-                time=entry.time,
-                subject=entry.subject,
-                message=entry.message,
-                action=entry.trailer(TRAILER_ACTION) or "",
-                summary=summary,
-                exists=new is not None or bool(problem),
-                diff=texts.get(entry.sha, ""),
-                problem=problem,
-            )
-        )
-    return Page(versions=versions, next=entries[-1].sha if more else None)
+    changes = svc.repo.file_log(path, commit=start, limit=limit + 1)
+    more, changes = len(changes) > limit, changes[:limit]
+    texts = svc.repo.diffs([change.entry.sha for change in changes], path) if diffs else {}
+    versions = [_version(svc, change, texts.get(change.entry.sha, "")) for change in changes]
+    if not more:
+        return Page(versions=versions, next=None)
+    last = changes[-1].entry
+    _cursors.put((str(svc.repo.path), last.sha), (head, last.parent or ""))
+    return Page(versions=versions, next=last.sha)
 
 
-def _older_than(svc: Service, before: str) -> str:
+def _version(svc: Service, change: FileChange, diff: str) -> Version:
+    old, _ = _parse(svc, change.before)
+    new, problem = _parse(svc, change.after)
+    if problem:
+        summary = [f"unreadable: {problem}"]
+    else:
+        summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
+    if new and old and new.restarted_at != old.restarted_at:
+        summary.append("restarted")
+    entry = change.entry
+    return Version(
+        sha=entry.sha,
+        author=entry.author,
+        email=entry.email,
+        time=entry.time,
+        subject=entry.subject,
+        message=entry.message,
+        action=entry.trailer(TRAILER_ACTION) or "",
+        summary=summary,
+        exists=new is not None or bool(problem),
+        diff=diff,
+        problem=problem,
+    )
+
+
+def _is_sha(text: str) -> bool:
+    return 7 <= len(text) <= 40 and set(text) <= _HEX
+
+
+# page cursors handed out or checked: (clone, cursor) -> (a main it is part of, where the
+# log older than it starts). Following one again walks no history while main only moves
+# forward (then just from that main to the new one).
+_cursors: Bounded[tuple[str, str], tuple[str, str]] = Bounded(max_items=4096)
+
+
+def _older_than(svc: Service, before: str, head: str | None) -> str:
     """Where the log of the commits older than ``before`` starts ("" before the first)."""
     text = before.strip().lower()
-    hexdigits = set("0123456789abcdef")
-    head = svc.repo.head()
-    if not (7 <= len(text) <= 40 and set(text) <= hexdigits) or head is None:
+    if not _is_sha(text) or head is None:
         raise InvalidRequest.field(
             "before", f"must be a commit sha (7..40 hex digits) from the history, got {before!r}"
         )
-    if not svc.repo.is_ancestor(text, head):
+    known = _cursors.get((str(svc.repo.path), text))
+    if known is not None and (known[0] == head or svc.repo.is_ancestor(known[0], head)):
+        return known[1]
+    resolved = svc.repo.resolve_commit(text)
+    if resolved is None or not svc.repo.is_ancestor(resolved[0], head):
         raise InvalidRequest.field(
             "before", f"must be a commit of {svc.repo.branch}'s history, got {before!r}"
         )
-    entries = svc.repo.log(commit=text, limit=1)
-    return (entries[0].parent or "") if entries else ""
+    if text == resolved[0]:  # a prefix may name another commit once more are fetched
+        _cursors.put((str(svc.repo.path), text), (head, resolved[1] or ""))
+    return resolved[1] or ""
 
 
 def _entry(svc: Service, path: str, commit: str) -> LogEntry:
-    if not isinstance(commit, str) or not commit.strip():
+    """The commit of main's history that changed the file, that ``commit`` (its sha or a
+    prefix) names: a few git processes, however long the history."""
+    text = commit.strip().lower() if isinstance(commit, str) else ""
+    if not text:
         raise InvalidRequest.field("commit", "is required (a commit sha from the history)")
-    for entry in svc.repo.log(paths=[path]):
-        if entry.sha.startswith(commit.strip().lower()) and len(commit.strip()) >= 7:
-            return entry
-    raise InvalidRequest.field(
-        "commit", f"must be a commit (7+ hex digits) that changed this deployment, got {commit!r}"
+    wrong = InvalidRequest.field(
+        "commit",
+        f"must be a commit of {svc.repo.branch}'s history (7..40 hex digits, naming one "
+        f"commit) that changed this deployment, got {commit!r}",
     )
+    head = svc.repo.head()
+    resolved = svc.repo.resolve_commit(text) if _is_sha(text) else None
+    if resolved is None or head is None or not svc.repo.is_ancestor(resolved[0], head):
+        raise wrong
+    change = svc.repo.file_change(resolved[0], path)
+    if change is None:
+        raise wrong
+    return change.entry
 
 
 def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None = None) -> Written:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -22,7 +23,14 @@ import pygit2
 
 from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import RepoUnavailable
-from gitops_bridge.gitrepo.model import CHANGES_PREFIX, Author, BranchTip, LastChange, LogEntry
+from gitops_bridge.gitrepo.model import (
+    CHANGES_PREFIX,
+    Author,
+    BranchTip,
+    FileChange,
+    LastChange,
+    LogEntry,
+)
 from gitops_bridge.gitrepo.snapshot import Snapshot
 from gitops_bridge.render import yamlio
 
@@ -32,6 +40,7 @@ SNAPSHOTS = 16  # file listings of recent commits kept
 _UNKNOWN = object()
 # parsed YAML kept, by the size of its text (the parsed objects take a few times that)
 PARSED_BYTES = 8 * 1024 * 1024
+_HEX_NAME = re.compile(r"[0-9a-f]{4,40}")
 
 
 class Clone:
@@ -338,6 +347,79 @@ class Clone:
             found[sha] = diff.strip("\n")
         return found
 
+    def file_log(
+        self, path: str, *, commit: str | None = None, limit: int = 200
+    ) -> list[FileChange]:
+        """The commits that changed one file, newest first (those of ``log(paths=[path])``),
+        each with the file's blob before and after it: one git process, no tree walks."""
+        commit = commit or self.head()
+        if commit is None:
+            return []
+        changes = []
+        for entry, blobs in self._file_log(path, commit, f"--max-count={limit}"):
+            if blobs is None:  # not shown as a change of the file: ask the trees
+                blobs = (self.blob_at(entry.parent, path), self.blob_at(entry.sha, path))
+            changes.append(FileChange(entry=entry, before=blobs[0], after=blobs[1]))
+        return changes
+
+    def file_change(self, commit: str, path: str) -> FileChange | None:
+        """What one commit (a full sha) did to one file; None when the file's log would not
+        show it (it left the file as it was; a merge: as one of its parents had it). One git
+        process, whatever the length of the history."""
+        for entry, blobs in self._file_log(path, commit, "--no-walk"):
+            if blobs is not None and entry.sha == commit:
+                return FileChange(entry=entry, before=blobs[0], after=blobs[1])
+        return None
+
+    def _file_log(
+        self, path: str, commit: str, *walk: str
+    ) -> Iterator[tuple[LogEntry, tuple[str | None, str | None] | None]]:
+        out = self.repo.git.log(
+            *walk,
+            "--format=%x01%H%x00%P%x00%an%x00%ae%x00%at%x00%B%x02",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            "--root",
+            "-c",  # a merge the file's log shows: its blobs in each parent, then its own
+            commit,
+            "--",
+            f":(literal){path}",
+        )
+        for block in out.split("\x01")[1:]:
+            header, _, raw = block.partition("\x02")
+            sha, parents, author, email, when, message = header.split("\x00", 5)
+            blobs = None
+            for line in raw.split("\n"):
+                meta, _, name = line.partition("\t")
+                if meta.startswith(":") and name == path:
+                    fields = meta.lstrip(":").split(" ")
+                    sides = len(meta) - len(meta.lstrip(":")) + 1  # the parents, then it
+                    modes, shas = fields[:sides], fields[sides : 2 * sides]
+                    blobs = (_file_blob(modes[0], shas[0]), _file_blob(modes[-1], shas[-1]))
+            entry = LogEntry(
+                sha=sha,
+                parent=parents.split(" ")[0] if parents else None,
+                author=author,
+                email=email,
+                time=int(when),
+                message=message.strip(),
+                paths=(path,) if blobs is not None else (),
+            )
+            yield entry, blobs
+
+    def resolve_commit(self, name: str) -> tuple[str, str | None] | None:
+        """The full sha of the commit a sha or its prefix (4..40 hex digits) names, and its
+        first parent; None when it names no commit or more than one."""
+        if not _HEX_NAME.fullmatch(name):
+            return None
+        try:
+            out = self.repo.git.rev_list("--parents", "--max-count=1", f"{name}^{{commit}}", "--")
+        except git.GitCommandError:
+            return None
+        shas = str(out).split()
+        return (shas[0], shas[1] if len(shas) > 1 else None) if shas else None
+
     def find_message(
         self, line: str, *, since: str = "24 hours ago", changes: bool = False
     ) -> str | None:
@@ -408,6 +490,11 @@ class Clone:
                 self._snapshots.move_to_end(snap.commit)
                 while len(self._snapshots) > SNAPSHOTS:
                     self._snapshots.popitem(last=False)
+
+
+def _file_blob(mode: str, sha: str) -> str | None:
+    """The blob of a raw diff side; None for an absent file, a directory or a submodule."""
+    return None if mode in ("000000", "040000", "160000") else sha
 
 
 def _stderr(exc: git.GitCommandError) -> str:

@@ -62,6 +62,16 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class FileChange:
+    """A commit that changed one file: the file's blob before it (at its first parent) and
+    after it; None where the file is absent."""
+
+    entry: LogEntry
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
 class BranchTip:
     branch: str
     sha: str
