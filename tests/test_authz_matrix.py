@@ -350,6 +350,10 @@ MATRIX: dict[str, list[Entry]] = {
     "ui.deployments": [
         Entry("GET", "/deployments", signed_in(200, ui=True)),
         Entry("GET", "/deployments?group=team-a", members(200, ui=True)),
+        Entry("GET", "/deployments?group=team-a&owner=alice&q=web", members(200, ui=True)),
+        Entry("GET", "/deployments?q=web&state=committed", signed_in(200, ui=True)),
+        # the group overview's rows alone (its live refresh)
+        Entry("GET", "/deployments?part=rows", signed_in(200, ui=True)),
     ],
     "ui.new_deployment": [Entry("GET", "/deployments/new", signed_in(200, ui=True))],
     "ui.create_deployment": [

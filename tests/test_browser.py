@@ -15,6 +15,8 @@ import pytest
 import yaml
 from playwright.sync_api import Browser, Page, expect
 
+from gitops_bridge.webapp import listing_pages
+
 if TYPE_CHECKING:
     from conftest import LiveServer
 
@@ -330,3 +332,45 @@ def test_pages_work_under_their_content_security_policy(
     page.select_option("select[name=group]", "demo")
     expect(page).to_have_url(re.compile(r"/deployments\?group=demo$"))
     assert violations == []
+
+
+@pytest.mark.browser
+def test_the_admin_overview_leads_to_a_groups_cards_a_page_at_a_time(
+    page: Page, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, artifacts: Path
+) -> None:
+    """With more deployments than a page of cards in several groups the admin gets the
+    group overview; a row opens the group's cards, a page at a time, and the live refresh
+    of either asks for that page only (304 while it is unchanged), never reloading it."""
+    monkeypatch.setattr(listing_pages, "CARDS", 1)
+    create_group_via_api(page, live_server, TEAM_A)
+    for app in ("web", "api"):
+        body = {"name": app, "image": "registry:5000/team-a/web:1.0"}
+        made = page.request.post(f"{live_server.url}/api/v1/groups/team-a/deployments", data=body)
+        assert made.status == 201, made.text()
+
+    def refreshed(part: str) -> int:
+        with page.expect_response(lambda r: part in r.url) as answer:
+            pass
+        return answer.value.status
+
+    page.goto(f"{live_server.url}/deployments")
+    expect(page.get_by_test_id("group-row")).to_have_count(2)
+    row = page.locator("[data-testid=group-row][data-name=team-a]")
+    expect(row.locator("[data-field=deployments]")).to_contain_text("2 of 3")
+    expect(page.get_by_test_id("deployment-card")).to_have_count(0)
+    assert refreshed("part=rows") == 304
+    page.screenshot(path=str(artifacts / "deployments-overview.png"), full_page=True)
+
+    row.get_by_role("link", name="team-a").click()
+    expect(page).to_have_url(re.compile(r"/deployments\?group=team-a$"))
+    cards = page.get_by_test_id("deployment-card")
+    expect(cards).to_have_count(1)
+    expect(cards.first.locator("h2")).to_contain_text("api")
+    page.get_by_test_id("next-page").click()
+    expect(cards.first.locator("h2")).to_contain_text("web")
+    page.evaluate("window.sameDocument = true")  # a reload would drop it
+    assert refreshed("/api/v1/deployments?group=team-a") == 200
+    assert refreshed("/api/v1/deployments?group=team-a") == 304
+    assert page.evaluate("window.sameDocument") is True
+    page.get_by_test_id("previous-page").click()
+    expect(cards.first.locator("h2")).to_contain_text("api")

@@ -240,7 +240,7 @@ def test_edit_prefills_the_form_and_commits_image_and_a_multiline_env_value(
     rows.nth(1).get_by_label("variable value").click()
     rows.nth(1).get_by_label("variable value").press_sequentially(MULTILINE)
     assert click_and_land(alice, alice.get_by_role("button", name="Save changes")) == 200
-    expect(alice).to_have_url(re.compile(r"/deployments$"))
+    expect(alice).to_have_url(re.compile(r"/deployments\?group=team-a$"))  # its group's cards
     sha7 = flash_sha(alice, f"Updated {name}")
     expect(field(card(alice, name), "Image")).to_have_text(NEW_IMAGE)
 

@@ -1,13 +1,14 @@
 """GET /api/v1/deployments (and a group's listing) a page at a time: following the Link
 header visits every deployment exactly once, by group, app and id, also when deployments are
-created between pages; the group, owner, state and text filters hold across pages and never
-show a caller anything of a group that is not theirs; limit, state and cursor are checked
-(422 naming the field); the last page has no Link; ETag and If-None-Match answer 304 until
-the page changes."""
+created between pages and while other threads create and delete them; the group, owner,
+state and text filters hold across pages and never show a caller anything of a group that
+is not theirs; limit, state and cursor are checked (422 naming the field); the last page has
+no Link; ETag and If-None-Match answer 304 until the page changes."""
 
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -109,6 +110,64 @@ def test_deployments_created_between_pages_never_repeat_or_hide_others(
     seen += [name for page in rest for name in page]
     assert len(seen) == len(set(seen))
     assert set(seen) == set(before) | {late} and early not in seen
+
+
+def test_walks_during_concurrent_creates_and_deletes_list_each_deployment_exactly_once(
+    client: FlaskClient, app: Flask
+) -> None:
+    """Two writers create deployments sorting before, among and after the existing ones (and
+    delete some of their own) while a reader walks the list two at a time, again and again:
+    every walk lists each deployment that was there before it and still is exactly once,
+    nothing twice, and nothing that never existed."""
+    before = set(_order(client))
+    created: list[str] = []
+    deleted: list[str] = []
+    failures: list[str] = []
+    started = threading.Event()
+
+    def write(group: str, who: dict[str, str], tag: str) -> None:
+        writer = app.test_client()
+        mine: list[str] = []
+        try:
+            for n in range(6):
+                for prefix in ("a", "m", "z"):
+                    mine.append(_deploy(writer, group, f"{prefix}{tag}{n}", who))
+                    created.append(mine[-1])
+                    started.set()
+                if n % 2:  # one of its own goes again
+                    gone = writer.delete(f"{API}/deployments/{mine[-2]}", headers=who)
+                    if gone.status_code != 200:
+                        failures.append(f"delete {mine[-2]}: {gone.status_code} {gone.json}")
+                    deleted.append(mine[-2])
+        except AssertionError as exc:
+            failures.append(f"create in {group}: {exc}")
+        finally:
+            started.set()
+
+    writers = [
+        threading.Thread(target=write, args=("team-a", ALICE, "x")),
+        threading.Thread(target=write, args=("team-b", CAROL, "y")),
+    ]
+    for thread in writers:
+        thread.start()
+    started.wait(timeout=60)
+    walks: list[list[str]] = []
+    overlapped = 0
+    while any(thread.is_alive() for thread in writers) or not walks:
+        during = len(created) + len(deleted)
+        seen = [name for page in _walk(client, f"{API}/deployments?limit=2") for name in page]
+        walks.append(seen)
+        overlapped += len(created) + len(deleted) != during
+        assert len(seen) == len(set(seen)), f"listed twice: {sorted(seen)}"
+        assert before <= set(seen), f"missing: {sorted(before - set(seen))}"
+    for thread in writers:
+        thread.join(timeout=60)
+    assert failures == []
+    for seen in walks:  # a create is listed as soon as it is on main, before its answer
+        assert set(seen) <= before | set(created), f"never created: {set(seen) - before}"
+    assert overlapped > 0, "no walk ran while deployments were created or deleted"
+    assert set(_order(client)) == before | (set(created) - set(deleted))
+    assert len(created) == 36 and len(deleted) == 6
 
 
 def test_filters_group_owner_state_and_text_hold_across_pages(

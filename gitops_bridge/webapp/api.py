@@ -18,7 +18,7 @@ from werkzeug.routing import PathConverter
 from gitops_bridge import history, jsonbody
 from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
-from gitops_bridge.webapp import apidoc, context, streams, views
+from gitops_bridge.webapp import apidoc, context, listing, streams, views
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -161,9 +161,9 @@ def list_deployments() -> Response:
 
 def _listing(endpoint: str, group: str | None, route: dict[str, str]) -> Response:
     args = request.args
-    limit = _int_arg("limit", views.PAGE)
+    limit = _int_arg("limit", listing.PAGE)
     filters = {name: args[name] for name in ("owner", "state", "q") if args.get(name)}
-    page = views.deployment_page(
+    page = listing.page(
         context.svc(),
         context.user(),
         monitor=context.monitor(),

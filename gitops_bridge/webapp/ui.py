@@ -1,4 +1,5 @@
-"""Server-rendered pages: Deployments (cards, card actions, the deployment form) and Groups.
+"""Server-rendered pages: card actions and the deployment form (the list of Deployments:
+``listing_pages``), and Groups.
 
 Every action is a form post (with the CSRF token) that calls the service once and redirects
 with a flash naming the commit, or the change request waiting for review. A refused action
@@ -16,7 +17,7 @@ from werkzeug.wrappers import Response
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
 from gitops_bridge.models import Deployment
 from gitops_bridge.service import Written
-from gitops_bridge.webapp import context, views
+from gitops_bridge.webapp import context, listing_pages, views
 from gitops_bridge.webapp.pages import (
     Action,
     Page,
@@ -39,39 +40,13 @@ def index() -> Response:
     return redirect(url_for(".deployments"))
 
 
-@bp.get("/deployments")
-def deployments() -> str:
-    return _deployments_page(request.args.get("group") or None)
-
-
-def _deployments_page(
-    group: str | None, *, error: BridgeError | None = None, failed: str | None = None
-) -> str:
-    svc = context.svc()
-    user = context.user()
-    monitor = context.monitor()
-    cards = views.deployments(svc, user, svc.deployments(user, group), monitor=monitor)
-    cards += views.pending_creates(svc, user, group)
-    cards += views.deleting(svc, user, group, monitor=monitor)
-    return render_template(
-        "deployments.html",
-        cards=cards,
-        connected=monitor.connected,
-        groups=my_groups(),
-        selected=group,
-        error=error,
-        failed=failed,
-        problems=svc.problems(user, group),
-    )
-
-
 def _on_card(name: str, act: Action, *, link: tuple[str, str] | None = None) -> Page:
-    """A card action: back to the list (keeping its group filter), or the list with the error."""
-    group = request.form.get("group") or None
+    """A card action: back to the page of cards it was on, or that page with the error."""
+    where = listing_pages.Where.of(request.form)
     return run_action(
         act,
-        failed=lambda exc: _deployments_page(group, error=exc, failed=name),
-        then=url_for(".deployments", group=group),
+        failed=lambda exc: listing_pages.render(where, error=exc, failed=name),
+        then=where.link(),
         link=link,
     )
 
@@ -96,13 +71,13 @@ def restart_deployment(name: str) -> Page:
 @bp.post("/deployments/<name>/retry")
 def retry_deployment(name: str) -> Page:
     """Retry a failed release now (Flux: requestedAt + forceAt + resetAt)."""
-    group = request.form.get("group") or None
+    where = listing_pages.Where.of(request.form)
     try:
         context.monitor().retry(context.user(), name)
     except BridgeError as exc:
-        return _deployments_page(group, error=exc, failed=name), exc.status
+        return listing_pages.render(where, error=exc, failed=name), exc.status
     flash_link(f"Asked Flux to retry {name}", "info")
-    return redirect(url_for(".deployments", group=group))
+    return redirect(where.link())
 
 
 @bp.get("/deployments/<name>/logs")
@@ -293,7 +268,7 @@ def update_deployment(name: str) -> Page:
     except BridgeError as exc:
         return _form_page(values, editing=views.deployment(svc, current), error=exc), exc.status
     flash_written(f"Updated {name}", written)
-    return redirect(url_for(".deployments"))
+    return redirect(url_for(".deployments", group=current.group))
 
 
 # ---- groups ---------------------------------------------------------------------------

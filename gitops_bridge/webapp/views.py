@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bisect
-import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gitops_bridge import registry
-from gitops_bridge.errors import InvalidRequest
 from gitops_bridge.history import Version
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, Group
@@ -119,11 +112,11 @@ def deployments(
 ) -> list[dict[str, Any]]:
     """Deployments with their last commit, any change request waiting for review, and what
     the cluster says about them (when a monitor is given)."""
-    card = _cards(svc, user, monitor)
+    card = cards(svc, user, monitor)
     return [card(item, False) for item in found]
 
 
-def _cards(
+def cards(
     svc: Service, user: User, monitor: Monitor | None
 ) -> Callable[[Deployment, bool], dict[str, Any]]:
     """What makes one deployment's JSON (``True``: deleted in Git, the cluster still runs
@@ -147,112 +140,6 @@ def _cards(
         return data
 
     return card
-
-
-# ---- the deployments listing, a page at a time ------------------------------------------
-
-PAGE = 100  # deployments a page of GET /api/v1/deployments, unless ``limit`` says otherwise
-MAX_PAGE = 500
-STATES = (  # DeploymentStatus.state in openapi.yaml
-    "pending review", "committed", "connecting", "reconciling", "running", "stopped",
-    "degraded", "failed", "deleting", "deleted", "not connected",
-)  # fmt: skip
-MAX_QUERY = 200  # characters of ``q``
-CURSOR = re.compile(r"[A-Za-z0-9_-]*")
-
-Key = tuple[str, str, str]
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One page of deployments; ``next``: the cursor of the page after it (None: the last)."""
-
-    items: list[dict[str, Any]]
-    next: str | None
-
-
-def _order(value: Deployment) -> Key:
-    return (value.group, value.app, value.id)
-
-
-def encode_cursor(key: Key) -> str:
-    """Opaque to callers: the (group, app, id) of the last deployment of a page."""
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> Key:
-    try:
-        if not CURSOR.fullmatch(text):
-            raise ValueError(text)
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        key = json.loads(raw.decode())
-    except (binascii.Error, ValueError):
-        key = None
-    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
-        raise InvalidRequest.field("after", "must be a cursor from a Link header of this list")
-    return (key[0], key[1], key[2])
-
-
-def deployment_page(
-    svc: Service,
-    user: User,
-    *,
-    monitor: Monitor,
-    group: str | None = None,
-    owner: str | None = None,
-    state: str | None = None,
-    text: str | None = None,
-    after: str | None = None,
-    limit: int = PAGE,
-) -> Listing:
-    """The user's deployments (and those deleted in Git the cluster still runs), by group,
-    app and id, after the cursor ``after``, filtered by ``group``, ``owner``, status
-    ``state`` and ``text`` (in the name, app or image, any case). One pass over the
-    in-memory state; live status is computed for the page only, except with ``state``,
-    which needs the status of each candidate until the page is full (still in memory)."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequest.field("limit", f"must be 1..{MAX_PAGE}, got {limit}")
-    if state is not None and state not in STATES:
-        raise InvalidRequest.field("state", f"must be one of {', '.join(STATES)}")
-    if text is not None and len(text) > MAX_QUERY:
-        raise InvalidRequest.field("q", f"must be at most {MAX_QUERY} characters")
-    start = decode_cursor(after) if after else None
-    found = svc.deployments(user, group)  # 403/404 for a group that is not the user's
-    orphans = monitor.orphans(_visible_groups(svc, user, group))
-    deleted = {orphan.name for orphan in orphans}
-    if orphans:
-        found = sorted([*found, *orphans], key=_order)
-    begin = 0 if start is None else bisect.bisect_right(found, start, key=_order)
-    needle = text.casefold() if text else ""
-    card = _cards(svc, user, monitor)
-    page: list[tuple[Deployment, dict[str, Any] | None]] = []
-    more = False
-    for index in range(begin, len(found)):
-        item = found[index]
-        if owner is not None and item.owner != owner:
-            continue
-        if needle and not any(
-            needle in value.casefold() for value in (item.name, item.app, item.spec.image)
-        ):
-            continue
-        data = None
-        if state is not None:
-            data = card(item, item.name in deleted)
-            if data["status"]["state"] != state:
-                continue
-        if len(page) == limit:
-            more = True
-            break
-        page.append((item, data))
-    items = [data or card(item, item.name in deleted) for item, data in page]
-    return Listing(items=items, next=encode_cursor(_order(page[-1][0])) if more else None)
-
-
-def _visible_groups(svc: Service, user: User, group: str | None = None) -> set[str]:
-    """The names of the user's groups (without computing their usage)."""
-    groups = svc.state().groups.values()
-    visible = {g.name for g in groups if user.member_of(g.name, g.members)}
-    return visible if group is None else visible & {group}
 
 
 def _quantity(value: Quantity | None, *, kind: str) -> str | None:
@@ -375,22 +262,11 @@ def pending_creates(svc: Service, user: User, group: str | None = None) -> list[
     if svc.review is None:
         return []
     on_main = svc.state().deployments
-    cards = []
+    found = []
     for pending in svc.review.open_changes(user, group):
         if pending.target in on_main:
             continue
         proposed = svc.review.proposed(pending)
         if proposed is not None:
-            cards.append(deployment(svc, proposed, commit=None, pending=pending))
-    return cards
-
-
-def deleting(
-    svc: Service, user: User, group: str | None = None, *, monitor: Monitor
-) -> list[dict[str, Any]]:
-    """Deployments deleted in Git that the cluster still runs (Flux is pruning them)."""
-    cards = []
-    for orphan in monitor.orphans(_visible_groups(svc, user, group)):
-        observed = monitor.status(orphan, last_commit=None, deleted_in_git=True)
-        cards.append(deployment(svc, orphan, commit=None, observed=observed))
-    return cards
+            found.append(deployment(svc, proposed, commit=None, pending=pending))
+    return found

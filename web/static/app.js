@@ -27,10 +27,23 @@
 })();
 
 // A select with data-autosubmit sends its form when changed (no inline handlers: the
-// Content-Security-Policy allows scripts from this file only).
+// Content-Security-Policy allows scripts from this file only). A form with data-compact
+// leaves its empty fields out of the address it opens.
 (function () {
   document.addEventListener("change", function (event) {
-    if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+    if (!event.target.matches("select[data-autosubmit]")) return;
+    const form = event.target.form;
+    if (typeof form.requestSubmit === "function") form.requestSubmit();
+    else form.submit();
+  });
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!form.matches("form[data-compact]") || form.method.toLowerCase() !== "get") return;
+    event.preventDefault();
+    const params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) { if (String(value).trim()) params.append(key, value); });
+    const query = params.toString();
+    window.location.assign(form.action + (query ? "?" + query : ""));
   });
 })();
 
@@ -50,9 +63,9 @@
 })();
 
 // Live cards: the Deployments page refreshes each card's status from the API every few
-// seconds (only while the page is visible), without reloading. The listing comes a page at
-// a time (the Link header names the next one); each page is asked with the ETag it had, and
-// a page that did not change (304) is not sent again nor drawn again.
+// seconds (only while the page is visible), without reloading. It asks for the page of the
+// listing it shows, with the ETag that page had: a page that did not change (304) is not
+// sent again nor drawn again.
 (function () {
   const toolbar = document.querySelector("[data-live]");
   if (!toolbar) return;
@@ -112,17 +125,15 @@
     const retry = card.querySelector("[data-field=retry]");
     if (retry) retry.classList.toggle("hidden", st.state !== "failed");
   }
-  const pages = {};  // url -> {etag, items, next, at}: what each page was when last sent
-  async function fetchPage(url) {
-    const known = pages[url];
+  let known = null;  // {etag, items, at}: the page when last sent
+  async function fetchPage() {
     const headers = { Accept: "application/json" };
     if (known) headers["If-None-Match"] = known.etag;
-    const response = await fetch(url, { headers: headers });
+    const response = await fetch(source, { headers: headers });
     if (response.status === 304 && known) return Object.assign({ fresh: false }, known);
     if (!response.ok) throw new Error(String(response.status));
-    const link = /<([^>]+)>;\s*rel="next"/.exec(response.headers.get("Link") || "");
-    const page = { etag: response.headers.get("ETag"), items: await response.json(), next: link ? link[1] : null, at: Date.now() };
-    if (page.etag) pages[url] = page;
+    const page = { etag: response.headers.get("ETag"), items: await response.json(), at: Date.now() };
+    known = page.etag ? page : null;
     return Object.assign({ fresh: true }, page);
   }
   async function refresh() {
@@ -131,29 +142,40 @@
       const shown = Array.from(document.querySelectorAll("[data-testid=deployment-card]"))
         .filter(function (card) { return !card.dataset.pending; })
         .map(function (card) { return card.dataset.name; }).sort();
-      const got = [];
-      let url = source;
-      while (url && got.reduce(function (n, p) { return n + p.items.length; }, 0) <= shown.length) {
-        const page = await fetchPage(url);  // the pages the cards cover, and one more item at most
-        got.push(page);
-        url = page.next;
-      }
-      const items = got.flatMap(function (page) { return page.items; });
-      const listed = items.map(function (item) { return item.name; }).sort();
+      const page = await fetchPage();
+      const listed = page.items.map(function (item) { return item.name; }).sort();
       const editing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
       if (shown.join() !== listed.join() && !editing && !document.querySelector("dialog[open]")) {
-        window.location.reload();  // a deployment appeared or went away: draw the list again
+        window.location.reload();  // a deployment appeared or went away: draw the page again
         return;
       }
-      got.forEach(function (page) {
-        page.items.forEach(function (item) {
-          const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
-          if (!card) return;
-          if (page.fresh) { update(card, item); return; }
-          const applied = card.querySelector("[data-field=applied]");  // unchanged: only the reading's age
-          if (applied) applied.textContent = appliedText(item, (Date.now() - page.at) / 1000);
-        });
+      page.items.forEach(function (item) {
+        const card = document.querySelector('[data-testid=deployment-card][data-name="' + item.name + '"]');
+        if (!card) return;
+        if (page.fresh) { update(card, item); return; }
+        const applied = card.querySelector("[data-field=applied]");  // unchanged: only the reading's age
+        if (applied) applied.textContent = appliedText(item, (Date.now() - page.at) / 1000);
       });
+    } catch (error) { /* the next round will try again */ }
+  }
+  setInterval(refresh, 3000);
+})();
+
+// The group overview: its rows are asked for again every few seconds with the ETag they
+// had; only rows that changed (200) are drawn again.
+(function () {
+  const rows = document.querySelector("tbody[data-rows]");
+  if (!rows) return;
+  let etag = rows.dataset.etag;
+  async function refresh() {
+    if (document.hidden) return;
+    try {
+      const response = await fetch(rows.dataset.rows, { headers: { Accept: "text/html", "If-None-Match": etag } });
+      if (response.status !== 200) return;
+      const html = await response.text();
+      const parsed = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html");
+      rows.replaceChildren(...parsed.querySelector("tbody").childNodes);
+      etag = response.headers.get("ETag") || etag;
     } catch (error) { /* the next round will try again */ }
   }
   setInterval(refresh, 3000);
