@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from gitops_bridge import (
 )
 from gitops_bridge.errors import BridgeError
 from gitops_bridge.identity import User
+from gitops_bridge.service import Service
+
+log = logging.getLogger(__name__)
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -61,12 +65,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rt = app.extensions["gitops_bridge.runtime"]
     rt.start_background()
     svc = rt.svc
+    # read the repository now rather than on the first request (/readyz waits for it)
+    threading.Thread(target=_warm, args=(svc,), name="state-warm", daemon=True).start()
     print(f"gitops-bridge on http://{settings.host}:{settings.port}")
     print(f"GitOps remote: {settings.remote_url}  (working clone {svc.repo.path})", flush=True)
     from gitops_bridge import serving
 
     serving.serve(app, settings)
     return 0
+
+
+def _warm(svc: Service) -> None:
+    try:
+        svc.state()
+    except BridgeError as exc:  # the first request says it again
+        log.warning("cannot read the GitOps repository yet: %s", exc.message)
 
 
 def cmd_init_repo(args: argparse.Namespace) -> int:

@@ -37,6 +37,14 @@ from gitops_bridge.render import yamlio
 log = logging.getLogger(__name__)
 
 SNAPSHOTS = 16  # file listings of recent commits kept
+# libgit2 keeps decoded objects (256 MiB by default) and maps pack files in windows (up to
+# 8 GiB): bounded here, so memory does not grow with the repository read
+LIBGIT2_CACHE = 16 * 1024 * 1024
+LIBGIT2_WINDOW = 8 * 1024 * 1024
+LIBGIT2_MAPPED = 64 * 1024 * 1024
+pygit2.settings.cache_max_size(LIBGIT2_CACHE)
+pygit2.settings.mwindow_size = LIBGIT2_WINDOW
+pygit2.settings.mwindow_mapped_limit = LIBGIT2_MAPPED
 _UNKNOWN = object()
 # parsed YAML kept, by the size of its text (the parsed objects take a few times that)
 PARSED_BYTES = 8 * 1024 * 1024

@@ -15,37 +15,56 @@ class Reader(Protocol):
 
 
 class Snapshot:
-    """The repository at one commit: file listing and contents, read-only and cached."""
+    """The repository at one commit: file listing and contents, read-only and cached.
+
+    The listing is kept by group folder (``tenants/<group>/``) and the rest: a child
+    snapshot copies only the folders its commit changed and shares every other one, so
+    deriving one costs the change, not the size of the repository.
+    """
 
     def __init__(
         self,
         repo: Reader,
         commit: str | None,
-        files: dict[str, str],
+        files: dict[str, str] | None = None,
         *,
         parent: Snapshot | None = None,
         changed: frozenset[str] = frozenset(),
+        layout: tuple[dict[str, dict[str, str]], dict[str, str]] | None = None,
     ) -> None:
         self._repo = repo
         self.commit = commit
-        self.files = files  # path -> blob sha, every file of the commit
         # what this snapshot was derived from, and the paths that differ from it
         self.parent = parent.commit if parent is not None else None
         self.changed = changed
-        self._folders: dict[str, dict[str, str]] | None = None
-        if parent is not None and parent._folders is not None:
-            self._folders = _refold(parent._folders, files, changed)
+        self._files = files  # every file, path -> blob: made on first use when derived
+        if layout is None:
+            layout = _split(files or {})
+        self._folders, self._rest = layout
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Every file of the commit: path -> blob sha (the caller must not change it)."""
+        if self._files is None:
+            files = dict(self._rest)
+            for inside in self._folders.values():
+                files.update(inside)
+            self._files = files
+        return self._files
 
     def blob(self, path: str) -> str | None:
-        return self.files.get(path)
+        group = _group(path)
+        if group is None:
+            return self._rest.get(path)
+        return self._folders.get(group, {}).get(path)
 
     def read(self, path: str) -> bytes | None:
-        sha = self.files.get(path)
+        sha = self.blob(path)
         return None if sha is None else self._repo.read_blob(sha)
 
     def yaml(self, path: str) -> Any:
         """The parsed YAML document at path (cached by content); None if absent."""
-        sha = self.files.get(path)
+        sha = self.blob(path)
         return None if sha is None else self._repo.parsed_blob(sha)
 
     def derive(self, commit: str, changes: dict[str, bytes | None]) -> Snapshot:
@@ -57,33 +76,53 @@ class Snapshot:
     def child(self, commit: str, blobs: dict[str, str | None]) -> Snapshot:
         """The snapshot of a commit that differs from this one in ``blobs`` (path -> its
         blob there; None: absent)."""
-        files = dict(self.files)
+        folders = dict(self._folders)
+        rest = self._rest
+        copied: set[str] = set()
         for path, blob in blobs.items():
-            if blob is None:
-                files.pop(path, None)
+            group = _group(path)
+            if group is None:
+                if rest is self._rest:
+                    rest = dict(rest)
+                target = rest
             else:
-                files[path] = blob
-        return Snapshot(self._repo, commit, files, parent=self, changed=frozenset(blobs))
+                if group not in copied:
+                    folders[group] = dict(folders.get(group, {}))
+                    copied.add(group)
+                target = folders[group]
+            if blob is None:
+                target.pop(path, None)
+            else:
+                target[path] = blob
+        for group in copied:
+            if not folders[group]:
+                del folders[group]
+        return Snapshot(
+            self._repo,
+            commit,
+            parent=self,
+            changed=frozenset(blobs),
+            layout=(folders, rest),
+        )
 
     def folder(self, group: str) -> dict[str, str]:
         """The files of ``tenants/<group>/`` (path -> blob); the caller must not change it."""
-        return self.folders().get(group, {})
+        return self._folders.get(group, {})
 
     def folders(self) -> dict[str, dict[str, str]]:
-        """Every group folder's files: group -> path -> blob (built once per snapshot; a
-        child snapshot copies only the folders it changed)."""
-        if self._folders is None:
-            folders: dict[str, dict[str, str]] = {}
-            for path, blob in self.files.items():
-                group = _group(path)
-                if group is not None:
-                    folders.setdefault(group, {})[path] = blob
-            self._folders = folders
+        """Every group folder's files: group -> path -> blob (the caller must not change
+        it)."""
         return self._folders
 
     def under(self, prefix: str) -> dict[str, str]:
         prefix = prefix.rstrip("/") + "/"
-        return {path: sha for path, sha in self.files.items() if path.startswith(prefix)}
+        if prefix == f"{TENANTS_DIR}/":
+            return {p: b for inside in self._folders.values() for p, b in inside.items()}
+        group = _group(prefix + "x")
+        if group is not None:
+            inside = self._folders.get(group, {})
+            return {p: b for p, b in inside.items() if p.startswith(prefix)}
+        return {p: b for p, b in self._rest.items() if p.startswith(prefix)}
 
 
 def _group(path: str) -> str | None:
@@ -93,21 +132,13 @@ def _group(path: str) -> str | None:
     return parts[1]
 
 
-def _refold(
-    folders: dict[str, dict[str, str]], files: dict[str, str], changed: frozenset[str]
-) -> dict[str, dict[str, str]]:
-    refolded = dict(folders)
-    for group in {g for g in map(_group, changed) if g is not None}:
-        prefix = f"{TENANTS_DIR}/{group}/"
-        inside = dict(folders.get(group, {}))
-        for path in changed:
-            if path.startswith(prefix):
-                if path in files:
-                    inside[path] = files[path]
-                else:
-                    inside.pop(path, None)
-        if inside:
-            refolded[group] = inside
+def _split(files: dict[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    folders: dict[str, dict[str, str]] = {}
+    rest: dict[str, str] = {}
+    for path, blob in files.items():
+        group = _group(path)
+        if group is None:
+            rest[path] = blob
         else:
-            refolded.pop(group, None)
-    return refolded
+            folders.setdefault(group, {})[path] = blob
+    return folders, rest
