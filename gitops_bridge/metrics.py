@@ -58,6 +58,11 @@ def exposition() -> str:
 describe("gitops_bridge_http_requests_total", "counter", "HTTP requests by endpoint and status")
 describe("gitops_bridge_commits_total", "counter", "Commits pushed to the GitOps remote")
 describe("gitops_bridge_push_retries_total", "counter", "Pushes rejected because main moved")
+describe(
+    "gitops_bridge_commits_built_during_push_total",
+    "counter",
+    "Commits built on a push while it ran (pushed right after it)",
+)
 describe("gitops_bridge_push_batches_total", "counter", "Pushes of one or more commits")
 describe("gitops_bridge_poll_duration_seconds", "summary", "Duration of one poll cycle")
 describe("gitops_bridge_poll_api_calls_total", "counter", "Kubernetes API calls made by the poller")

@@ -15,7 +15,7 @@ import string
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +148,7 @@ class Service:
         self.registry = registry.from_settings(settings.registry)
         self._states: OrderedDict[str, State] = OrderedDict()  # the newest STATES commits
         self._states_lock = threading.Lock()
+        self._first_lock = threading.Lock()
         self.reader = states.Reader(_Source(repo), sidecar=self.sidecar)
         # where a state is kept for the next start (None: not kept)
         self._stored_path: Path | None = stored
@@ -173,25 +174,44 @@ class Service:
                 return cached
             base = self._states.get(snapshot.parent or "") if snapshot.parent else None
             newest = next(reversed(self._states.values()), None)
-        changed: set[str] | None = set(snapshot.changed) if base is not None else None
-        if base is None:
-            base = newest or self._stored()
-            if base is not None and base.commit is not None and snapshot.commit is not None:
-                changed = set(self.repo.differences(base.commit, snapshot.commit))
-        if base is not None and changed is not None:
-            groups = {g for g in map(group_of, changed) if g is not None}
-            state = self.reader.derive(
-                base, snapshot.commit, {g: snapshot.folder(g) for g in groups}
-            )
+        if base is not None:
+            changed: Iterable[str] = snapshot.changed
         else:
-            state = self.reader.build(snapshot.commit, snapshot.folders())
-            self._store(state, now=True)
-        with self._states_lock:
-            self._states[key] = state
-            while len(self._states) > STATES:
-                self._states.popitem(last=False)
+            base = newest or self._first(snapshot)
+            if base.commit == snapshot.commit:
+                return base
+            if base.commit is None or snapshot.commit is None:  # from or to no commit
+                changed = [*base.folders, *snapshot.folders()]
+                changed = [f"{layout.group_dir(g)}/" for g in changed]
+            else:
+                changed = self.repo.differences(base.commit, snapshot.commit)
+        groups = {g for g in map(group_of, changed) if g is not None}
+        state = self.reader.derive(base, snapshot.commit, {g: snapshot.folder(g) for g in groups})
+        self._keep(state)
         self._store(state)
         return state
+
+    def _first(self, snapshot: Snapshot) -> State:
+        """The first state of this process: the one the last run stored, else the snapshot's
+        read whole. One thread makes it; the others wait for it rather than read too."""
+        with self._first_lock:
+            with self._states_lock:
+                newest = next(reversed(self._states.values()), None)
+            if newest is not None:
+                return newest
+            first = self._stored()
+            if first is None or snapshot.commit is None:
+                first = self.reader.build(snapshot.commit, snapshot.folders())
+                self._store(first, now=True)
+            self._keep(first)
+            return first
+
+    def _keep(self, state: State) -> None:
+        with self._states_lock:
+            self._states[state.commit or ""] = state
+            self._states.move_to_end(state.commit or "")
+            while len(self._states) > STATES:
+                self._states.popitem(last=False)
 
     def _stored(self) -> State | None:
         """The state the last run stored, if it is of a commit this clone has."""

@@ -50,6 +50,7 @@ def test_fifty_concurrent_creates_on_three_replicas_all_land_once(
         create_group(admin, {"name": group, "members": ["alice", "bob"], "quota": QUOTA})
     base = head(remote)
     retries_before = metrics_value("gitops_bridge_push_retries_total")
+    during_before = metrics_value("gitops_bridge_commits_built_during_push_total")
 
     def create(index: int) -> tuple[int, dict[str, Any], str, str]:
         group, app = GROUPS[index % len(GROUPS)], f"app{index}"
@@ -84,8 +85,10 @@ def test_fifty_concurrent_creates_on_three_replicas_all_land_once(
     )
     assert made == {f"app{i}": 1 for i in range(50)}, "an app was created twice or never"
     assert_linear_and_only_main(remote)
-    # the replicas did race (a push lost and was retried), and still nothing failed
+    # the replicas did race (a push lost and was retried), and still nothing failed; and
+    # changes were built on pushes still running (then pushed, or built again after a loss)
     assert metrics_value("gitops_bridge_push_retries_total") > retries_before
+    assert metrics_value("gitops_bridge_commits_built_during_push_total") > during_before
 
 
 def metrics_value(name: str) -> float:

@@ -68,6 +68,34 @@ class _Request:
     paths: tuple[str, ...] = ()  # what the commit wrote or deleted
 
 
+class _Push:
+    """A push running in its own thread (git works in its process meanwhile, without the
+    interpreter's lock), so the writer can build what comes next."""
+
+    def __init__(self, repo: GitRepo, tip: str) -> None:
+        self.done = False
+        self._repo = repo
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(tip,), name="git-push")
+        self._thread.start()
+
+    def _run(self, tip: str) -> None:
+        try:
+            self._repo._push(tip)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            with self._repo._turn:
+                self.done = True
+                self._repo._turn.notify_all()
+
+    def outcome(self) -> None:
+        """Wait for the push; raise what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class _Rejected(Exception):
     """The remote refused the push because its main moved on, or a lock file was in the way
     (``lock``: its path on the remote; another push, or a stale one)."""
@@ -121,6 +149,7 @@ class GitRepo(Clone):
         )
         with self._turn:
             self._queue.append(request)
+            self._turn.notify_all()  # a writer waiting on a push builds it meanwhile
             while self._writing and not request.done:
                 self._turn.wait()
             writer = not request.done  # nobody writes and it is still queued: our turn
@@ -128,7 +157,7 @@ class GitRepo(Clone):
         if writer:
             try:
                 with self._lock, self._file_lock():
-                    self._process()
+                    self._process(request)
             finally:
                 with self._turn:
                     if not request.done:  # the locks failed: take it back, answer the error
@@ -145,41 +174,56 @@ class GitRepo(Clone):
         if self.stale_lock is not None and self.head() != self._stale_lock_head:
             self.stale_lock = None  # main moved on: a push got through, the lock is gone
 
-    def _process(self) -> None:
-        """Commit and push the queue; what queues while a lost race is retried joins in."""
-        batch: list[_Request] = []
+    def _process(self, own: _Request) -> None:
+        """Commit and push the queue. While the push of the writer's own change runs, what
+        queues meanwhile is built on top of it and pushed as soon as it is through; after a
+        lost race everything not yet pushed (and what queued meanwhile) is built again on
+        the fetched main. Once its own change is answered, the writer pushes what it built
+        meanwhile and hands over (the writer's caller waits at most one push more)."""
+        batch: list[_Request] = []  # built, not pushed yet: answered once its push is in
         try:
             self.refresh()
             losses = 0
             blocked: tuple[str, float] | None = None  # a lock file in the way, and since when
             while True:
-                batch = self._take(batch)
+                batch = self._take(batch) if not own.done else batch
                 if not batch:
                     return
                 fetches = self._fetches
-                base, tip = self._build_chain(batch)
-                if tip is None or tip == base:
-                    return  # nothing to push: every change refused or already on main
-                try:
-                    self._push(tip)
-                except _Rejected as exc:
-                    losses += 1
-                    metrics.inc("gitops_bridge_push_retries_total")
-                    now = time.monotonic()
-                    if exc.lock is None:
-                        blocked = None
-                    elif blocked is None or blocked[0] != exc.lock:
-                        blocked = (exc.lock, now)
-                    elif now - blocked[1] >= STALE_LOCK_AFTER:
-                        raise self._stale(exc.lock) from exc
-                    batch = self._give_up(batch, now=now, lock=exc.lock)
-                    pause = random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (losses - 1)))
-                    log.info("push of %s lost (%s), retrying in %.2f s", tip, exc, pause)
-                    time.sleep(pause)
-                    self.fetch()
-                    continue
-                self._pushed(tip, batch, fetches)
-                return
+                base, tip = self._build_chain(batch, self.snapshot())
+                while tip is not None and tip != base:
+                    pushing = _Push(self, tip)
+                    follow, after = self._build_during(pushing, tip, more=not own.done)
+                    try:
+                        pushing.outcome()
+                    except _Rejected as exc:
+                        batch += follow
+                        losses += 1
+                        metrics.inc("gitops_bridge_push_retries_total")
+                        now = time.monotonic()
+                        if exc.lock is None:
+                            blocked = None
+                        elif blocked is None or blocked[0] != exc.lock:
+                            blocked = (exc.lock, now)
+                        elif now - blocked[1] >= STALE_LOCK_AFTER:
+                            raise self._stale(exc.lock) from exc
+                        batch = self._give_up(batch, now=now, lock=exc.lock)
+                        pause = random.uniform(
+                            0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (losses - 1))
+                        )
+                        log.info("push of %s lost (%s), retrying in %.2f s", tip, exc, pause)
+                        time.sleep(pause)
+                        self.fetch()
+                        break  # build everything again on the fetched main
+                    except BaseException:
+                        batch += follow
+                        raise
+                    self._pushed(tip, batch, fetches)
+                    self._finish(batch)
+                    batch, base, tip = follow, tip, after
+                else:  # nothing (more) to push: every change refused or already on main
+                    self._finish(batch)
+                    batch = []
         except BaseException as exc:  # unreachable remote, or a bug: fail the whole batch
             for request in batch:
                 if request.result is not None and request.result.changed:
@@ -188,6 +232,23 @@ class GitRepo(Clone):
                     request.error = exc
         finally:
             self._finish(batch)
+
+    def _build_during(
+        self, pushing: _Push, tip: str, *, more: bool
+    ) -> tuple[list[_Request], str | None]:
+        """While ``pushing`` runs: what queues meanwhile (if ``more``), built on ``tip``, and
+        its tip (nothing when the push ends first)."""
+        if not more:
+            return [], None
+        with self._turn:
+            while not self._queue and not pushing.done:
+                self._turn.wait()
+        follow = self._take([])
+        if not follow:
+            return [], None
+        _base, after = self._build_chain(follow, self.snapshot(tip))
+        metrics.inc("gitops_bridge_commits_built_during_push_total", len(follow))
+        return follow, after
 
     def _take(self, batch: list[_Request]) -> list[_Request]:
         with self._turn:
@@ -262,9 +323,9 @@ class GitRepo(Clone):
         for hook in self.on_push:
             hook(tip, paths)
 
-    def _build_chain(self, batch: list[_Request]) -> tuple[str | None, str | None]:
-        """One commit per change, each on top of the previous; the base and the new tip."""
-        snap = self.snapshot()
+    def _build_chain(self, batch: list[_Request], snap: Snapshot) -> tuple[str | None, str | None]:
+        """One commit per change, each on top of the previous, from ``snap``; the base and
+        the new tip."""
         base = snap.commit
         tree = self._tree_of(snap.commit)
         for request in batch:
