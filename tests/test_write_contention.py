@@ -85,10 +85,10 @@ def test_fifty_concurrent_creates_on_three_replicas_all_land_once(
     )
     assert made == {f"app{i}": 1 for i in range(50)}, "an app was created twice or never"
     assert_linear_and_only_main(remote)
-    # the replicas did race (a push lost and was retried), and still nothing failed; and
-    # changes were built on pushes still running (then pushed, or built again after a loss)
+    # the replicas did race (a push lost and was retried), and still nothing failed
     assert metrics_value("gitops_bridge_push_retries_total") > retries_before
-    assert metrics_value("gitops_bridge_commits_built_during_push_total") > during_before
+    if in_flight < 50:  # and requests that came during pushes were built on them
+        assert metrics_value("gitops_bridge_commits_built_during_push_total") > during_before
 
 
 def metrics_value(name: str) -> float:

@@ -37,6 +37,7 @@ from gitops_bridge.render import yamlio
 log = logging.getLogger(__name__)
 
 SNAPSHOTS = 16  # file listings of recent commits kept
+FETCH_ATTEMPTS = 3
 # libgit2 keeps decoded objects (256 MiB by default) and maps pack files in windows (up to
 # 8 GiB): bounded here, so memory does not grow with the repository read
 LIBGIT2_CACHE = 16 * 1024 * 1024
@@ -146,6 +147,18 @@ class Clone:
             self._fetch()
 
     def _fetch(self) -> None:
+        for attempt in range(FETCH_ATTEMPTS):
+            try:
+                self._fetch_once()
+                return
+            except RepoUnavailable as exc:
+                # another git process moved a ref as this fetch went to (a CLI sharing the
+                # clone): the next attempt sees where it is now
+                if "cannot lock ref" not in exc.message or attempt == FETCH_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05)
+
+    def _fetch_once(self) -> None:
         try:
             self.repo.git.fetch(
                 "--quiet",

@@ -305,11 +305,8 @@ class GitRepo(Clone):
         with self._fetch_lock:
             if self._fetches != fetches:
                 self._moved()  # a fetch since the build may have gone past tip: read it again
-            else:
-                # the push may have moved it already (git updates the remote-tracking ref of
-                # a push to a configured remote); no fetch since the build: nothing is newer
-                with contextlib.suppress(git.GitCommandError):
-                    self.repo.git.update_ref(self.tracking_ref, tip)
+            else:  # no fetch since the build: nothing newer is known
+                self.repo.git.update_ref(self.tracking_ref, tip)
                 self._moved(tip)
         self.stale_lock = None
         metrics.inc("gitops_bridge_push_batches_total")
@@ -440,9 +437,11 @@ class GitRepo(Clone):
         target = ref or f"refs/heads/{self.branch}"
         try:
             # no delta search: a batch's objects are small trees and blobs, and searching
-            # the repository's objects for delta bases took most of the push (2-3x)
+            # the repository's objects for delta bases took most of the push (2-3x). To the
+            # URL, not the remote's name: git would move the remote-tracking ref too, racing
+            # a fetch in another thread ("cannot lock ref"); ``_pushed`` moves it.
             self.repo.git.execute(
-                ["git", "-c", "pack.window=0", "push", "--porcelain", "origin", f"{sha}:{target}"]
+                ["git", "-c", "pack.window=0", "push", "--porcelain", self.url, f"{sha}:{target}"]
             )
         except git.GitCommandError as exc:
             text = f"{exc.stdout}\n{exc.stderr}"
