@@ -122,7 +122,7 @@ class KubernetesSettings(BaseModel):
     context: str | None = None
     timeout: float = 10.0
     poll_interval: float = 10.0
-    page_size: int = Field(default=10_000, ge=1)
+    page_size: int = Field(default=500, ge=1)  # objects per LIST page: bounds one page's bytes
     flux_namespace: str = "flux-system"
     kustomization: str = "tenants"
     gitrepository: str = "flux-system"

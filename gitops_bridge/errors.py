@@ -114,6 +114,11 @@ class ClusterUnavailable(BridgeError):
     status = 503
 
 
+class ResourceExpired(ClusterUnavailable):
+    """The API server no longer keeps the resourceVersion (or continue token) asked for
+    (410 Gone): the client lists again from the start."""
+
+
 class RegistryUnavailable(BridgeError):
     """The image registry could not be reached or answered with a server error."""
 

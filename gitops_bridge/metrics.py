@@ -68,3 +68,8 @@ describe("gitops_bridge_poll_duration_seconds", "summary", "Duration of one poll
 describe("gitops_bridge_poll_api_calls_total", "counter", "Kubernetes API calls made by the poller")
 describe("gitops_bridge_poll_errors_total", "counter", "Poll cycles that failed")
 describe("gitops_bridge_kubernetes_api_errors_total", "counter", "Failed Kubernetes API calls")
+describe(
+    "gitops_bridge_watch_relists_total",
+    "counter",
+    "LISTs made again by a watch (after 410 Gone), by resource",
+)

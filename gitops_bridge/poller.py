@@ -1,36 +1,48 @@
-"""Reads the cluster back on a schedule: a fixed set of LIST calls per cycle.
+"""Reads the cluster back: each kind listed once, then watched; a fixed set of calls a cycle.
 
-One cycle lists HelmReleases, Deployments, Pods and PodMetrics cluster-wide with one
-label selector (``gitops-bridge.code-hub.com/deployment-id``), the groups' own
-Kustomizations (``gitops-bridge.code-hub.com/group``), and reads the platform
-Kustomization and GitRepository by name: 7 calls (more only when a list needs several
-pages), however many deployments and groups there are. Failures never stop the poller:
-the last good reading is kept with its age, and the next attempts back off.
+The first cycle lists HelmReleases, Deployments and Pods cluster-wide with one label
+selector (``gitops-bridge.code-hub.com/deployment-id``), the groups' own Kustomizations
+(``gitops-bridge.code-hub.com/group``) and PodMetrics, and reads the platform Kustomization
+and GitRepository by name: 7 calls (more when a list needs several pages of ``page_size``),
+however many deployments and groups there are. From then on the first four kinds are kept
+current by a watch each (``watcher``): a change is in ``state.reading`` as soon as its event
+arrives, and every later cycle makes 3 calls, PodMetrics (metrics.k8s.io serves no watch:
+https://github.com/kubernetes-sigs/metrics-server/issues/87) and the two named objects.
+Every object is reduced to the fields the bridge reads (``slim``) as soon as it is decoded.
+
+Failures never stop the poller: the last good reading is kept with its age, and the next
+attempts back off. ``stop()`` ends the watches (a follower keeps none); the next cycle
+lists again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 import urllib.request
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import metrics
+from gitops_bridge import listbody, metrics, slim
 from gitops_bridge.errors import BridgeError, ClusterUnavailable, NotFound
 from gitops_bridge.render import layout
 from gitops_bridge.status import ClusterView
+from gitops_bridge.watcher import Index, Watcher
 
 log = logging.getLogger(__name__)
 
 SELECTOR = layout.LABEL_ID  # "exists": every object the chart or the bridge made
 Key = tuple[str, str]  # namespace, name / deployment id
+WATCHED = ("helmreleases", "deployments", "pods", "groups")
+LIST_ORDER = ("pods", "deployments", "helmreleases", "groups")  # largest first
+_NOTHING: dict[str, Any] = {}  # what a list keeps of a PodMetrics once its sample is stored
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class Reading:
     helmreleases: dict[Key, dict[str, Any]]  # (namespace, name)
     deployments: dict[Key, dict[str, Any]]  # (namespace, deployment id)
     pods: dict[Key, list[dict[str, Any]]]  # (namespace, deployment id)
-    metrics: dict[Key, dict[str, Any]]  # (namespace, pod name)
+    metrics: dict[Key, dict[str, Any]]  # (namespace, pod name): its newest sample (see _sample)
     kustomization: dict[str, Any] | None  # the platform's (flux-system/tenants)
     gitrepository: dict[str, Any] | None
     calls: int
@@ -50,17 +62,41 @@ class Reading:
     )  # namespace -> its apps Kustomization
 
 
-@dataclass
 class PollerState:
-    """What the UI shows about the poller itself."""
+    """What the UI shows about the poller itself. ``reading`` is the latest one: the last
+    cycle's with every change the watches brought since (or, on a follower, the leader's)."""
 
-    reading: Reading | None = None
-    error: str = ""
-    failures: int = 0
-    last_attempt: float = 0.0
-    backoff_until: float = 0.0
-    cycles: int = 0
-    durations: list[float] = field(default_factory=list)
+    def __init__(self, fresh: Callable[[], Reading | None] = lambda: None) -> None:
+        self._fresh = fresh
+        self._reading: Reading | None = None
+        self.error = ""
+        self.failures = 0
+        self.last_attempt = 0.0
+        self.backoff_until = 0.0
+        self.cycles = 0
+        self.durations: list[float] = []
+
+    @property
+    def reading(self) -> Reading | None:
+        fresh = self._fresh()
+        return fresh if fresh is not None else self._reading
+
+    @reading.setter
+    def reading(self, value: Reading | None) -> None:
+        self._reading = value
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    """What a cycle reads besides the watched kinds."""
+
+    metrics: dict[Key, dict[str, Any]]
+    metrics_available: bool
+    kustomization: dict[str, Any] | None
+    gitrepository: dict[str, Any] | None
+    calls: int  # every call of the cycle, its LISTs included
+    duration: float
+    taken_at: float
 
 
 def _label(obj: dict[str, Any], key: str) -> str:
@@ -72,6 +108,15 @@ def _ns_name(obj: dict[str, Any]) -> Key:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
+def _by_deployment_id(obj: dict[str, Any]) -> Key:
+    return _ns_name(obj)[0], _label(obj, layout.LABEL_ID)
+
+
+def _group_sync(obj: dict[str, Any]) -> Hashable | None:
+    namespace, name = _ns_name(obj)
+    return namespace if name == layout.GROUP_KUSTOMIZATION else None
+
+
 class Poller:
     def __init__(
         self,
@@ -81,7 +126,8 @@ class Poller:
         flux_namespace: str = "flux-system",
         kustomization: str = "tenants",
         gitrepository: str = "flux-system",
-        page_size: int = 10_000,
+        page_size: int = 500,
+        watch_timeout: int = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cluster = cluster
@@ -90,10 +136,17 @@ class Poller:
         self.kustomization_name = kustomization
         self.gitrepository_name = gitrepository
         self.page_size = page_size
+        self.watch_timeout = watch_timeout
         self.clock = clock
-        self.state = PollerState()
-        self._lock = threading.Lock()
+        self.state = PollerState(self._fresh)
+        self._lock = threading.Lock()  # the state's counters
+        self._cycle_lock = threading.Lock()  # one cycle (or stop) at a time
+        self._build_lock = threading.Lock()
         self._listeners: list[Callable[[Reading], None]] = []
+        self._watchers: dict[str, Watcher] = {}
+        self._sampled: _Sampled | None = None
+        self._changes = 0  # changes the watches applied
+        self._built: tuple[int, _Sampled, Reading] | None = None
 
     def on_reading(self, listener: Callable[[Reading], None]) -> None:
         self._listeners.append(listener)
@@ -101,60 +154,197 @@ class Poller:
     # ---- one cycle -------------------------------------------------------------------
 
     def poll(self) -> Reading:
-        """One cycle of LIST/GET calls; raises ClusterUnavailable."""
+        """One full read of the cluster, every LIST and GET, watching nothing; raises
+        ClusterUnavailable."""
+        watchers = self._new_watchers(on_change=lambda: None)
+        sampled = self._read(watchers, {})
+        return self._build(watchers, sampled, taken_at=sampled.taken_at)
+
+    def _cycle(self) -> Reading:
+        """Lists what is not listed yet, samples the rest, starts the watches not running."""
+        with self._cycle_lock:
+            if not self._watchers:
+                self._watchers = self._new_watchers(on_change=self._changed)
+            samples = self._sampled.metrics if self._sampled is not None else {}
+            self._sampled = self._read(self._watchers, samples)
+            for watch in self._watchers.values():
+                watch.start()
+            reading = self._fresh()
+            assert reading is not None
+            return reading
+
+    def _new_watchers(self, *, on_change: Callable[[], None]) -> dict[str, Watcher]:
+        def watcher(
+            resource: kube.Resource, index: Index, keep: kube.Keep, selector: str
+        ) -> Watcher:
+            return Watcher(
+                self.cluster,
+                resource,
+                index=index,
+                keep=keep,
+                label_selector=selector,
+                page_size=self.page_size,
+                timeout_seconds=self.watch_timeout,
+                on_change=on_change,
+                clock=self.clock,
+            )
+
+        return {
+            "helmreleases": watcher(
+                kube.HELMRELEASES, Index(_ns_name, many=False), slim.helmrelease, SELECTOR
+            ),
+            "deployments": watcher(
+                kube.DEPLOYMENTS, Index(_by_deployment_id, many=False), slim.deployment, SELECTOR
+            ),
+            "pods": watcher(kube.PODS, Index(_by_deployment_id, many=True), slim.pod, SELECTOR),
+            "groups": watcher(
+                kube.KUSTOMIZATIONS,
+                Index(_group_sync, many=False),
+                slim.kustomization,
+                layout.LABEL_GROUP,
+            ),
+        }
+
+    def _read(self, watchers: dict[str, Watcher], samples: dict[Key, dict[str, Any]]) -> _Sampled:
+        """The LISTs of the kinds not listed yet, largest first, and what every cycle reads,
+        two requests at a time: the API server answers one while the other is decoded."""
         start = time.perf_counter()
+        lists = [  # a running watch lists again by itself (after a 410)
+            watchers[name].relist
+            for name in LIST_ORDER
+            if not watchers[name].listed and not watchers[name].running
+        ]
+        if lists:
+            # the collector off for the whole listing, not only each page's decoding: what
+            # the pages leave is the slim objects kept, and every collection in between
+            # would walk all those kept so far again
+            with (
+                listbody.collector_paused(promote=True),
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="poll") as pool,
+            ):
+                listed = [pool.submit(relist) for relist in lists]
+                sampling = pool.submit(self._sample, samples)
+                calls = sum(future.result() for future in listed)
+                sampled = sampling.result()
+        else:
+            calls, sampled = 0, self._sample(samples)
+        return dataclasses.replace(
+            sampled,
+            calls=calls + sampled.calls,
+            duration=time.perf_counter() - start,
+            taken_at=self.clock(),
+        )
+
+    def _sample(self, samples: dict[Key, dict[str, Any]]) -> _Sampled:
+        """PodMetrics and the platform's two objects, read anew each cycle.
+
+        Each PodMetrics replaces its pod's sample in ``samples`` (the dict the last reading
+        holds) as soon as it is decoded, so one sample of a pod is alive at a time, not the
+        last cycle's and this one's (50,000 pods: 45 MB each); a pod that came or went makes
+        a new dict (a reading may be serialised meanwhile: its dict must keep its keys)."""
         calls = 0
-        releases = self.cluster.list(
-            kube.HELMRELEASES, label_selector=SELECTOR, page_size=self.page_size
-        )
-        deployments = self.cluster.list(
-            kube.DEPLOYMENTS, label_selector=SELECTOR, page_size=self.page_size
-        )
-        pods = self.cluster.list(kube.PODS, label_selector=SELECTOR, page_size=self.page_size)
-        calls += releases.calls + deployments.calls + pods.calls
-        metrics_items: list[dict[str, Any]] = []
         metrics_available = True
+        added: dict[Key, dict[str, Any]] = {}
+        seen: set[Key] = set()
+
+        def refresh(obj: dict[str, Any]) -> dict[str, Any]:
+            sample = slim.pod_metrics(obj)
+            key = _ns_name(sample)
+            seen.add(key)
+            if key in samples:
+                samples[key] = sample
+            else:
+                added[key] = sample
+            return _NOTHING
+
         try:
             sampled = self.cluster.list(
-                kube.PODMETRICS, label_selector=SELECTOR, page_size=self.page_size
+                kube.PODMETRICS, label_selector=SELECTOR, page_size=self.page_size, keep=refresh
             )
-            metrics_items, calls = sampled.items, calls + sampled.calls
+            calls += sampled.calls
+            if added or len(seen) != len(samples):
+                samples = {key: samples[key] for key in samples if key in seen} | added
         except (NotFound, ClusterUnavailable) as exc:  # metrics-server is optional
-            metrics_available, calls = False, calls + 1
+            metrics_available, calls, samples = False, calls + 1, {}
             log.debug("no pod metrics: %s", exc)
-        group_syncs = self.cluster.list(
-            kube.KUSTOMIZATIONS, label_selector=layout.LABEL_GROUP, page_size=self.page_size
-        )
-        calls += group_syncs.calls
         kustomization = self.cluster.get(
             kube.KUSTOMIZATIONS, self.flux_namespace, self.kustomization_name
         )
         source = self.cluster.get(
             kube.GITREPOSITORIES, self.flux_namespace, self.gitrepository_name
         )
-        calls += 2
-        grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-        for pod in pods.items:
-            grouped[(_ns_name(pod)[0], _label(pod, layout.LABEL_ID))].append(pod)
-        return Reading(
-            taken_at=self.clock(),
-            helmreleases={_ns_name(r): r for r in releases.items},
-            deployments={
-                (_ns_name(d)[0], _label(d, layout.LABEL_ID)): d for d in deployments.items
-            },
-            pods=dict(grouped),
-            metrics={_ns_name(m): m for m in metrics_items},
-            kustomization=kustomization,
-            gitrepository=source,
-            calls=calls,
-            duration=time.perf_counter() - start,
+        return _Sampled(
+            metrics=samples,
             metrics_available=metrics_available,
-            groups={
-                _ns_name(k)[0]: k
-                for k in group_syncs.items
-                if _ns_name(k)[1] == layout.GROUP_KUSTOMIZATION
-            },
+            kustomization=slim.kustomization(kustomization) if kustomization else None,
+            gitrepository=slim.gitrepository(source) if source else None,
+            calls=calls + 2,
+            duration=0.0,
+            taken_at=0.0,
         )
+
+    def _build(
+        self, watchers: dict[str, Watcher], sampled: _Sampled, *, taken_at: float
+    ) -> Reading:
+        kept = {name: watchers[name].snapshot() for name in WATCHED}
+        return Reading(
+            taken_at=taken_at,
+            helmreleases=kept["helmreleases"],
+            deployments=kept["deployments"],
+            pods=kept["pods"],
+            metrics=sampled.metrics,
+            kustomization=sampled.kustomization,
+            gitrepository=sampled.gitrepository,
+            calls=sampled.calls,
+            duration=sampled.duration,
+            metrics_available=sampled.metrics_available,
+            groups=kept["groups"],
+        )
+
+    def _changed(self) -> None:
+        with self._build_lock:
+            self._changes += 1
+
+    def _fresh(self) -> Reading | None:
+        """The last cycle's reading with what the watches applied since; None when nothing
+        is watched. Built again only after a change (each index copies on write)."""
+        watchers, sampled = self._watchers, self._sampled
+        if not watchers or sampled is None:
+            return None
+        with self._build_lock:
+            changes = self._changes
+            if self._built is not None and self._built[0] == changes and self._built[1] is sampled:
+                return self._built[2]
+            changed_at = max(w.changed_at for w in watchers.values())
+            reading = self._build(watchers, sampled, taken_at=max(sampled.taken_at, changed_at))
+            self._built = (changes, sampled, reading)
+            return reading
+
+    def watch_versions(self) -> dict[str, str]:
+        """The resourceVersion each watched kind is at ("" when not listed); {} when the
+        poller watches nothing."""
+        return {name: watch.version for name, watch in self._watchers.items()}
+
+    @property
+    def watching(self) -> dict[str, bool]:
+        """Whether each watch runs now; {} when the poller watches nothing."""
+        return {name: watch.running for name, watch in self._watchers.items()}
+
+    def watch_errors(self) -> list[str]:
+        return [f"watching {w.name}: {w.error}" for w in self._watchers.values() if w.error]
+
+    def stop(self) -> None:
+        """End the watches; the last reading stays (aging), and the next cycle lists anew."""
+        with self._cycle_lock:
+            if not self._watchers:
+                return
+            last = self._fresh()
+            for watch in self._watchers.values():
+                watch.stop()
+            self._watchers, self._sampled, self._built = {}, None, None
+            with self._lock:
+                if last is not None:
+                    self.state.reading = last
 
     def run_once(self) -> Reading | None:
         """A scheduled cycle: never raises; backs off after failures."""
@@ -164,7 +354,7 @@ class Poller:
                 return None
             self.state.last_attempt = now
         try:
-            reading = self.poll()
+            reading = self._cycle()
         except BridgeError as exc:
             metrics.inc("gitops_bridge_poll_errors_total")
             with self._lock:
@@ -184,7 +374,7 @@ class Poller:
         metrics.inc("gitops_bridge_poll_api_calls_total", reading.calls)
         with self._lock:
             self.state.reading = reading
-            self.state.error = ""
+            self.state.error = "; ".join(self.watch_errors())
             self.state.failures = 0
             self.state.backoff_until = 0.0
             self.state.cycles += 1
@@ -217,7 +407,7 @@ class Poller:
             },
             applied_revision=applied,
             age=age,
-            stale=age > 3 * self.interval or bool(self.state.error),
+            stale=age > 3 * self.interval or bool(self.state.error) or bool(self.watch_errors()),
         )
 
 

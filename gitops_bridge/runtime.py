@@ -74,7 +74,9 @@ class Runtime:
             return
         if self.elector is None or self.elector.tick():
             pl.run_once()
-        elif self.elector.leader_url:
+            return
+        pl.stop()  # a follower watches nothing: the leader's reading is the one shown
+        if self.elector.leader_url:
             url = self.elector.leader_url.rstrip("/") + "/internal/v1/reading"
             token = self.peer_token()
             if token is None:
@@ -86,6 +88,8 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        if self.monitor.poller is not None:
+            self.monitor.poller.stop()
 
 
 STATE_FILE = "gitops-bridge-state.pickle"  # in the clone: the state kept for the next start

@@ -8,15 +8,17 @@ leases, networking.k8s.io/v1 networkpolicies, rbac.authorization.k8s.io/v1 roleb
 the Flux kinds (HelmRelease v2, Kustomization v1, GitRepository v1, Receiver v1) and
 metrics.k8s.io/v1beta1 PodMetrics. Tests drive the state from Python (``apply``,
 ``set_status``, ``delete``, ``set_logs``, ``set_metrics``) and inject faults
-(``fail_next``, ``delay``, ``compact``).
+(``fail_next`` and ``heal``, ``delay``, ``compact``, ``drop_watches``); the benchmark loads
+100,000 objects at once (``bulk_load_for_bench``, ``bulk_metrics_for_bench``: no checks).
 
 Wire behaviour kept real: discovery documents, list kinds (``PodList``; built-in list
 items without apiVersion/kind, custom resource items with them), a global
 resourceVersion, ``limit``/``continue`` pages read from one snapshot (an unknown or
 compacted token is 410 Expired with an inconsistent-continue token, a token that does not
-decode is 400), label and field selectors, watch streams with ADDED/MODIFIED/DELETED/
-BOOKMARK events (objects moving in or out of a selector arrive as ADDED/DELETED) and an
-ERROR event carrying a 410 Status for a resourceVersion older than the retained history,
+decode is 400; list bodies are compact JSON, each object encoded once per version), label
+and field selectors, watch streams with ADDED/MODIFIED/DELETED/BOOKMARK events (objects
+moving in or out of a selector arrive as ADDED/DELETED) and an ERROR event carrying a 410
+Status for a resourceVersion older than the retained history,
 optimistic concurrency (409 on a stale resourceVersion in PUT, PATCH or a DELETE
 precondition), finalizers (DELETE then only sets deletionTimestamp), ``/status``
 subresources (PUT/PATCH on the object keeps its status, on ``/status`` only the status
@@ -76,6 +78,7 @@ tests, or ``fluxstandin``, write the objects and their status).
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import copy
 import json
@@ -1444,6 +1447,7 @@ class _Event:
 class _Snapshot:
     rv: int
     items: list[Obj]
+    keys: list[str]  # _sort_key of each item, to find where a continue token starts
 
 
 @dataclass
@@ -1487,6 +1491,10 @@ def _decode_continue(token: str) -> tuple[str | None, str]:
         return data.get("snapshot"), data["start"]
     except (ValueError, TypeError, AttributeError) as exc:
         raise ApiError(400, f"continue key is not valid: {exc}") from exc
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _sort_key(obj: Obj) -> str:
@@ -1567,6 +1575,9 @@ class FakeKube:
         self._events: deque[_Event] = deque(maxlen=history)
         self._compacted = 0
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._encodings: dict[tuple[Key, tuple[str, str]], tuple[Obj, bytes]] = {}
+        self._metrics_encodings: dict[tuple[str, str], tuple[Obj, Any, bytes, bytes]] = {}
+        self._watch_epoch = 0  # drop_watches() ends the watches of earlier epochs
         self._logs: dict[tuple[str, str, str], list[_LogLine]] = {}
         self._metrics: dict[tuple[str, str], tuple[str, dict[str, dict[str, str]]]] = {}
         self._requests: list[tuple[str, str, dict[str, str]]] = []
@@ -1752,6 +1763,14 @@ class FakeKube:
             self._snapshots.clear()
             self._lock.notify_all()
 
+    def drop_watches(self) -> None:
+        """End every watch stream now, cleanly, as an API server does at its shutdown (or a
+        load balancer between): a client must watch again from its last resourceVersion
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes)."""
+        with self._lock:
+            self._watch_epoch += 1
+            self._lock.notify_all()
+
     def set_logs(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
         stamp = time.time()
         with self._lock:
@@ -1796,6 +1815,51 @@ class FakeKube:
         an error Status of that code (no Retry-After header: urllib3 would retry silently)."""
         with self._lock:
             self._failures.append(_Failure(status, times, path_contains))
+
+    def heal(self) -> None:
+        """Forget the failures ``fail_next`` injected and no request used yet."""
+        with self._lock:
+            self._failures = []
+
+    # ---- the Python side: many objects at once, for scripts/bench.py only -----------------
+
+    def bulk_load_for_bench(self, objects: list[Obj]) -> None:
+        """Store many objects at once, as if created one by one long ago: for the benchmark
+        only (``apply`` runs admission, keeps quotas current and copies every object, which
+        takes minutes for 100,000 objects). Nothing is checked: no validation, admission,
+        namespace lifecycle or quota (their namespaces must exist all the same), and nothing
+        is copied: the objects are handed over and must not be touched afterwards. Each
+        gets what a create gives it (uid, creationTimestamp, resourceVersion, generation)
+        and an ADDED event, and is encoded for lists at once."""
+        stamp = now()
+        with self._lock:
+            for obj in objects:
+                key: Key = (obj["apiVersion"], obj["kind"])
+                resource = BY_KEY[key]
+                meta = obj["metadata"]
+                if (key != NAMESPACE_KEY and resource.namespaced) and (
+                    ("", meta["namespace"]) not in self._objects.get(NAMESPACE_KEY, {})
+                ):
+                    raise ApiError(404, f'namespaces "{meta["namespace"]}" not found')
+                meta["uid"] = str(uuid.uuid4())
+                meta.setdefault("creationTimestamp", stamp)
+                if key[1] not in NO_GENERATION:
+                    meta.setdefault("generation", 1)
+                self._rv += 1
+                meta["resourceVersion"] = str(self._rv)
+                self._objects.setdefault(key, {})[_identity(obj)] = obj
+                self._record(key, "ADDED", obj, None)
+                self._encoded(resource, obj)
+
+    def bulk_metrics_for_bench(
+        self, entries: list[tuple[str, str, dict[str, dict[str, str]]]]
+    ) -> None:
+        """``set_metrics`` for many pods at once, (namespace, pod, containers) each, without
+        copying: for the benchmark only."""
+        stamp = now()
+        with self._lock:
+            for namespace, pod, containers in entries:
+                self._metrics[(namespace, pod)] = (stamp, containers)
 
     # ---- store internals (callers hold the lock) ----------------------------------------
 
@@ -1860,12 +1924,14 @@ class FakeKube:
     def _remove(self, key: Key, old: Obj) -> Obj:
         namespace, name = _identity(old)
         self._objects[key].pop((namespace, name), None)
+        self._encodings.pop((key, (namespace, name)), None)
         self._rv += 1
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._rv)
         self._record(key, "DELETED", gone, old)
         if key == ("v1", "Pod"):
             self._metrics.pop((namespace, name), None)
+            self._metrics_encodings.pop((namespace, name), None)
             for log_key in [k for k in self._logs if k[:2] == (namespace, name)]:
                 del self._logs[log_key]
         if key == ("v1", "Namespace"):
@@ -2257,7 +2323,7 @@ class FakeKube:
 
     # ---- read -----------------------------------------------------------------------------
 
-    def _list(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
+    def _list(self, request: _Request, resource: Resource, namespace: str | None) -> bytes:
         match = _matcher(resource, namespace, request.query)
         try:
             limit = int(request.query.get("limit") or 0)
@@ -2277,28 +2343,40 @@ class FakeKube:
                         metadata={"continue": _encode_continue(None, start, self._rv)},
                     )
                 if snapshot is not None:
-                    rv, items = snapshot.rv, snapshot.items
+                    rv, items, keys = snapshot.rv, snapshot.items, snapshot.keys
                 else:  # an inconsistent continuation: the current state from `start` on
                     rv, items = self._rv, self._matching(resource, match)
-                items = [i for i in items if _sort_key(i) >= start]
+                    keys = [_sort_key(i) for i in items]
+                first = bisect.bisect_left(keys, start)
+                items, keys = items[first:], keys[first:]
             else:
                 rv, items = self._rv, self._matching(resource, match)
+                keys = [_sort_key(i) for i in items]
             page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
             meta: Obj = {"resourceVersion": str(rv)}
             if rest:
                 if snapshot_id is None or snapshot_id not in self._snapshots:
                     snapshot_id = uuid.uuid4().hex
-                    self._snapshots[snapshot_id] = _Snapshot(rv, items)
+                    self._snapshots[snapshot_id] = _Snapshot(rv, items, keys)
                     while len(self._snapshots) > SNAPSHOTS:
                         self._snapshots.popitem(last=False)
-                meta["continue"] = _encode_continue(snapshot_id, _sort_key(rest[0]), rv)
+                meta["continue"] = _encode_continue(snapshot_id, keys[limit], rv)
                 meta["remainingItemCount"] = len(rest)
-        return {
-            "kind": f"{resource.kind}List",
-            "apiVersion": resource.api_version,
-            "metadata": meta,
-            "items": [self._list_item(resource, item) for item in page],
-        }
+        kind = f"{resource.kind}List"
+        head = {"kind": kind, "apiVersion": resource.api_version, "metadata": meta}
+        encoded = b",".join(self._encoded(resource, item) for item in page)
+        return _compact(head)[:-1] + b',"items":[' + encoded + b"]}"
+
+    def _encoded(self, resource: Resource, item: Obj) -> bytes:
+        """A list item as JSON, encoded once per stored version of the object (stored
+        objects are replaced, never changed in place), as compact as a real server's."""
+        key = (resource.key, _identity(item))
+        cached = self._encodings.get(key)
+        if cached is not None and cached[0] is item:
+            return cached[1]
+        data = _compact(self._list_item(resource, item))
+        self._encodings[key] = (item, data)
+        return data
 
     def _matching(self, resource: Resource, match: Callable[[Obj], bool]) -> list[Obj]:
         found = [o for o in self._objects.get(resource.key, {}).values() if match(o)]
@@ -2538,6 +2616,7 @@ class FakeKube:
         handler = request.handler
         deadline = time.monotonic() + timeout
         with self._lock:
+            epoch = self._watch_epoch
             if since in ("", "0"):
                 initial = [("ADDED", o) for o in self._matching(resource, match)]
                 last = self._rv
@@ -2549,8 +2628,8 @@ class FakeKube:
             last_sent = time.monotonic()
             while True:
                 with self._lock:
-                    self._lock.wait_for(partial(self._woken, last), timeout=STREAM_TICK)
-                    if self._closing:
+                    self._lock.wait_for(partial(self._woken, last, epoch), timeout=STREAM_TICK)
+                    if self._closing or self._watch_epoch != epoch:
                         break
                     if last < self._compacted:
                         expired = status_object(
@@ -2580,8 +2659,13 @@ class FakeKube:
             return
         self._end_stream(handler)
 
-    def _woken(self, last: int) -> bool:
-        return self._closing or self._rv > last or last < self._compacted
+    def _woken(self, last: int, epoch: int = -1) -> bool:
+        return (
+            self._closing
+            or self._rv > last
+            or last < self._compacted
+            or epoch not in (-1, self._watch_epoch)
+        )
 
     @staticmethod
     def _translate(event: _Event, match: Callable[[Obj], bool]) -> tuple[str, Obj] | None:
@@ -2691,15 +2775,43 @@ class FakeKube:
             raise ApiError(
                 404, f'podmetrics.metrics.k8s.io "{name}" not found', details={"name": name}
             )
+        if _truthy(request.query.get("watch")):
+            # metrics-server installs no watch (https://github.com/kubernetes-sigs/metrics-server/issues/87):
+            # the generic API server answers a watch of a storage without one 405
+            # (k8s.io/apiserver/pkg/endpoints/handlers/get.go ListResource)
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         match = _matcher(METRICS, namespace, request.query)
-        items = [self._list_item(METRICS, i) for i in self._pod_metrics(namespace) if match(i)]
-        body = {
-            "kind": "PodMetricsList",
-            "apiVersion": METRICS.api_version,
-            "metadata": {},
-            "items": items,
-        }
+        stamp = json.dumps(now()).encode()
+        parts: list[bytes] = []
+        with self._lock:
+            pods = self._objects.get(POD_KEY, {})
+            for (pod_namespace, pod_name), entry in sorted(self._metrics.items()):
+                pod = pods.get((pod_namespace, pod_name))
+                if pod is None or namespace not in (None, pod_namespace):
+                    continue
+                labels = pod["metadata"].get("labels") or {}
+                meta = {"name": pod_name, "namespace": pod_namespace, "labels": labels}
+                if match({"metadata": meta}):
+                    head, tail = self._metrics_encoded(pod, entry)
+                    parts.append(head + stamp + tail)
+        envelope = {"kind": "PodMetricsList", "apiVersion": METRICS.api_version, "metadata": {}}
+        body = _compact(envelope)[:-1] + b',"items":[' + b",".join(parts) + b"]}"
         return self._send(request.handler, 200, body)
+
+    def _metrics_encoded(
+        self, pod: Obj, entry: tuple[str, dict[str, dict[str, str]]]
+    ) -> tuple[bytes, bytes]:
+        """A PodMetrics list item as JSON around its creationTimestamp (metrics-server sets
+        it to the time of the request), encoded once per version of the pod and its usage."""
+        key = _identity(pod)
+        cached = self._metrics_encodings.get(key)
+        if cached is not None and cached[0] is pod and cached[1] is entry:
+            return cached[2], cached[3]
+        marker = "\x00stamp\x00"
+        item = self._list_item(METRICS, self._metrics_item(pod, entry, marker))
+        head, tail = _compact(item).split(_compact(marker))
+        self._metrics_encodings[key] = (pod, entry, head, tail)
+        return head, tail
 
     def _pod_metrics(self, namespace: str | None) -> list[Obj]:
         found: list[Obj] = []
@@ -2710,20 +2822,24 @@ class FakeKube:
                 pod = pods.get((pod_namespace, pod_name))
                 if pod is None or namespace not in (None, pod_namespace):
                     continue
-                item = {
-                    "kind": METRICS.kind,
-                    "apiVersion": METRICS.api_version,
-                    "metadata": {
-                        "name": pod_name,
-                        "namespace": pod_namespace,
-                        "creationTimestamp": now(),
-                        "labels": dict(pod["metadata"].get("labels") or {}),
-                    },
-                    "timestamp": stamp,
-                    "window": "15s",
-                    "containers": [
-                        {"name": cname, "usage": dict(usage)} for cname, usage in containers.items()
-                    ],
-                }
-                found.append(item)
+                found.append(self._metrics_item(pod, (stamp, containers), now()))
         return found
+
+    @staticmethod
+    def _metrics_item(pod: Obj, entry: tuple[str, dict[str, dict[str, str]]], created: str) -> Obj:
+        stamp, containers = entry
+        return {
+            "kind": METRICS.kind,
+            "apiVersion": METRICS.api_version,
+            "metadata": {
+                "name": pod["metadata"]["name"],
+                "namespace": pod["metadata"]["namespace"],
+                "creationTimestamp": created,
+                "labels": dict(pod["metadata"].get("labels") or {}),
+            },
+            "timestamp": stamp,
+            "window": "15s",
+            "containers": [
+                {"name": cname, "usage": dict(usage)} for cname, usage in containers.items()
+            ],
+        }

@@ -499,6 +499,14 @@ def test_pod_metrics(fake: FakeKube, api: client.ApiClient) -> None:
     assert item["window"] and item["timestamp"].endswith("Z")
     one = custom.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", "team", "pods", "db-1")
     assert one["kind"] == "PodMetrics" and one["metadata"]["labels"] == {"app": "db"}
+    fake.set_metrics("team", "web-1", {"app": {"cpu": "260m", "memory": "300Mi"}})  # a new sample
+    again = custom.list_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", "team", "pods", label_selector="app=web"
+    )
+    assert again["items"][0]["containers"][0]["usage"]["cpu"] == "260m"
+    with pytest.raises(ApiException) as watched:  # metrics-server serves no watch
+        custom.list_cluster_custom_object("metrics.k8s.io", "v1beta1", "pods", watch=True)
+    assert watched.value.status == 405
 
     fake.metrics_enabled = False  # metrics-server not installed
     with pytest.raises(ApiException) as absent:

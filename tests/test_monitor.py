@@ -23,6 +23,7 @@ from tests import kubelet
 from tests.apputil import create_group, make_app, web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
+from tests.test_poller import caught_up
 
 ALICE = {"X-Forwarded-User": "alice"}
 NS = "group-team-a"
@@ -32,14 +33,14 @@ EVENTS_TOKEN = "events-secret"
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube() as server:
+    with FakeKube(bookmark_interval=0.05) as server:  # quiet watches catch up quickly
         yield server
 
 
 @pytest.fixture
-def app(tmp_path: Path, fake: FakeKube) -> Flask:
+def app(tmp_path: Path, fake: FakeKube) -> Iterator[Flask]:
     kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
-    return make_app(
+    built = make_app(
         tmp_path / "data",
         secret_key="peer-secret",
         kubernetes={
@@ -48,6 +49,8 @@ def app(tmp_path: Path, fake: FakeKube) -> Flask:
             "events_token": EVENTS_TOKEN,
         },
     )
+    yield built
+    built.extensions["gitops_bridge.runtime"].stop()  # the poller's watches end here
 
 
 @pytest.fixture
@@ -78,9 +81,16 @@ def deploy(client: FlaskClient, **fields: Any) -> str:
     return name
 
 
-def status_of(client: FlaskClient, rt: Runtime, name: str) -> dict[str, Any]:
+def poll(rt: Runtime) -> None:
+    """One cycle, then wait for the watches to bring every change made so far (they do in
+    the background: a reading follows the cluster within moments, not at once)."""
     assert rt.monitor.poller is not None
-    rt.monitor.poller.run_once()
+    assert rt.monitor.poller.run_once() is not None, rt.monitor.poller.state.error
+    caught_up(rt.monitor.poller)
+
+
+def status_of(client: FlaskClient, rt: Runtime, name: str) -> dict[str, Any]:
+    poll(rt)
     body: dict[str, Any] = client.get(f"/api/v1/deployments/{name}", headers=ALICE).json
     return body["status"]  # type: ignore[no-any-return]
 
@@ -164,12 +174,11 @@ def test_stopped_and_deleting(client: FlaskClient, rt: Runtime, standin: FluxSta
     assert status_of(client, rt, name)["state"] == "stopped"
     client.delete(f"/api/v1/deployments/{name}", headers=ALICE)
     standin.reconcile(hold_deletes=True)
-    assert rt.monitor.poller is not None
-    rt.monitor.poller.run_once()
+    poll(rt)
     page = client.get("/deployments", headers=ALICE).get_data(as_text=True)
     assert f'data-name="{name}"' in page and ">deleting<" in page
     standin.reconcile()
-    rt.monitor.poller.run_once()
+    poll(rt)
     assert f'data-name="{name}"' not in client.get("/deployments", headers=ALICE).get_data(
         as_text=True
     )
@@ -371,12 +380,12 @@ def test_followers_take_the_leaders_reading(
 ) -> None:
     deploy(client)
     standin.reconcile()
-    assert rt.monitor.poller is not None
-    rt.monitor.poller.run_once()
+    poll(rt)
     denied = client.get("/internal/v1/reading")
     assert denied.status_code == 401
     shared = client.get(
         "/internal/v1/reading", headers={"Authorization": f"Bearer {rt.peer_token()}"}
     )
     assert shared.status_code == 200
+    assert rt.monitor.poller is not None
     assert poller.reading_from_json(shared.data) == rt.monitor.poller.state.reading

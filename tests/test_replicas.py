@@ -69,10 +69,16 @@ def pair(tmp_path: Path) -> Iterator[tuple[FakeKube, Served, Served]]:
         finally:
             for replica in served:
                 replica.stop()
+                replica.rt.stop()  # the poller's watches end here
 
 
 def helmrelease_lists(fake: FakeKube) -> int:
-    return sum(1 for _, path, _ in fake.requests if path.endswith("/helmreleases"))
+    """LISTs of HelmReleases (the poller's watch of them is not one)."""
+    return sum(
+        1
+        for _, path, query in fake.requests
+        if path.endswith("/helmreleases") and query.get("watch") != "true"
+    )
 
 
 def test_only_the_leader_polls_and_the_follower_serves_its_reading(
