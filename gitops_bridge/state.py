@@ -197,18 +197,7 @@ class Reader:
         for group, files in changed.items():
             old = base.folders.get(group)
             new = self.read_folder(commit, group, files, old) if files else None
-            if old is not None:
-                self._withdraw(state, old, dirty)
-            if new is not None:
-                state.folders[group] = new
-                if new.record is not None:
-                    state.groups[group] = new.record
-                state.unreadable.update(new.unreadable)
-                state.held.update(new.held)
-                for path, deployment in new.apps.items():
-                    dirty.setdefault(deployment.name, set()).add(path)
-            else:
-                state.folders.pop(group, None)
+            self._swap(state, group, old, new, dirty)
         for name, paths in dirty.items():
             affected |= self._settle(state, commit, name, paths)
         state._by_group = {g: v for g, v in base._by_group.items() if g not in affected}
@@ -219,18 +208,40 @@ class Reader:
             )
         return state
 
-    def _withdraw(self, state: State, old: Folder, dirty: dict[str, set[str]]) -> None:
-        """Take out what a folder's earlier reading put in the state."""
-        if state.groups.get(old.group) is old.record:
-            state.groups.pop(old.group, None)
-        for path in old.files:
+    def _swap(
+        self,
+        state: State,
+        group: str,
+        old: Folder | None,
+        new: Folder | None,
+        dirty: dict[str, set[str]],
+    ) -> None:
+        """Put a folder's new reading in place of its old one. Only the deployments that
+        differ (another object for a path) are taken out or claim their name again."""
+        if old is not None and state.groups.get(group) is old.record:
+            state.groups.pop(group, None)
+        if new is not None and new.record is not None:
+            state.groups[group] = new.record
+        for path in old.unreadable if old is not None else ():
             state.unreadable.pop(path, None)
+        for path in old.held if old is not None else ():
             state.held.pop(path, None)
-        for deployment in old.apps.values():
-            name = deployment.name
-            dirty.setdefault(name, set())
-            if state.deployments.get(name) is deployment:
-                del state.deployments[name]
+        if new is not None:
+            state.folders[group] = new
+            state.unreadable.update(new.unreadable)
+            state.held.update(new.held)
+        else:
+            state.folders.pop(group, None)
+        before = old.apps if old is not None else {}
+        after = new.apps if new is not None else {}
+        for path, deployment in before.items():
+            if after.get(path) is not deployment:
+                dirty.setdefault(deployment.name, set())
+                if state.deployments.get(deployment.name) is deployment:
+                    del state.deployments[deployment.name]
+        for path, deployment in after.items():
+            if before.get(path) is not deployment:
+                dirty.setdefault(deployment.name, set()).add(path)
 
     def _settle(self, state: State, commit: str | None, name: str, fresh: set[str]) -> set[str]:
         """Give a name to the first path (byte order) claiming it; report the others. The
@@ -241,6 +252,12 @@ class Reader:
             claims.add(state.app_file(name) or "")
         live = sorted(p for p in claims if self._app_at(state, p) is not None)
         groups = {p.split("/")[1] for p in claims if p}
+        for path in claims - set(live) - {""}:  # no longer a claim: its report goes
+            folder = state.folders.get(path.split("/")[1])
+            if folder is None or path not in folder.unreadable:
+                state.unreadable.pop(path, None)
+            if folder is None or path not in folder.held:
+                state.held.pop(path, None)
         if not live:
             state.deployments.pop(name, None)
             return groups

@@ -125,7 +125,7 @@ def _same(incremental: State, whole: State) -> None:
         assert incremental.app_file(name) == whole.app_file(name)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=4),
