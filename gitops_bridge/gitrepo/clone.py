@@ -335,18 +335,7 @@ class Clone:
         entries = []
         for block in out.split("\x01")[1:]:
             header, _, names = block.partition("\x02")
-            sha, parents, author, email, when, message = header.split("\x00", 5)
-            entries.append(
-                LogEntry(
-                    sha=sha,
-                    parent=parents.split(" ")[0] if parents else None,
-                    author=author,
-                    email=email,
-                    time=int(when),
-                    message=message.strip(),
-                    paths=tuple(n for n in names.split("\n") if n),
-                )
-            )
+            entries.append(_log_entry(header, tuple(n for n in names.split("\n") if n)))
         return entries
 
     def changed_paths(self, commit: str) -> list[str]:
@@ -409,7 +398,6 @@ class Clone:
         )
         for block in out.split("\x01")[1:]:
             header, _, raw = block.partition("\x02")
-            sha, parents, author, email, when, message = header.split("\x00", 5)
             blobs = None
             for line in raw.split("\n"):
                 meta, _, name = line.partition("\t")
@@ -418,16 +406,7 @@ class Clone:
                     sides = len(meta) - len(meta.lstrip(":")) + 1  # the parents, then it
                     modes, shas = fields[:sides], fields[sides : 2 * sides]
                     blobs = (_file_blob(modes[0], shas[0]), _file_blob(modes[-1], shas[-1]))
-            entry = LogEntry(
-                sha=sha,
-                parent=parents.split(" ")[0] if parents else None,
-                author=author,
-                email=email,
-                time=int(when),
-                message=message.strip(),
-                paths=(path,) if blobs is not None else (),
-            )
-            yield entry, blobs
+            yield _log_entry(header, (path,) if blobs is not None else ()), blobs
 
     def resolve_commit(self, name: str) -> tuple[str, str | None] | None:
         """The full sha of the commit a sha or its prefix (4..40 hex digits) names, and its
@@ -511,6 +490,20 @@ class Clone:
                 self._snapshots.move_to_end(snap.commit)
                 while len(self._snapshots) > SNAPSHOTS:
                     self._snapshots.popitem(last=False)
+
+
+def _log_entry(header: str, paths: tuple[str, ...]) -> LogEntry:
+    """A commit from ``git log --format=%H%x00%P%x00%an%x00%ae%x00%at%x00%B``."""
+    sha, parents, author, email, when, message = header.split("\x00", 5)
+    return LogEntry(
+        sha=sha,
+        parent=parents.split(" ")[0] if parents else None,
+        author=author,
+        email=email,
+        time=int(when),
+        message=message.strip(),
+        paths=paths,
+    )
 
 
 def _file_blob(mode: str, sha: str) -> str | None:
