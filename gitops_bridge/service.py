@@ -46,7 +46,10 @@ TRAILER_DEPLOYMENT = "Gitops-Bridge-Deployment"
 TRAILER_GROUP = "Gitops-Bridge-Group"
 TRAILER_REQUEST = "Gitops-Bridge-Request"
 STATES = 8  # states of recent commits kept (the newest is what most requests read)
-STORE_EVERY = 300.0  # seconds between two states kept for the next start
+# seconds between two states kept for the next start: any stored commit will do (the next
+# start reads what changed since), and storing 20,000 deployments takes the interpreter
+# for ~0.5 s
+STORE_EVERY = 1800.0
 
 
 log = logging.getLogger(__name__)
@@ -200,6 +203,8 @@ class Service:
             if newest is not None:
                 return newest
             first = self._stored()
+            if first is not None:
+                self._stored_at = time.monotonic()  # as good as stored now
             if first is None or snapshot.commit is None:
                 first = self.reader.build(snapshot.commit, snapshot.folders())
                 self._store(first, now=True)
@@ -221,8 +226,8 @@ class Service:
         return states.load(self._stored_path, self.repo.has_commit, sidecar=self.sidecar)
 
     def _store(self, state: State, *, now: bool = False) -> None:
-        """Keep a state for the next start, in the background: at once after a full
-        build, then every STORE_EVERY seconds."""
+        """Keep a state for the next start, in the background: at once after the whole
+        repository was read, then every STORE_EVERY seconds."""
         if self._stored_path is None or state.commit is None:
             return
         due = now or time.monotonic() - self._stored_at >= STORE_EVERY
