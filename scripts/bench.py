@@ -112,7 +112,6 @@ def bench_scale(size: int, repeat: int, profile: bool) -> dict[str, float]:
         builds = []
         for _ in range(1 if size >= 10_000 else 3):
             svc._states.clear()
-            svc._parsed.clear()
             builds.append(timed(svc.state, 1)[0])
         figures["state_s"] = statistics.median(builds)
 
@@ -157,7 +156,24 @@ def bench_scale(size: int, repeat: int, profile: bool) -> dict[str, float]:
             svc.create_deployment(ADMIN, group, {"name": f"bench{n}", "image": "nginx"})
 
         create()  # warm: the state of the new commit
-        figures["create_s"] = statistics.median(timed(create, repeat))
+        pushes: list[float] = []
+        push = svc.repo._push
+
+        def timed_push(sha: str, *, ref: str | None = None) -> None:
+            begin = time.perf_counter()
+            try:
+                push(sha, ref=ref)
+            finally:
+                pushes.append(time.perf_counter() - begin)
+
+        svc.repo._push = timed_push  # type: ignore[method-assign]
+        creates = timed(create, repeat)
+        svc.repo._push = push  # type: ignore[method-assign]
+        figures["create_s"] = statistics.median(creates)
+        figures["push_s"] = statistics.median(pushes)
+        figures["create_local_s"] = statistics.median(
+            c - p for c, p in zip(creates, pushes, strict=True)
+        )
 
         # the limit: the writer's own tree and commit writing for the same change
         repo = svc.repo
@@ -189,7 +205,11 @@ SCALE_ROWS: tuple[tuple[str, Callable[[dict[str, float]], str]], ...] = (
     ("repository: files / generated in", lambda f: f"{f['files']:.0f} / {f['generate_s']:.1f} s"),
     ("create, 1 client, p50", lambda f: f"{f['create_s'] * 1000:.0f} ms"),
     ("limit: changed trees + commit (writer)", lambda f: f"{f['limit_s'] * 1000:.1f} ms"),
-    ("create vs limit", lambda f: f"{f['create_s'] / f['limit_s']:.0f}x"),
+    ("... of it the push (git push, file://)", lambda f: f"{f['push_s'] * 1000:.0f} ms"),
+    (
+        "create without the push vs limit",
+        lambda f: f"{f['create_local_s'] * 1000:.1f} ms, {f['create_local_s'] / f['limit_s']:.1f}x",
+    ),
     ("start-up to first answer with data", lambda f: f"{f['startup_s']:.1f} s"),
     (
         "RSS after start / after reads",
@@ -281,6 +301,215 @@ def bench_poll(deployments: int, pods_each: int, repeat: int) -> None:
             f"poll cycle, {deployments:>5} deployments / {deployments * pods_each:>6} pods "
             f"({calls} API calls)  {median_ms(samples)}"
         )
+
+
+def bench_poll_scale(releases: int, pods_each: int, samples: int) -> None:
+    """The poller against the fake API (tests/kubefake.py) holding ``releases`` HelmReleases
+    and Deployments in groups of 100, ``pods_each`` pods each with their PodMetrics, every
+    object as a real cluster returns it (tests/realobjects.py, managedFields included).
+
+    The fake runs in this process; the poller runs in a child process of its own
+    (``--pollscale-child``), so the RSS it reports (VmHWM and VmRSS of its
+    /proc/self/status) is the poller's alone. The child times the first cycle (every LIST,
+    a page at a time), a steady one (no LIST of the watched kinds), and then, ``samples``
+    times, how long a pod's status change (PATCH pods/status) takes to show in its
+    reading through the watch."""
+    import json
+    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gitops_bridge.render import layout
+    from tests import realobjects
+    from tests.kubefake import FakeKube
+
+    load_start = time.perf_counter()
+    with FakeKube() as fake, tempfile.TemporaryDirectory() as tmp:
+        groups = (releases + 99) // 100
+        for g in range(groups):
+            fake.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"group-g{g}"}}
+            )
+        objects: list[dict[str, object]] = []
+        metrics: list[tuple[str, str, dict[str, dict[str, str]]]] = []
+        pod_bytes = release_bytes = 0
+        for n in range(releases):
+            ids = {"deployment_id": f"{n:06d}", "app": f"app{n}", "group": f"g{n // 100}"}
+            name, namespace = f"app{n}-{n:06d}", f"group-g{n // 100}"
+            template = realobjects.pod_template(
+                name=name, deployment_id=ids["deployment_id"], app=ids["app"], group=ids["group"]
+            )
+            release = realobjects.helmrelease(
+                namespace=namespace, name=name, replicas=pods_each, **ids
+            )
+            release_bytes += realobjects.size(release)
+            objects.append(release)
+            objects.append(
+                realobjects.deployment(
+                    namespace=namespace, name=name, replicas=pods_each, template=template, **ids
+                )
+            )
+            for i in range(pods_each):
+                pod = realobjects.pod(
+                    namespace=namespace,
+                    deployment=name,
+                    index=n * pods_each + i,
+                    template=template,
+                    **ids,
+                )
+                pod_bytes += realobjects.size(pod) if i == 0 else 0
+                objects.append(pod)
+                sample = realobjects.pod_metrics(
+                    namespace=namespace,
+                    pod_name=pod["metadata"]["name"],
+                    labels_of_pod={},
+                    containers=tuple(c["name"] for c in template["spec"]["containers"]),
+                )
+                usage = {c["name"]: c["usage"] for c in sample["containers"]}
+                metrics.append((namespace, pod["metadata"]["name"], usage))
+        for g in range(groups):  # each group's own Kustomization, as the bridge lays them out
+            objects.append(
+                {
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "metadata": {
+                        "name": layout.GROUP_KUSTOMIZATION,
+                        "namespace": f"group-g{g}",
+                        "labels": {layout.LABEL_GROUP: f"g{g}"},
+                    },
+                    "spec": {"interval": "10m", "path": f"./tenants/g{g}/apps", "prune": True},
+                    "status": {"lastAppliedRevision": "main@sha1:" + "a" * 40},
+                }
+            )
+        fake.bulk_load_for_bench(objects)
+        fake.bulk_metrics_for_bench(metrics)
+        del objects, metrics
+        kubeconfig = fake.kubeconfig(Path(tmp) / "kc")
+        # the fake encodes each PodMetrics once and keeps it: not in the poller's time
+        urllib.request.urlopen(f"{fake.url}/apis/metrics.k8s.io/v1beta1/pods").read()
+        loaded = time.perf_counter() - load_start
+        print(
+            f"poll at scale: {releases:,} HelmReleases and Deployments, "
+            f"{releases * pods_each:,} pods and PodMetrics ({pod_bytes / releases / 1024:.1f} KB "
+            f"a pod, {release_bytes / releases / 1024:.1f} KB a HelmRelease of JSON; "
+            f"loaded in {loaded:.0f} s)"
+        )
+        sys.stdout.flush()
+        command = [
+            sys.executable,
+            __file__,
+            "--pollscale-child",
+            str(kubeconfig),
+            "--repeat",
+            str(samples),
+        ]
+        done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    figures = next(
+        json.loads(line.removeprefix("FIGURES "))
+        for line in done.stdout.splitlines()
+        if line.startswith("FIGURES ")
+    )
+    print(
+        f"  first cycle: every LIST, pages of {figures['page_size']} ({figures['first_calls']} "
+        f"API calls)   {figures['first_s']:6.2f} s, of it in the cyclic GC "
+        f"{figures['first_gc_s']:.2f} s"
+    )
+    print(
+        f"  steady cycle: PodMetrics + 2 GETs ({figures['steady_calls']} API calls)"
+        f"      {figures['steady_s']:6.2f} s"
+    )
+    print(
+        f"  RSS of the poller: peak (VmHWM) {figures['peak_mib']:.0f} MiB, after the first "
+        f"cycle {figures['first_rss_mib']:.0f} MiB, at the end {figures['end_rss_mib']:.0f} MiB "
+        f"(before polling {figures['start_rss_mib']:.0f} MiB)"
+    )
+    print(f"  a pod's change in the reading, by watch     {percentiles(figures['latencies'])}")
+
+
+def poll_scale_child(kubeconfig: str, samples: int) -> dict[str, object]:
+    """The poller's side of ``bench_poll_scale``: its figures."""
+    import gc
+
+    from gitops_bridge import cluster, poller
+
+    def status_mib(field: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
+    collecting = [0.0, 0.0]  # seconds in the collector, when the current collection began
+
+    def collector(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.perf_counter()
+        else:
+            collecting[0] += time.perf_counter() - collecting[1]
+
+    connection = cluster.Cluster.connect(kubeconfig=kubeconfig, timeout=60)
+    assert connection is not None
+    start_rss = status_mib("VmRSS")
+    watcher = poller.Poller(connection, interval=3600)
+    gc.callbacks.append(collector)
+    start = time.perf_counter()
+    first = watcher.run_once()
+    first_s = time.perf_counter() - start
+    gc.callbacks.remove(collector)
+    assert first is not None, watcher.state.error
+    first_rss = status_mib("VmRSS")
+    start = time.perf_counter()
+    steady = watcher.run_once()
+    steady_s = time.perf_counter() - start
+    assert steady is not None, watcher.state.error
+    groups = sorted(first.pods)
+    latencies = []
+    for n in range(samples):
+        namespace, ident = groups[n * len(groups) // samples]
+        pod = first.pods[(namespace, ident)][0]["metadata"]["name"]
+        restarts = 1000 + n
+        patch = {
+            "status": {
+                "containerStatuses": [
+                    {"name": "app", "ready": False, "restartCount": restarts, "state": {}}
+                ]
+            }
+        }
+
+        def shown(namespace: str = namespace, ident: str = ident, restarts: int = restarts) -> bool:
+            reading = watcher.state.reading
+            pods = reading.pods.get((namespace, ident), []) if reading else []
+            return any(
+                s.get("restartCount") == restarts
+                for p in pods
+                for s in p.get("status", {}).get("containerStatuses", [])
+            )
+
+        start = time.perf_counter()
+        connection.request(
+            "PATCH",
+            cluster.path(cluster.PODS, namespace, pod) + "/status",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        while not shown():
+            if time.perf_counter() - start > 30:
+                raise RuntimeError(f"the change to {pod} did not show within 30 s")
+            time.sleep(0.0005)
+        latencies.append(time.perf_counter() - start)
+    figures = {
+        "page_size": watcher.page_size,
+        "first_s": first_s,
+        "first_gc_s": collecting[0],
+        "first_calls": first.calls,
+        "steady_s": steady_s,
+        "steady_calls": steady.calls,
+        "start_rss_mib": start_rss,
+        "first_rss_mib": first_rss,
+        "peak_mib": status_mib("VmHWM"),
+        "end_rss_mib": status_mib("VmRSS"),
+        "latencies": latencies,
+    }
+    watcher.stop()
+    return figures
 
 
 def rss_mib() -> float:
@@ -397,6 +626,103 @@ def bench_health(seconds: float) -> None:
         print(f"{'/healthz, the 200 streams abandoned at once':<52}{percentiles(abandoned)}")
 
 
+def bench_history(changes: int, repeat: int, profile: bool) -> None:
+    """Pages of 50 of the history of one deployment with ``changes`` changes, through the
+    API: every page once, then the first, a middle and the last page, with and without
+    diffs ("cold": the parsed versions and the cursors handed out forgotten first). The
+    repository holds 2,000 deployments in groups of 100 (scripts/benchrepo.py); each change
+    of the deployment is followed by one of another deployment of its group, all appended
+    by one git fast-import (tests/historyutil.py), every file as the service writes it."""
+    import cProfile
+    import functools
+    import pstats
+
+    import benchrepo
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gitops_bridge import history, webapp
+    from tests.historyutil import append_history
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        remote = root / "remote.git"
+        settings = config.load(
+            data_dir=root / "data", repo_url=remote.as_uri(), fetch_interval=3600
+        )
+        generated = benchrepo.generate(remote, 2000, settings)
+        app = webapp.create_app(settings)
+        client = app.test_client()
+        svc: service.Service = app.extensions["gitops_bridge"]
+        state = svc.state()
+        group = [state.deployments[name] for name in generated.deployments[:100]]
+        target, others = group[0], group[1:11]
+        start = time.perf_counter()
+        append_history(
+            remote,
+            settings=settings,
+            deployment=target,
+            count=changes - 1,
+            others=others,
+            every_other=1,
+        )
+        built = time.perf_counter() - start
+        svc.repo.fetch()
+        print(
+            f"history of {target.name}: {changes} changes among {changes * 2 - 1} commits, "
+            f"{generated.files} files (appended in {built:.1f} s)"
+        )
+        member = {"X-Forwarded-User": benchrepo.OWNER}
+        url = f"/api/v1/deployments/{target.name}/history?limit=50"
+
+        def get(address: str) -> list[str]:
+            """One page; the versions it shows, and the address of the next page last."""
+            response = client.get(address, headers=member)
+            assert response.status_code == 200, response.json
+            found = re.search(r'<([^>]+)>;\s*rel="next"', response.headers.get("Link", ""))
+            return [v["commit"] for v in response.json] + [found.group(1) if found else ""]
+
+        def walk() -> list[str]:
+            """Every version, following the Link of each page (the cursors handed out)."""
+            versions: list[str] = []
+            address = url
+            while address:
+                *shown, address = get(address)
+                versions += shown
+            return versions
+
+        def cold(address: str) -> None:
+            svc.repo._parsed.clear()
+            history._versions.clear()
+            history._cursors.clear()
+            get(address)
+
+        start = time.perf_counter()
+        newest_first = walk()
+        walked = time.perf_counter() - start
+        assert len(newest_first) == changes == len(set(newest_first))
+        pages_walked = -(-changes // 50)
+        print(
+            f"{'history, every page once (cold)':<34} {walked * 1000:8.0f} ms, {pages_walked} pages"
+        )
+        middle = newest_first[changes // 2 - 1]
+        last = newest_first[changes - 51]
+        pages = (("first page", url), ("middle page", f"{url}&before={middle}"))
+        pages += (("last page", f"{url}&before={last}"),)
+        for label, address in pages:
+            for diff in ("", "&diff=1"):
+                warm = timed(functools.partial(get, address + diff), repeat)
+                fresh = timed(functools.partial(cold, address + diff), max(3, repeat // 3))
+                what = f"history {label}{', diff=1' if diff else ''}"
+                print(f"{what:<34} warm {median_ms(warm)}   cold {median_ms(fresh)}")
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(cold, f"{url}&before={middle}&diff=1")
+            print("--- profile of a middle history page with diffs, cold ---")
+            stats = pstats.Stats(profiler, stream=sys.stdout)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
@@ -404,15 +730,28 @@ def main() -> None:
     parser.add_argument("--rss-writes", type=int, default=2000)
     parser.add_argument("--health-seconds", type=float, default=10.0)
     parser.add_argument(
-        "--only", action="append", choices=["render", "create", "race", "poll", "rss", "health"]
+        "--only",
+        action="append",
+        choices=[
+            "render",
+            "create",
+            "load",
+            "race",
+            "poll",
+            "rss",
+            "health",
+            "history",
+            "pollscale",
+        ],
     )
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile one create at the largest size (cProfile, cumulative time)",
+        help="profile one create at the largest size and one history page (cProfile, cumulative)",
     )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pollscale-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child is not None:
         bench_rss(args.rss_child)
@@ -423,11 +762,22 @@ def main() -> None:
         figures = bench_scale(args.scale_child, args.repeat, args.profile)
         print("FIGURES " + json.dumps(figures))
         return
-    chosen = set(args.only or ["render", "create", "race", "poll", "rss", "health"])
+    if args.pollscale_child is not None:
+        import json
+
+        print("FIGURES " + json.dumps(poll_scale_child(args.pollscale_child, args.repeat)))
+        return
+    everything = ["render", "create", "load", "race", "poll", "rss", "health", "history"]
+    chosen = set(args.only or everything)
     if "render" in chosen:
         bench_render(args.repeat * 20)
     if "create" in chosen:
         scale_table([int(s) for s in args.sizes.split(",")], args.repeat, args.profile)
+    if "load" in chosen:  # served over HTTP, the clients in this process
+        import benchload
+
+        sys.stdout.flush()
+        benchload.table([int(s) for s in args.sizes.split(",")])
     if "race" in chosen:
         bench_race(args.repeat)
     if "poll" in chosen:
@@ -439,6 +789,10 @@ def main() -> None:
         subprocess.run(command, check=True)
     if "health" in chosen:
         bench_health(args.health_seconds)
+    if "history" in chosen:
+        bench_history(1000, args.repeat, args.profile)
+    if "pollscale" in chosen:  # only when asked: it loads 120,000 objects (a minute, 3 GB)
+        bench_poll_scale(10_000, 5, samples=20)
 
 
 if __name__ == "__main__":
