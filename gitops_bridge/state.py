@@ -17,11 +17,14 @@ import hashlib
 import logging
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import pydantic
 
 from gitops_bridge import quota
 from gitops_bridge.cache import Bounded
@@ -413,9 +416,9 @@ def split_folders(files: Iterable[tuple[str, str]]) -> dict[str, dict[str, str]]
 
 
 def _format_key() -> str:
-    """Changes with the code that reads folders, so a stored state from another version of
-    gitops-bridge is never used."""
-    digest = hashlib.sha256()
+    """Changes with the code that reads folders (and the Python and pydantic that pickle
+    its models), so a stored state from another version is never used."""
+    digest = hashlib.sha256(f"{sys.version}\0{pydantic.VERSION}\0".encode())
     here = Path(__file__).resolve().parent
     for name in (
         "state.py",
