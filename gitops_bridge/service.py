@@ -178,17 +178,15 @@ class Service:
             base = self._states.get(snapshot.parent or "") if snapshot.parent else None
             newest = next(reversed(self._states.values()), None)
         if base is not None:
-            changed: Iterable[str] = snapshot.changed
+            groups = _folders_of(snapshot.changed)
         else:
             base = newest or self._first(snapshot)
             if base.commit == snapshot.commit:
                 return base
             if base.commit is None or snapshot.commit is None:  # from or to no commit
-                changed = [*base.folders, *snapshot.folders()]
-                changed = [f"{layout.group_dir(g)}/" for g in changed]
+                groups = set(base.folders) | set(snapshot.folders())
             else:
-                changed = self.repo.differences(base.commit, snapshot.commit)
-        groups = {g for g in map(group_of, changed) if g is not None}
+                groups = _folders_of(self.repo.differences(base.commit, snapshot.commit))
         state = self.reader.derive(base, snapshot.commit, {g: snapshot.folder(g) for g in groups})
         self._keep(state)
         self._store(state)
@@ -300,20 +298,6 @@ class Service:
     def group(self, user: User, name: str) -> Group:
         return self.member_group(self.fresh_state(group=name), user, name)
 
-    def deployments(self, user: User, group: str | None = None) -> list[Deployment]:
-        state = self.fresh_state(group=group)
-        if group is not None:
-            self.member_group(state, user, group)
-        result = []
-        for deployment in state.deployments.values():
-            if group is not None and deployment.group != group:
-                continue
-            owner_group = state.groups.get(deployment.group)
-            members = owner_group.members if owner_group else []
-            if user.member_of(deployment.group, members):
-                result.append(deployment)
-        return sorted(result, key=lambda d: (d.group, d.app, d.id))
-
     def deployment(self, user: User, name: str) -> Deployment:
         state = self.fresh_state(deployment=name)
         missing = f"deployment {name!r} not found"
@@ -380,7 +364,7 @@ class Service:
             if group.name in state.groups:
                 raise Conflict(f"name: group {group.name!r} exists already")
             folder = layout.group_dir(group.name)
-            if snapshot.under(folder):  # e.g. its namespace.yaml cannot be read
+            if snapshot.folder(group.name):  # e.g. its namespace.yaml cannot be read
                 why = state.unreadable.get(f"{folder}/namespace.yaml")
                 raise Conflict(
                     f"name: the folder {folder}/ exists already"
@@ -528,7 +512,7 @@ class Service:
         stale = [
             f"{base}/{name}"
             for name in layout.PLATFORM_FILES
-            if f"{base}/{name}" in snapshot.files and f"{base}/{name}" not in rendered
+            if snapshot.blob(f"{base}/{name}") is not None and f"{base}/{name}" not in rendered
         ]
         return files, index, stale
 
@@ -895,6 +879,11 @@ def _summary(spec: DeploymentSpec) -> str:
     return "\n".join(parts)
 
 
+def _folders_of(paths: Iterable[str]) -> set[str]:
+    """The group folders the paths are in."""
+    return {group for group in map(group_of, paths) if group is not None}
+
+
 def _listed_groups(snapshot: Snapshot, state: State, new: str) -> list[str]:
     """What tenants/kustomization.yaml lists with a new group: the readable groups, and what
     it lists now that still exists, so a group whose record cannot be read stays listed
@@ -904,7 +893,7 @@ def _listed_groups(snapshot: Snapshot, state: State, new: str) -> list[str]:
     except Exception:  # unreadable: the readable groups are all that is known
         index = None
     listed = (index or {}).get("resources") if isinstance(index, dict) else None
-    present = {p.split("/")[1] for p in snapshot.under(layout.TENANTS_DIR) if p.count("/") > 1}
+    present = snapshot.folders()
     kept = {r for r in listed or [] if isinstance(r, str) and r in present}
     return sorted(kept | set(state.groups) | {new})
 
@@ -926,5 +915,4 @@ class _Source:
         return self.repo.read_blob(sha)
 
     def history(self, path: str, commit: str | None, limit: int) -> list[str | None]:
-        entries = self.repo.log(paths=[path], commit=commit, limit=limit)
-        return [self.repo.blob_at(entry.sha, path) for entry in entries]
+        return [change.after for change in self.repo.file_log(path, commit=commit, limit=limit)]
