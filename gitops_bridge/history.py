@@ -343,7 +343,12 @@ def plan_content(
     if after is not None:
         svc.check_name_free(state, group_name, after.app, but=after.name)
     quota.check(
-        group, current=state.in_group(group_name), before=before, after=after, sidecar=svc.sidecar
+        group,
+        current=state.in_group(group_name),
+        used=state.usage(group_name),
+        before=before,
+        after=after,
+        sidecar=svc.sidecar,
     )
     writes: list[render.Manifest] = []
     deletes: tuple[str, ...] = ()

@@ -37,7 +37,6 @@ from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
 from gitops_bridge.render import layout
 from gitops_bridge.state import State as State  # re-exported: history and tests use it
-from gitops_bridge.state import group_of
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 KEY_LOCK_STRIPES = 64
@@ -881,7 +880,7 @@ def _summary(spec: DeploymentSpec) -> str:
 
 def _folders_of(paths: Iterable[str]) -> set[str]:
     """The group folders the paths are in."""
-    return {group for group in map(group_of, paths) if group is not None}
+    return {group for group in map(layout.folder_of, paths) if group is not None}
 
 
 def _listed_groups(snapshot: Snapshot, state: State, new: str) -> list[str]:

@@ -19,7 +19,7 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -160,14 +160,6 @@ def _updated(
     return usage
 
 
-def group_of(path: str) -> str | None:
-    """The folder a path under tenants/ belongs to (None: not in a group's folder)."""
-    parts = path.split("/", 2)
-    if len(parts) < 3 or parts[0] != layout.TENANTS_DIR:
-        return None
-    return parts[1]
-
-
 class Reader:
     """Reads folders and merges them into states; remembers last readable versions."""
 
@@ -281,7 +273,7 @@ class Reader:
 
     @staticmethod
     def _app_at(state: State, path: str) -> Deployment | None:
-        group = group_of(path)
+        group = layout.folder_of(path)
         folder = state.folders.get(group) if group else None
         return folder.apps.get(path) if folder is not None else None
 
@@ -400,16 +392,6 @@ class Reader:
                     break
         self._held.put(key, found)
         return found
-
-
-def split_folders(files: Iterable[tuple[str, str]]) -> dict[str, dict[str, str]]:
-    """Files under tenants/ by group folder (group -> path -> blob)."""
-    folders: dict[str, dict[str, str]] = {}
-    for path, blob in files:
-        group = group_of(path)
-        if group is not None:
-            folders.setdefault(group, {})[path] = blob
-    return folders
 
 
 # ---- persisted between runs ---------------------------------------------------------------

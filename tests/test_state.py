@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gitops_bridge import config, models, quantity, quota, render
 from gitops_bridge import state as states
+from gitops_bridge.gitrepo import Snapshot
 from gitops_bridge.render import layout
 from gitops_bridge.service import Service
 from gitops_bridge.state import Reader, State
@@ -113,6 +114,11 @@ class Source:
         return list(reversed(changes))[:limit]
 
 
+def _folders(files: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Files by group folder, as a snapshot keeps them."""
+    return Snapshot(Source(), None, files).folders()
+
+
 def _same(incremental: State, whole: State) -> None:
     assert incremental == whole
     assert set(incremental.folders) == set(whole.folders)
@@ -148,7 +154,7 @@ def test_a_state_derived_commit_by_commit_equals_one_read_whole(commits: list[li
             else:
                 files[path] = blob
             touched.add(path)
-        folders = states.split_folders(files.items())
+        folders = _folders(files)
         changed = {path.split("/")[1] for path in touched}
         source.reads.clear()
         source.lookups = 0
@@ -279,7 +285,7 @@ def test_the_service_follows_its_writes_and_hand_edits_as_a_full_read_would(
         svc.repo.refresh(max_age=0)
         state = svc.state()
         whole = Reader(svc.reader.source, sidecar=svc.sidecar).build(
-            state.commit, states.split_folders(_listed(remote, str(state.commit)).items())
+            state.commit, _folders(_listed(remote, str(state.commit)))
         )
         assert state == whole, step
         assert svc.repo.snapshot().files == _listed(remote, str(state.commit)), step
@@ -301,6 +307,6 @@ def test_the_service_follows_its_writes_and_hand_edits_as_a_full_read_would(
     again.repo.refresh(max_age=0)
     reread = again.state()
     whole = Reader(again.reader.source, sidecar=again.sidecar).build(
-        reread.commit, states.split_folders(_listed(remote, str(reread.commit)).items())
+        reread.commit, _folders(_listed(remote, str(reread.commit)))
     )
     assert reread == whole and again._looked

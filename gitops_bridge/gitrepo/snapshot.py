@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gitops_bridge.gitrepo.model import blob_id
-from gitops_bridge.render.layout import TENANTS_DIR
+from gitops_bridge.render.layout import TENANTS_DIR, folder_of
 
 
 class Reader(Protocol):
@@ -53,7 +53,7 @@ class Snapshot:
         return self._files
 
     def blob(self, path: str) -> str | None:
-        group = _group(path)
+        group = folder_of(path)
         if group is None:
             return self._rest.get(path)
         return self._folders.get(group, {}).get(path)
@@ -80,7 +80,7 @@ class Snapshot:
         rest = self._rest
         copied: set[str] = set()
         for path, blob in blobs.items():
-            group = _group(path)
+            group = folder_of(path)
             if group is None:
                 if rest is self._rest:
                     rest = dict(rest)
@@ -118,25 +118,18 @@ class Snapshot:
         prefix = prefix.rstrip("/") + "/"
         if prefix == f"{TENANTS_DIR}/":
             return {p: b for inside in self._folders.values() for p, b in inside.items()}
-        group = _group(prefix + "x")
+        group = folder_of(prefix + "x")
         if group is not None:
             inside = self._folders.get(group, {})
             return {p: b for p, b in inside.items() if p.startswith(prefix)}
         return {p: b for p, b in self._rest.items() if p.startswith(prefix)}
 
 
-def _group(path: str) -> str | None:
-    parts = path.split("/", 2)
-    if len(parts) < 3 or parts[0] != TENANTS_DIR:
-        return None
-    return parts[1]
-
-
 def _split(files: dict[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     folders: dict[str, dict[str, str]] = {}
     rest: dict[str, str] = {}
     for path, blob in files.items():
-        group = _group(path)
+        group = folder_of(path)
         if group is None:
             rest[path] = blob
         else:

@@ -36,3 +36,11 @@ def group_dir(group: str) -> str:
 
 def apps_dir(group: str) -> str:
     return f"{TENANTS_DIR}/{group}/{APPS_DIR}"
+
+
+def folder_of(path: str) -> str | None:
+    """The group whose folder (``tenants/<group>/``) a path is in; None: in none."""
+    parts = path.split("/", 2)
+    if len(parts) < 3 or parts[0] != TENANTS_DIR:
+        return None
+    return parts[1]
