@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+SOPS_DECRYPT = ROOT / "tests" / "js" / "sops_decrypt.mjs"
+TOOL_TIMEOUT = 60
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +172,39 @@ def app(tmp_path: Path) -> Flask:
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
     return tmp_path / "data" / "remote.git"
+
+
+@pytest.fixture(scope="session")
+def sops_age() -> Callable[[Path, str], Any]:
+    """Decrypt a file with sops-age (installed by scripts/tools); returns the plaintext."""
+    node = shutil.which("node")
+    installed = tools.tools_dir() / "node" / "sops-age"
+    if node is None or not (installed / "node_modules" / "sops-age").is_dir():
+        pytest.fail(
+            f"sops-age not installed in {installed}: run scripts/tools "
+            "(needs Node.js 20+ and npm: apt-get install nodejs npm)",
+            pytrace=False,
+        )
+
+    def decrypt(path: Path, identity: str) -> Any:
+        key_file = path.with_suffix(".agekey")
+        key_file.write_text(f"# test identity\n{identity}\n", encoding="utf-8")
+        result = subprocess.run(
+            [node, str(SOPS_DECRYPT), str(installed), str(path), str(key_file)],
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return decrypt
+
+
+@pytest.fixture(scope="session")
+def age_cli() -> str:
+    found = shutil.which("age")
+    if found is None:
+        pytest.fail("age not found: apt-get install age (scripts/test installs it)", pytrace=False)
+    return found
