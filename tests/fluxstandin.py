@@ -37,6 +37,25 @@ kustomize-controller (``internal/controller/kustomization_controller.go``)
   - Impersonation: ``spec.serviceAccountName``, else the default service account, in the
     Kustomization's namespace; every object is authorized for that account (the RBAC model
     below) before anything is applied.
+  - Decryption (``internal/decryptor/decryptor.go``; fluxcd.io/flux/guides/mozilla-sops/,
+    /flux/components/kustomize/kustomizations/#decryption): with ``spec.decryption``
+    (provider ``sops``) the ``secretRef`` Secret is read from the Kustomization's namespace
+    before the build (missing: Ready False ``BuildFailed`` ``secrets "<name>" not found``);
+    every data key ending in ``.agekey`` holds age identities. Each built object with a
+    ``sops.mac`` (any kind; not when annotated ``kustomize.toolkit.fluxcd.io/decrypt:
+    disabled``) is decrypted before anything is applied; a failure is ``BuildFailed``
+    "decryption failed for '<name>': failed to decrypt and format '<ns>/<name>' <Kind> data:
+    ..." with sops' own wording (``error decrypting sops tree: ... cipher: message
+    authentication failed``; no data key: ``cannot get sops data key: Error getting data
+    key: 0 successful groups required, got 0``, where sops prints a longer per-key report).
+    As the controller (``checkSopsMac`` off by default) the MAC is not verified. Secrets
+    whose ``data`` entries hold whole SOPS files are not modelled.
+  - Without decryption an encrypted v1 Secret stops the apply before any request:
+    ReconciliationFailed "Secret/<ns>/<name> is SOPS encrypted, configuring decryption is
+    required for this secret to be reconciled" (``apply``, ``decryptor.IsEncryptedSecret``).
+    Any other encrypted object reaches the API server, which refuses the unknown ``sops``
+    field (``tests/kubefake.py``): "<Kind>/<ns>/<name> dry-run failed: failed to create
+    typed patch object ..." (fluxcd/pkg ``ssa/errors`` omits an empty reason).
   - Apply is staged (Namespaces first, then the rest) and each stage is dry-run first
     (fluxcd/pkg ``ssa`` ``ApplyAllStaged``): an object the API server refuses fails the
     whole stage with ``<Kind>/<ns>/<name> dry-run failed (<Reason>): <message>``, Ready False
@@ -74,7 +93,7 @@ cluster-scoped objects (kubernetes ``plugin/pkg/auth/authorizer/rbac/bootstrappo
 policy.go``); ``edit`` cannot write RoleBindings.
 
 Not modelled: intervals and retries (nothing happens between ``reconcile`` calls),
-health checks and ``wait``, post-build substitution, sops, valuesFrom, HelmRepository
+health checks and ``wait``, post-build substitution, valuesFrom, HelmRepository
 charts, drift detection, Helm tests, ReplicaSet objects.
 """
 
@@ -96,6 +115,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitops_bridge import sops
 from gitops_bridge.render import yamlio
 from tests import kubecontrollers
 from tests.kubefake import ApiError, FakeKube, now
@@ -153,6 +173,8 @@ HISTORY_LIMIT = 5
 TOOL_TIMEOUT = 60
 FAILURE = "context deadline exceeded"
 DEFAULT_URL = "ssh://git@git.code-hub.com/platform/gitops.git"
+DECRYPT_ANNOTATION = "kustomize.toolkit.fluxcd.io/decrypt"
+AGE_KEY_SUFFIX = ".agekey"
 
 
 @dataclass(frozen=True)
@@ -552,8 +574,16 @@ class FluxStandIn:
                     " or not ready",
                 )
             self._check_dependencies(run, ks)
+            identities = self._decryption_identities(ks)
             path = artifact / ks["spec"]["path"]
             objects = self._build(path, root=artifact)
+            target = ks["spec"].get("targetNamespace")
+            for obj in objects:
+                if target and _key(obj)[1] not in CLUSTER_SCOPED:
+                    obj["metadata"]["namespace"] = target
+            if ks["spec"].get("decryption"):
+                objects = [_decrypted(obj, identities) for obj in objects]
+            _refuse_encrypted_secrets(objects)
             account = self._account(namespace, ks["spec"].get("serviceAccountName"))
             labels = {KS_NAME: name, KS_NAMESPACE: namespace}
             for obj in objects:
@@ -562,10 +592,6 @@ class FluxStandIn:
                     finalizers = obj["metadata"].setdefault("finalizers", [])
                     if FINALIZER not in finalizers:
                         finalizers.append(FINALIZER)
-            target = ks["spec"].get("targetNamespace")
-            for obj in objects:
-                if target and _key(obj)[1] not in CLUSTER_SCOPED:
-                    obj["metadata"]["namespace"] = target
                 self._authorize(account, "patch", obj)
             applied_objects = self._apply_staged(objects)
             self._prune(run, ks, applied_objects, account=account)
@@ -638,6 +664,31 @@ class FluxStandIn:
             self._event(
                 ks, "error", refused.reason, refused.message, run.revision, "kustomize-controller"
             )
+
+    def _decryption_identities(self, ks: Obj) -> list[str]:
+        """The age identities of the decryption Secret (``Decryptor.ImportKeys``)."""
+        decryption = ks["spec"].get("decryption") or {}
+        secret_name = (decryption.get("secretRef") or {}).get("name")
+        if decryption.get("provider") != "sops" or not secret_name:
+            return []
+        namespace = ks["metadata"]["namespace"]
+        secret = self.fake.get(*SECRET, namespace, secret_name)
+        if secret is None:
+            raise _Refused("BuildFailed", f'secrets "{secret_name}" not found')
+        identities: list[str] = []
+        for key, value in (secret.get("data") or {}).items():
+            if not key.endswith(AGE_KEY_SUFFIX) or key == AGE_KEY_SUFFIX:
+                continue
+            try:
+                identities += sops.parse_identities(base64.b64decode(value).decode())
+            except (sops.SopsError, UnicodeDecodeError) as exc:
+                raise _Refused(
+                    "BuildFailed",
+                    f"failed to import '{key}' data from sops decryption Secret "
+                    f"'{namespace}/{secret_name}': failed to parse and add to age identities: "
+                    f"{exc}",
+                ) from exc
+        return identities
 
     def _check_dependencies(self, run: _Run, ks: Obj) -> None:
         for dependency in ks["spec"].get("dependsOn") or []:
@@ -713,9 +764,10 @@ class FluxStandIn:
                 try:
                     self._apply_merged(obj, recreate_deleting=True, dry_run=True)
                 except ApiError as exc:
+                    reason = exc.body.get("reason")
                     raise _Refused(
                         "ReconciliationFailed",
-                        f"{_display(obj)} dry-run failed ({exc.body['reason']}): "
+                        f"{_display(obj)} dry-run failed{f' ({reason})' if reason else ''}: "
                         f"{exc.body['message']}",
                     ) from exc
             for obj in stage:
@@ -1256,6 +1308,50 @@ def _scan_manifests(base: Path) -> list[str]:
 
     walk(base)
     return found
+
+
+def _decrypted(obj: Obj, identities: list[str]) -> Obj:
+    """One built object through ``Decryptor.DecryptResource`` (SOPS-encrypted objects only)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    if not sops.is_encrypted(obj) or annotations.get(DECRYPT_ANNOTATION, "").lower() == (
+        "disabled"
+    ):
+        return obj
+    meta = obj["metadata"]
+    where = (
+        f"decryption failed for '{meta['name']}': failed to decrypt and format "
+        f"'{meta.get('namespace', '')}/{meta['name']}' {obj['kind']} data"
+    )
+    try:
+        opened = sops.decrypt(obj, identities, verify_mac=False)
+    except sops.NoKey as exc:
+        detail = "Error getting data key: 0 successful groups required, got 0"
+        raise _Refused("BuildFailed", f"{where}: cannot get sops data key: {detail}") from exc
+    except sops.SopsError as exc:
+        cause = (
+            "Input string <redacted> does not match sops' data format"
+            if "well-formed" in str(exc) or "expected an encrypted value" in str(exc)
+            else "Could not decrypt with AES_GCM: cipher: message authentication failed"
+        )
+        raise _Refused(
+            "BuildFailed",
+            f"{where}: error decrypting sops tree: Error walking tree: Could not decrypt "
+            f"value: {cause}",
+        ) from exc
+    return opened.document
+
+
+def _refuse_encrypted_secrets(objects: list[Obj]) -> None:
+    """kustomize-controller's apply: an encrypted v1 Secret stops everything."""
+    for obj in objects:
+        annotations = obj["metadata"].get("annotations") or {}
+        disabled = annotations.get(DECRYPT_ANNOTATION, "").lower() == "disabled"
+        if _key(obj) == SECRET and "sops" in obj and not disabled:
+            raise _Refused(
+                "ReconciliationFailed",
+                f"{_display(obj)} is SOPS encrypted, configuring decryption is required for "
+                "this secret to be reconciled",
+            )
 
 
 def _secret_value(secret: Obj | None, key: str) -> str | None:

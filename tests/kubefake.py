@@ -35,13 +35,25 @@ what kube-apiserver checks, in its order; each rule names its Kubernetes source 
   exist is 404 ``namespaces "x" not found``, creating in one being terminated is 403; the
   first three may not be deleted (403). Namespaces get status.phase Active, the
   ``kubernetes`` spec finalizer and the ``kubernetes.io/metadata.name`` label.
+- Secrets: ``stringData`` is merged into ``data`` (base64) on every write and never stored
+  nor returned; a ``data`` value that is not base64 is 400 ``illegal base64 data at input
+  byte N`` (pkg/apis/core/v1/conversion.go ``Convert_v1_Secret_To_core_Secret``; the JSON
+  decoder's base64). Unknown top-level fields of Secrets and ConfigMaps (k8s.io/api/core/v1
+  types.go): ``apply()``, the server-side apply fluxstandin stands for, answers 500 with no
+  reason ``failed to create typed patch object (<ns>/<name>; /v1, Kind=Secret): .sops: field
+  not declared in schema`` (apimachinery managedfields/internal/structuredmerge.go; the
+  missing reason is kubernetes issue #122480); POST and PUT follow ``fieldValidation``
+  (``Strict``: 400 ``strict decoding error: unknown field "sops"``; ``Ignore``: dropped;
+  the default ``Warn``: dropped with a ``unknown field "sops"`` warning).
 - Validation, 422 Invalid with the real message and ``details.causes``: names per kind
   (DNS-1123 subdomain; DNS-1123 label for Namespaces, DNS-1035 label for Services, path
   segment for RoleBindings), generateName, label keys and values, annotation keys and
   their 256 KiB total, finalizer names; a Pod's containers and a Deployment's pod template
   (requests <= limits, no negative quantity; selector required, non-empty and matching the
-  template labels; template labels and annotations). A quantity that does not parse or a
-  label that is not a string is 400, as when the body is decoded.
+  template labels; template labels and annotations); a Secret's ``data`` keys (config keys:
+  ``[-._a-zA-Z0-9]+``, at most 253, not ``.``/``..``/``..x``) and total size (1 MiB)
+  (pkg/apis/core/validation/validation.go ``ValidateSecret``). A quantity that does not
+  parse or a label that is not a string is 400, as when the body is decoded.
 - Warnings: a memory or ephemeral-storage quantity that is not a whole number of bytes is
   stored, answered with ``Warning: 299 - "..."`` and recorded in ``FakeKube.warnings``.
 - LimitRanger on Pod create: Container defaults (``defaultRequest``/``default``, with the
@@ -776,6 +788,17 @@ def _labels_errors(labels: Any, path: str) -> list[FieldError]:
 
 
 TOTAL_ANNOTATION_SIZE = 256 * 1024
+MAX_SECRET_SIZE = 1024 * 1024  # pkg/apis/core/types.go MaxSecretSize
+# Top-level fields of the kinds whose unknown fields the fake refuses (k8s.io/api/core/v1).
+KNOWN_FIELDS = {
+    "Secret": frozenset(
+        {"apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"}
+    ),
+    "ConfigMap": frozenset({"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"}),
+}
+_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+_CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 def _annotations_errors(annotations: Any, path: str) -> list[FieldError]:
@@ -789,6 +812,149 @@ def _annotations_errors(annotations: Any, path: str) -> list[FieldError]:
         errors.append(
             FieldError(
                 "FieldValueTooLong", path, "", f"must have at most {TOTAL_ANNOTATION_SIZE} bytes"
+            )
+        )
+    return errors
+
+
+def config_key(value: str) -> list[str]:
+    """staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go IsConfigMapKey."""
+    problems = []
+    if _size(value) > 253:
+        problems.append("must be no more than 253 characters")
+    if not re.fullmatch(_CONFIG_KEY_FMT, value):
+        problems.append(
+            _regex_error(_CONFIG_KEY_MSG, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name")
+        )
+    if value == ".":
+        problems.append("must not be '.'")
+    elif value == "..":
+        problems.append("must not be '..'")
+    elif value.startswith(".."):
+        problems.append("must not start with '..'")
+    return problems
+
+
+def go_base64_error(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding.Decode`` (what encoding/json runs for ``[]byte``)
+    gives up on ``text``: the N of "illegal base64 data at input byte N"; None when it
+    decodes. Line breaks are skipped, as Go does."""
+    chars = [(i, c) for i, c in enumerate(text) if c not in "\r\n"]
+    quantum = 0
+    for k, (i, c) in enumerate(chars):
+        if c in _BASE64:
+            quantum = (quantum + 1) % 4
+            continue
+        if c != "=" or quantum < 2:
+            return i
+        padding = chars[k : k + 4 - quantum]
+        if len(padding) < 4 - quantum:
+            return len(text)
+        if any(ch != "=" for _, ch in padding):
+            return next(j for j, ch in padding if ch != "=")
+        rest = chars[k + 4 - quantum :]
+        return rest[0][0] if rest else None
+    if quantum:
+        return chars[len(chars) - quantum][0]
+    return None
+
+
+def unknown_fields(resource: Resource, obj: Obj) -> list[str]:
+    known = None if resource.group else KNOWN_FIELDS.get(resource.kind)
+    return [] if known is None else [name for name in obj if name not in known]
+
+
+def typed_patch_error(resource: Resource, obj: Obj, unknown: list[str]) -> ApiError:
+    """A server-side apply of unknown fields: 500, and the Status carries no reason
+    (managedfields/internal/structuredmerge.go wraps the schema error in fmt.Errorf)."""
+    meta = _mapping(obj.get("metadata"))
+    where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+    fields = "\n".join(f".{name}: field not declared in schema" for name in unknown)
+    error = ApiError(
+        500,
+        f"failed to create typed patch object ({where}; {resource.group}/{resource.version}, "
+        f"Kind={resource.kind}): {fields}",
+    )
+    error.body.pop("reason")
+    return error
+
+
+def drop_unknown_fields(resource: Resource, obj: Obj, request: _Request) -> None:
+    """POST/PUT/PATCH: ``fieldValidation`` Strict refuses unknown fields, Ignore drops them,
+    Warn (the default) drops them with a warning (apiserver handlers/fieldmanager)."""
+    unknown = unknown_fields(resource, obj)
+    if not unknown:
+        return
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode == "Strict":
+        raise ApiError(
+            400,
+            "strict decoding error: " + ", ".join(f'unknown field "{n}"' for n in unknown),
+        )
+    for name in unknown:
+        obj.pop(name)
+        if mode != "Ignore":
+            request.warnings.append(f'unknown field "{name}"')
+
+
+def _secret_decode(obj: Obj, prefix: str) -> None:
+    """A Secret as the v1 -> internal conversion reads it: ``data`` values are base64
+    strings, ``stringData`` values strings merged over ``data`` (then gone)."""
+    data = obj.get("data")
+    string_data = obj.get("stringData")
+    for field_name, values, want in (
+        ("data", data, "[]uint8"),
+        ("stringData", string_data, "string"),
+    ):
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ApiError(
+                400,
+                f"{prefix}: json: cannot unmarshal {_json_kind(values)} into Go struct field "
+                f"Secret.{field_name} of type map[string]{want}",
+            )
+        for value in values.values():
+            if not isinstance(value, str):
+                raise ApiError(
+                    400,
+                    f"{prefix}: json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                    f"Secret.{field_name} of type {want}",
+                )
+            if field_name == "data":
+                at = go_base64_error(value)
+                if at is not None:
+                    raise ApiError(400, f"{prefix}: illegal base64 data at input byte {at}")
+    if string_data is not None:
+        merged = dict(data or {})
+        for key, value in string_data.items():
+            merged[key] = base64.b64encode(value.encode()).decode()
+        obj["data"] = merged
+        del obj["stringData"]
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string" if isinstance(value, str) else "null"
+
+
+def _secret_errors(obj: Obj) -> list[FieldError]:
+    errors: list[FieldError] = []
+    total = 0
+    for key, value in _mapping(obj.get("data")).items():
+        errors += [_bad(f"data[{key}]", key, msg) for msg in config_key(str(key))]
+        total += len(base64.b64decode("".join(str(value).split())))
+    if total > MAX_SECRET_SIZE:
+        errors.append(
+            FieldError(
+                "FieldValueTooLong", "data", "", f"must have at most {MAX_SECRET_SIZE} bytes"
             )
         )
     return errors
@@ -855,6 +1021,8 @@ def _decode_errors(resource: Resource, obj: Obj) -> None:
                 Quantity.parse(raw)
             except ValueError as exc:
                 raise ApiError(400, f"{prefix}: {exc}") from exc
+    if resource.kind == "Secret" and not resource.group:
+        _secret_decode(obj, prefix)
 
 
 def _containers(pod_spec: Obj) -> list[tuple[str, Obj]]:
@@ -1010,6 +1178,8 @@ def _validation_errors(resource: Resource, obj: Obj, old: Obj | None) -> list[Fi
         errors += _resources_errors(obj["spec"], "spec")
     if resource.kind == "Deployment":
         errors += _deployment_errors(obj)
+    if resource.kind == "Secret" and not resource.group:
+        errors += _secret_errors(obj)
     return errors
 
 
@@ -1695,6 +1865,9 @@ class FakeKube:
                 if "finalizers" not in meta and "finalizers" in old["metadata"]:
                     meta["finalizers"] = list(old["metadata"]["finalizers"])
             if resource is not None:
+                unknown = unknown_fields(resource, new)
+                if unknown:
+                    raise typed_patch_error(resource, new, unknown)
                 self._admit(resource, new, old, [])
             if dry_run:
                 return copy.deepcopy(new)
@@ -2417,6 +2590,7 @@ class FakeKube:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        drop_unknown_fields(resource, obj, request)
         return obj
 
     def _create(self, request: _Request, resource: Resource, namespace: str | None) -> Obj:
@@ -2532,6 +2706,7 @@ class FakeKube:
                 patched = merge_patch(copy.deepcopy(old), patch)
             if not isinstance(patched, dict):
                 raise ApiError(422, "the patched object is not an object")
+            drop_unknown_fields(resource, patched, request)
             return self._finish_update(
                 resource,
                 old,
