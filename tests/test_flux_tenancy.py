@@ -18,9 +18,12 @@ import pytest
 from gitops_bridge import monitor
 from tests.apputil import web
 from tests.bridgeutil import ALICE, HR, KS, Bridge, ready
+from tests.chartversions import CHART, version
 from tests.fluxstandin import FluxStandIn
 from tests.gitutil import show
 from tests.kubefake import FakeKube
+
+CHART_VERSION = version(CHART)
 
 NS = "group-team-a"
 EVENTS_TOKEN = "events-secret"
@@ -216,7 +219,7 @@ def test_the_oci_chart_source_reconciles_under_lockdown(
     assert ready(bridge.release(name))[:2] == ("True", "InstallSucceeded")
     # helm-controller versions an OCI chart <version>+<12 hex of the digest>
     version = bridge.release(name)["status"]["history"][0]["chartVersion"]
-    assert version.startswith("0.2.0+") and len(version) == len("0.2.0+") + 12
+    assert version.startswith(f"{CHART_VERSION}+") and len(version) == len(CHART_VERSION) + 13
     deployment = fake.get("apps/v1", "Deployment", NS, name)
     assert deployment is not None
     assert deployment["metadata"]["labels"]["helm.sh/chart"] == "generic-app-" + version.replace(
@@ -347,7 +350,7 @@ def test_events_reach_the_bridge_through_the_groups_own_alert(
     assert answers and set(answers) == {202}
     shown = bridge.client.get(f"/api/v1/deployments/{name}", headers={"X-Forwarded-User": "alice"})
     events = shown.json["events"]  # type: ignore[index]
-    assert events[-1]["reason"] == "InstallSucceeded" and events[-1]["revision"] == "0.2.0"
+    assert events[-1]["reason"] == "InstallSucceeded" and events[-1]["revision"] == CHART_VERSION
     # The demo group has no Secret: its Provider cannot sign, nothing is sent for it.
     assert any("group-demo/gitops-bridge-events" in e for e in bridge.flux.dispatch_errors)
 

@@ -20,8 +20,11 @@ from kubernetes import client, config, watch
 from gitops_bridge import quantity
 from tests.apputil import as_user
 from tests.bridgeutil import Bridge
+from tests.chartversions import CHART, version
 from tests.gitutil import head
 from tests.kubefake import FakeKube
+
+CHART_VERSION = version(CHART)
 
 HR = ("helm.toolkit.fluxcd.io/v2", "HelmRelease")
 KS = ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
@@ -142,13 +145,14 @@ def test_create_reconcile_then_delete(bridge: Bridge, api: client.ApiClient) -> 
     ready = conditions(release)["Ready"]
     assert (ready["status"], ready["reason"]) == ("True", "InstallSucceeded")
     assert ready["message"] == (
-        f"Helm install succeeded for release {NS}/{api_name}.v1 with chart generic-app@0.2.0"
+        f"Helm install succeeded for release {NS}/{api_name}.v1 "
+        f"with chart generic-app@{CHART_VERSION}"
     )
     assert release["status"]["observedGeneration"] == release["metadata"]["generation"]
     assert release["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
     assert release["status"]["helmChart"] == f"{NS}/{NS}-{api_name}"
     (snapshot,) = release["status"]["history"]
-    assert snapshot["status"] == "deployed" and snapshot["chartVersion"] == "0.2.0"
+    assert snapshot["status"] == "deployed" and snapshot["chartVersion"] == CHART_VERSION
     assert snapshot["configDigest"] == release["status"]["lastAttemptedConfigDigest"]
     assert release["status"]["lastAttemptedRevision"] == snapshot["chartVersion"]
     # reconcileStrategy ChartVersion: a new commit that does not change web's values or the
