@@ -7,6 +7,7 @@ import getpass
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -18,6 +19,7 @@ from gitops_bridge import (
     bootstrap,
     chartpush,
     config,
+    credentials,
     gitrepo,
     history,
     models,
@@ -83,7 +85,7 @@ def _warm(svc: Service) -> None:
 
 
 def cmd_init_repo(args: argparse.Namespace) -> int:
-    files = bootstrap.template_files(cluster=args.cluster)
+    files = bootstrap.template_files(cluster=args.cluster, decryption=args.decryption)
     bridge = gitrepo.Author("gitops-bridge", "gitops-bridge@localhost")
     sha = gitrepo.init_worktree(
         Path(args.path),
@@ -142,12 +144,23 @@ def _deployment_body(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise SystemExit("--file: must hold a JSON object")
         return data
-    env = []
+    env: list[dict[str, Any]] = []
     for item in args.env or []:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--env: expected NAME=VALUE, got {item!r}")
         env.append({"name": name, "value": value})
+    for item in args.secret_env or []:
+        name, sep, value = item.partition("=")
+        if not sep:  # kept out of the shell's history: from the environment, or asked for
+            value = os.environ.get(name) or getpass.getpass(f"{name} (secret): ")
+        env.append({"name": name, "value": value, "secret": True})
+    for item in args.env_from or []:
+        name, sep, ref = item.partition("=")
+        secret, colon, key = ref.partition(":")
+        if not sep or not colon:
+            raise SystemExit(f"--env-from: expected NAME=SECRET:KEY, got {item!r}")
+        env.append({"name": name, "secretRef": {"name": secret, "key": key}})
     return {
         "name": args.name,
         "image": args.image,
@@ -266,6 +279,58 @@ def cmd_upgrade_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    written = svc.rotate_secrets(_user(args, settings), force=args.force)
+    _print(
+        {"commit": written.commit.sha, "changed": written.commit.changed, "note": written.message}
+    )
+    return 0
+
+
+def cmd_secrets_migrate(args: argparse.Namespace) -> int:
+    """Move a deployment's plaintext env values into its encrypted Secret: the named keys,
+    else every value that looks like a credential."""
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    user = _user(args, settings)
+    current = svc.deployment(user, args.name)
+    keys = set(args.keys.split(",")) if args.keys else None
+    env: list[dict[str, Any]] = []
+    moved = []
+    for var in current.spec.env:
+        plain = var.kind == "plain"
+        wanted = (
+            var.name in keys
+            if keys is not None
+            else plain and bool(credentials.reason(var.name, var.value or ""))
+        )
+        if plain and wanted:
+            env.append({"name": var.name, "value": var.value or "", "secret": True})
+            moved.append(var.name)
+        else:
+            env.append(var.model_dump())
+    unknown = sorted(
+        (keys or set()) - {var.name for var in current.spec.env if var.kind == "plain"}
+    )
+    if unknown:
+        raise SystemExit(f"--keys: {', '.join(unknown)}: no plaintext env entry of that name")
+    if not moved:
+        _print({"deployment": args.name, "moved": [], "note": "nothing looks like a credential"})
+        return 0
+    written = svc.update_deployment(user, args.name, {"env": env})
+    _print(
+        {
+            "deployment": args.name,
+            "moved": moved,
+            "commit": written.commit.sha,
+            "note": "the old values stay in the repository's history: rotate them",
+        }
+    )
+    return 0
+
+
 def cmd_events_key(args: argparse.Namespace) -> int:
     """The Flux Provider key of one namespace, as the Secret that holds it."""
     settings = _settings(args)
@@ -331,6 +396,18 @@ def _deployment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--port", dest="port_number", type=int, default=8080)
     parser.add_argument("--env", action="append", metavar="NAME=VALUE")
+    parser.add_argument(
+        "--secret-env",
+        action="append",
+        metavar="NAME[=VALUE]",
+        help="a secret value, stored encrypted; without =VALUE: from $NAME, else asked for",
+    )
+    parser.add_argument(
+        "--env-from",
+        action="append",
+        metavar="NAME=SECRET:KEY",
+        help="a key of a Secret in the group's namespace managed elsewhere",
+    )
     parser.add_argument("--cpu", default="100m")
     parser.add_argument("--memory", default="128Mi")
     parser.add_argument("--expose", action="store_true")
@@ -349,6 +426,11 @@ def parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init-repo", help="create a new GitOps repository at PATH")
     init.add_argument("path")
     init.add_argument("--cluster", default="dev")
+    init.add_argument(
+        "--decryption",
+        action="store_true",
+        help="the platform Kustomization decrypts with flux-system/sops-age (secrets configured)",
+    )
     init.set_defaults(func=cmd_init_repo)
 
     group = sub.add_parser("group", help="manage groups").add_subparsers(
@@ -439,6 +521,25 @@ def parser() -> argparse.ArgumentParser:
     _repo_options(upgrade)
     _user_options(upgrade)
     upgrade.set_defaults(func=cmd_upgrade_repo)
+
+    secrets_cmd = sub.add_parser(
+        "secrets", help="secret values in the repository (SOPS + age)"
+    ).add_subparsers(dest="action", required=True)
+    rotate = secrets_cmd.add_parser(
+        "rotate", help="re-encrypt every secret file for today's recipients (one commit)"
+    )
+    rotate.add_argument("--force", action="store_true", help="every file, with new data keys")
+    _repo_options(rotate)
+    _user_options(rotate)
+    rotate.set_defaults(func=cmd_secrets_rotate)
+    migrate = secrets_cmd.add_parser(
+        "migrate", help="move a deployment's plaintext credentials into its encrypted Secret"
+    )
+    migrate.add_argument("name", help="the deployment, <app>-<id>")
+    migrate.add_argument("--keys", help="comma separated env names (default: what looks secret)")
+    _repo_options(migrate)
+    _user_options(migrate)
+    migrate.set_defaults(func=cmd_secrets_migrate)
 
     events = sub.add_parser(
         "events-key", help="the Secret a namespace's Flux Provider signs its events with"

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from gitops_bridge import models
+from gitops_bridge import models, sops
 
 
 class FrpSettings(BaseModel):
@@ -32,6 +32,9 @@ class FrpSettings(BaseModel):
     namespace: str = "frp"
     token_secret: str = "frp-token"
     token_key: str = "token"
+    # frps' auth token: written SOPS-encrypted into each new group's frp-token Secret, with a
+    # fresh group key per group; empty: exposure needs that Secret made by hand
+    token: SecretStr = SecretStr("")
     image: str = "registry:5000/platform/frpc:0.65.0"
     cpu: str = "10m"  # the sidecar's requests (limits: 2x), counted in every group's quota
     memory: str = "32Mi"
@@ -45,6 +48,26 @@ class FrpSettings(BaseModel):
     @classmethod
     def _memory(cls, value: object) -> str:
         return models.check_quantity(value, kind="memory")
+
+
+class SecretsSettings(BaseModel):
+    """Secret values go to Git SOPS-encrypted (age), decrypted only by Flux and the bridge.
+
+    ``age_recipients``: the public keys of the cluster's ``sops-age`` Secret in flux-system
+    (and any break-glass keys); without one, secret values are refused. ``age_identity``:
+    the bridge's own identity file, generated into ``data_dir`` when missing; its public key
+    is always a recipient, so the bridge can keep values it is not sent again.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    age_recipients: list[str] = Field(default_factory=list)
+    age_identity: Path | None = None
+
+    @field_validator("age_recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(sops.check_recipient(item) for item in value))
 
 
 class ChartSettings(BaseModel):
@@ -227,6 +250,7 @@ class Settings(BaseSettings):
     demo_group: bool = True
     limits: models.Limits = Field(default_factory=models.Limits)
     frp: FrpSettings = Field(default_factory=FrpSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     chart: ChartSettings = Field(default_factory=ChartSettings)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

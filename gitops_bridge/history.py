@@ -7,16 +7,18 @@ rather than merged, so reverting an old change does not conflict with later ones
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
-from gitops_bridge import models, quota, render
+from gitops_bridge import models, quota, render, sops
 from gitops_bridge.cache import Bounded
 from gitops_bridge.errors import Conflict, InvalidRequest, NotFound
 from gitops_bridge.gitrepo import FileChange, LogEntry, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment
 from gitops_bridge.render import layout, tenancy, yamlio
+from gitops_bridge.render import secrets as secretfiles
 from gitops_bridge.service import (
     TRAILER_ACTION,
     TRAILER_DEPLOYMENT,
@@ -145,6 +147,8 @@ def _version(svc: Service, change: FileChange, diff: str) -> Version:
         summary = [f"unreadable: {problem}"]
     else:
         summary = models.spec_differences(old.spec if old else None, new.spec if new else None)
+        if old is not None:
+            summary += models.secret_differences(old, new)
     if new and old and new.restarted_at != old.restarted_at:
         summary.append("restarted")
     entry = change.entry
@@ -220,10 +224,11 @@ def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None 
     group = _group_of(path)
     _authorise(svc, user, group, name)
     entry = _entry(svc, path, commit)
+    values = values_path(path)
     others = [
         p
         for p in svc.repo.changed_paths(entry.sha)
-        if p != path and not p.endswith("/kustomization.yaml")
+        if p not in (path, values) and not p.endswith("/kustomization.yaml")
     ]
     if others:
         raise Conflict(
@@ -232,18 +237,24 @@ def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None 
         )
     reverted = svc.repo.read_at(entry.sha, path)
     parent = svc.repo.read_at(entry.parent, path)
+    reverted_values = svc.repo.read_at(entry.sha, values)
+    parent_values = svc.repo.read_at(entry.parent, values)
 
     def plan(snapshot: Snapshot, state: State) -> Plan:
+        what = f"reverting {entry.sha[:7]}"
         content = three_way(
+            svc, path=path, ours=snapshot.read(path), base=reverted, theirs=parent, what=what
+        )
+        secret = values_three_way(
             svc,
-            path=path,
-            ours=snapshot.read(path),
-            base=reverted,
-            theirs=parent,
-            what=f"reverting {entry.sha[:7]}",
+            path=values,
+            ours=snapshot.read(values),
+            base=reverted_values,
+            theirs=parent_values,
+            what=what,
         )
         message = f'Revert "{entry.subject}"\n\nThis reverts commit {entry.sha}.'
-        return plan_content(svc, snapshot, state, path, content, message, "revert")
+        return plan_content(svc, snapshot, state, path, content, message, "revert", values=secret)
 
     return svc.write(
         user,
@@ -263,6 +274,7 @@ def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None
     _authorise(svc, user, group, name)
     entry = _entry(svc, path, commit)
     content = svc.repo.read_at(entry.sha, path)
+    secret = svc.repo.read_at(entry.sha, values_path(path))
     if content is None:
         raise InvalidRequest.field(
             "commit", f"{entry.sha[:7]} deleted {name}; pick a commit where it existed"
@@ -270,7 +282,7 @@ def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None
 
     def plan(snapshot: Snapshot, state: State) -> Plan:
         message = f"Restore {name} to its version of {entry.sha[:7]}\n\n({entry.subject})"
-        return plan_content(svc, snapshot, state, path, content, message, "restore")
+        return plan_content(svc, snapshot, state, path, content, message, "restore", values=secret)
 
     return svc.write(
         user,
@@ -322,6 +334,75 @@ def three_way(
     return text
 
 
+def values_path(path: str) -> str:
+    """The file of a deployment's secret values, beside its HelmRelease's ``path``."""
+    return path.removesuffix(".yaml") + layout.SECRET_SUFFIX
+
+
+def values_three_way(
+    svc: Service,
+    *,
+    path: str,
+    ours: bytes | None,
+    base: bytes | None,
+    theirs: bytes | None,
+    what: str,
+) -> bytes | None:
+    """Carry base -> theirs onto ours for a deployment's secret values, key by key (the
+    files are decrypted with the bridge's identity; ciphertext cannot be merged by line)."""
+    if ours == base:
+        return theirs
+    if ours == theirs or theirs == base:
+        return ours
+    opened = {
+        side: svc.secrets.open(data, path) if data is not None else None
+        for side, data in (("base", base), ("ours", ours), ("theirs", theirs))
+    }
+    found = {
+        side: secretfiles.values_of(value) if value is not None else {}
+        for side, value in opened.items()
+    }
+    merged = dict(found["ours"])
+    conflicts = []
+    for key in sorted(set(found["base"]) | set(found["ours"]) | set(found["theirs"])):
+        old, mine, new = (found[side].get(key) for side in ("base", "ours", "theirs"))
+        if new in (old, mine):
+            continue
+        if mine != old:
+            conflicts.append(key)
+        elif new is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = new
+    if conflicts:
+        raise Conflict(
+            f"{what} conflicts with later changes of the secret values {', '.join(conflicts)}; "
+            "restore a version instead"
+        )
+    if not merged:
+        return None
+    template = opened["ours"] or opened["theirs"]
+    assert template is not None
+    document = dict(template.document)
+    document.pop("stringData", None)
+    document["data"] = {
+        key: base64.b64encode(value.encode()).decode() for key, value in merged.items()
+    }
+    return secretfiles.encrypted(
+        path,
+        document,
+        sops.recipients_of(yamlio.load(ours))
+        if ours is not None
+        else svc.secrets.platform_recipients(),
+        previous=None,
+        kept=None,
+        now=svc.clock(),
+    ).data
+
+
+_KEEP: Any = object()
+
+
 def plan_content(
     svc: Service,
     snapshot: Snapshot,
@@ -331,8 +412,11 @@ def plan_content(
     message: str,
     action: str,
     trailers: dict[str, str] | None = None,
+    *,
+    values: bytes | None = _KEEP,
 ) -> Plan:
-    """Write (or delete) one deployment file, re-validated and quota-checked."""
+    """Write (or delete) one deployment file, re-validated and quota-checked; ``values``:
+    the file of its secret values to go with it (re-encrypted for today's recipients)."""
     group_name = _group_of(path)
     group = state.groups.get(group_name)
     if group is None:
@@ -358,6 +442,14 @@ def plan_content(
         writes.append(render.helmrelease(after, settings=svc.settings, current=content))
     else:
         deletes = (path,)
+    secret_path = values_path(path)
+    if values is _KEEP:
+        values = snapshot.read(secret_path)
+    needed = [var.name for var in after.spec.env if var.secret] if after is not None else []
+    if needed:
+        writes.append(_values_for(svc, snapshot, secret_path, values, needed))
+    elif snapshot.blob(secret_path) is not None:
+        deletes = (*deletes, secret_path)
     trailer = {TRAILER_ACTION: action, TRAILER_GROUP: group_name, TRAILER_DEPLOYMENT: name}
     change = render.Change(
         message=message,
@@ -367,6 +459,23 @@ def plan_content(
     )
     svc.check_repairs(state, group_name, change)
     return Plan(change=change, deployment=after)
+
+
+def _values_for(
+    svc: Service, snapshot: Snapshot, path: str, data: bytes | None, needed: list[str]
+) -> render.Manifest:
+    """The secret values file a version needs, holding its keys, for today's recipients."""
+    if data is None:
+        raise Conflict(
+            f"that version reads the secret values {', '.join(needed)}, but {path} did not "
+            "exist then; set them again instead"
+        )
+    opened = svc.secrets.open(data, path)
+    missing = sorted(set(needed) - set(secretfiles.values_of(opened)))
+    if missing:
+        raise Conflict(f"{path} then held no value for {', '.join(missing)}")
+    recipients = svc.secrets.app_recipients(snapshot, path.split("/")[1])
+    return render.Manifest(path, svc.secrets.reencrypted(data, path, recipients).decode())
 
 
 def _validated(svc: Service, content: bytes) -> Deployment:

@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -209,11 +210,58 @@ class Group(BaseModel):
         return NAMESPACE_PREFIX + self.name
 
 
-class EnvVar(BaseModel):
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a Secret's data key (IsConfigMapKey)
+# Secrets a deployment's env may not read: the group's decryption key and the frp
+# credentials are the platform's (render.secrets), the deployment's own is ``secret: true``
+PLATFORM_SECRETS = frozenset({"sops-age", "frp-token"})
+OWN_SECRET_SUFFIX = "-env"  # the Secret the bridge writes for a deployment's secret values
+
+
+class SecretRef(BaseModel):
+    """A key of a Secret managed elsewhere (External Secrets, an operator) in the group's
+    namespace: rendered as ``valueFrom.secretKeyRef``."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: StrictStr
-    value: StrictStr = ""
+    key: StrictStr
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SECRET_NAME.fullmatch(value) or len(value) > 253:
+            raise ValueError(
+                f"must be a Secret name (DNS subdomain: a-z, 0-9, '-', '.'; max 253), got {value!r}"
+            )
+        if value in PLATFORM_SECRETS:
+            raise ValueError(f"{value!r} is the platform's own Secret; apps cannot read it")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not SECRET_KEY.fullmatch(value) or len(value) > 253:
+            raise ValueError(
+                f"must be a Secret key (letters, digits, '-', '_', '.'; max 253), got {value!r}"
+            )
+        return value
+
+
+class EnvVar(BaseModel):
+    """One environment variable: a plain ``value``; a secret value (``secret: true``),
+    stored SOPS-encrypted beside the deployment and never shown again; or a ``secretRef``.
+
+    A secret entry without ``value`` keeps the value stored (requests) or stands for it
+    (everything read back from the repository: values never leave the encrypted file).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: StrictStr
+    value: StrictStr | None = None
+    secret: StrictBool = False
+    secret_ref: SecretRef | None = Field(default=None, alias="secretRef")
 
     @field_validator("name")
     @classmethod
@@ -227,7 +275,9 @@ class EnvVar(BaseModel):
 
     @field_validator("value")
     @classmethod
-    def _value(cls, value: str, info: ValidationInfo) -> str:
+    def _value(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         if "\x00" in value:
             raise ValueError("must not contain a NUL character")
         bad = _CONTROL.search(value)
@@ -240,6 +290,33 @@ class EnvVar(BaseModel):
         if size > _limits(info).max_env_value_bytes:
             raise ValueError(f"must be at most {_limits(info).max_env_value_bytes} bytes")
         return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> EnvVar:
+        if self.secret_ref is not None and (self.secret or self.value is not None):
+            raise ValueError(
+                "secretRef: reads a value from another Secret; give either it, a value, or "
+                "secret: true with a value"
+            )
+        if not self.secret and self.secret_ref is None and self.value is None:
+            self.value = ""
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``plain``, ``secret`` or ``ref``."""
+        if self.secret:
+            return "secret"
+        return "ref" if self.secret_ref is not None else "plain"
+
+    @model_serializer(mode="plain")
+    def _public(self) -> dict[str, Any]:
+        """What anyone is shown: a secret entry never carries its value."""
+        if self.secret:
+            return {"name": self.name, "secret": True}
+        if self.secret_ref is not None:
+            return {"name": self.name, "secretRef": self.secret_ref.model_dump()}
+        return {"name": self.name, "value": self.value or ""}
 
 
 class Resources(BaseModel):
@@ -339,6 +416,15 @@ class DeploymentSpec(BaseModel):
         return value
 
 
+class SecretChange(BaseModel):
+    """Who last set a secret value and when (values themselves are never read back)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: str
+    at: str  # RFC 3339, UTC
+
+
 class Deployment(BaseModel):
     """A deployment as recorded in the GitOps repository."""
 
@@ -352,6 +438,7 @@ class Deployment(BaseModel):
     # kept from pruning while its HelmRelease moves from one Flux Kustomization to another
     # (gitops-bridge upgrade-repo): kustomize.toolkit.fluxcd.io/prune: disabled
     keep_on_prune: bool = False
+    secrets: dict[str, SecretChange] = Field(default_factory=dict)  # env name -> last set
 
     @model_validator(mode="after")
     def _id(self) -> Deployment:
@@ -390,7 +477,9 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
         ).lstrip(".")
         message = str(error["msg"]).removeprefix("Value error, ")
         kind = error["type"]
-        if kind in _TYPE_RULES:
+        if kind in _TYPE_RULES and loc.startswith("env[") and loc.endswith(".value"):
+            message = _TYPE_RULES[kind]  # what was sent may be a secret: never echoed
+        elif kind in _TYPE_RULES:
             message = f"{_TYPE_RULES[kind]}, got {error.get('input')!r}"
         elif kind == "extra_forbidden":
             message = "unknown field"
@@ -454,8 +543,8 @@ def spec_differences(before: DeploymentSpec | None, after: DeploymentSpec | None
         old, new = getattr(before.resources, field), getattr(after.resources, field)
         if old != new:
             changes.append(f"{field} {old} -> {new}")
-    old_env = {var.name: var.value for var in before.env}
-    new_env = {var.name: var.value for var in after.env}
+    old_env = {var.name: _shown(var) for var in before.env}
+    new_env = {var.name: _shown(var) for var in after.env}
     added = sorted(set(new_env) - set(old_env))
     removed = sorted(set(old_env) - set(new_env))
     changed = sorted(k for k in set(old_env) & set(new_env) if old_env[k] != new_env[k])
@@ -466,6 +555,28 @@ def spec_differences(before: DeploymentSpec | None, after: DeploymentSpec | None
     if changed:
         changes.append("env changed " + ", ".join(changed))
     return changes
+
+
+def _shown(var: EnvVar) -> tuple[str, ...]:
+    """An entry as a diff may compare it: a secret's value is not known (secret_differences)."""
+    if var.secret:
+        return ("secret",)
+    if var.secret_ref is not None:
+        return ("ref", var.secret_ref.name, var.secret_ref.key)
+    return ("value", var.value or "")
+
+
+def secret_differences(before: Deployment | None, after: Deployment | None) -> list[str]:
+    """Which secret values were set again between two versions, by whom (never the values)."""
+    if after is None:
+        return []
+    old = before.secrets if before is not None else {}
+    set_now = [
+        f"{key} by {change.by}"
+        for key, change in sorted(after.secrets.items())
+        if old.get(key) != change
+    ]
+    return ["secret set " + ", ".join(set_now)] if set_now else []
 
 
 def _show(value: object) -> str:
@@ -494,8 +605,18 @@ def _flat(deployment: Deployment) -> dict[str, Any]:
         "restartedAt": deployment.restarted_at,
     }
     for var in spec.env:
-        flat[f"env.{var.name}"] = var.value
+        # a secret compares by when it was last set: its value is not in this file
+        shown = ("secret", deployment.secrets.get(var.name)) if var.secret else _shown(var)
+        flat[f"env.{var.name}"] = shown
     return flat
+
+
+def _env_entry(name: str, shown: tuple[Any, ...]) -> EnvVar:
+    if shown[0] == "secret":
+        return EnvVar(name=name, secret=True)
+    if shown[0] == "ref":
+        return EnvVar(name=name, secretRef=SecretRef(name=shown[1], key=shown[2]))
+    return EnvVar(name=name, value=shown[1])
 
 
 def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) -> Deployment:
@@ -530,7 +651,14 @@ def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) ->
             "resources": Resources.model_construct(
                 cpu=merged["resources.cpu"], memory=merged["resources.memory"]
             ),
-            "env": [EnvVar(name=n, value=merged[f"env.{n}"]) for n in names],
+            "env": [_env_entry(n, merged[f"env.{n}"]) for n in names],
         }
     )
-    return ours.model_copy(update={"spec": spec, "restarted_at": merged["restartedAt"]})
+    secrets = {
+        n: merged[f"env.{n}"][1]
+        for n in names
+        if merged[f"env.{n}"][0] == "secret" and merged[f"env.{n}"][1] is not None
+    }
+    return ours.model_copy(
+        update={"spec": spec, "restarted_at": merged["restartedAt"], "secrets": secrets}
+    )

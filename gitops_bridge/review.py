@@ -217,6 +217,9 @@ class Reviews:
             raise Conflict(f"change request {change_id} changes no deployment file")
         base = self.svc.repo.read_at(change.base, path)
         proposed = self.svc.repo.read_at(change.sha, path)
+        values = history.values_path(path)
+        base_values = self.svc.repo.read_at(change.base, values)
+        proposed_values = self.svc.repo.read_at(change.sha, values)
 
         def build(snapshot: Snapshot) -> Change:
             state = self.svc.state(snapshot)
@@ -226,6 +229,14 @@ class Reviews:
                 ours=snapshot.read(path),
                 base=base,
                 theirs=proposed,
+                what=f"approving {change_id}",
+            )
+            secret = history.values_three_way(
+                self.svc,
+                path=values,
+                ours=snapshot.read(values),
+                base=base_values,
+                theirs=proposed_values,
                 what=f"approving {change_id}",
             )
             message = change.subject + (f"\n\n{change.body}" if change.body else "")
@@ -238,6 +249,7 @@ class Reviews:
                 message,
                 change.action or "update",
                 trailers={"Approved-by": user.name, "Change-Request": change.id},
+                values=secret,
             )
             return plan.change
 

@@ -119,7 +119,9 @@ def open_service(settings: Settings) -> Service:
     service = Service(settings, repo, stored=settings.clone_dir / STATE_FILE)
     service.review = Reviews(service, _forge(settings))
     if embedded is not None and repo.head() is None:
-        initial = bootstrap.initial_change(cluster=settings.cluster)
+        initial = bootstrap.initial_change(
+            cluster=settings.cluster, decryption=bool(settings.secrets.age_recipients)
+        )
         repo.apply(lambda snap: initial if snap.commit is None else None, author=committer)
         if settings.demo_group:
             admin = User(

@@ -36,6 +36,8 @@ from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
 from gitops_bridge.render import layout
+from gitops_bridge.render import secrets as secretfiles
+from gitops_bridge.secretstore import SecretStore
 from gitops_bridge.state import State as State  # re-exported: history and tests use it
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -147,6 +149,7 @@ class Service:
             cpu=quantity.parse(settings.frp.cpu), memory=quantity.parse(settings.frp.memory)
         )
         self.review: Any = None  # review.Reviews, attached by open_service
+        self.secrets = SecretStore(settings)
         self.registry = registry.from_settings(settings.registry)
         self._states: OrderedDict[str, State] = OrderedDict()  # the newest STATES commits
         self._states_lock = threading.Lock()
@@ -494,17 +497,51 @@ class Service:
         commit = self.repo.apply(build, author=self.author(user))
         return Written(commit=commit, message=outcome[0] if outcome else "")
 
+    def rotate_secrets(self, user: User, *, force: bool = False) -> Written:
+        """Re-encrypt every secret file the bridge keeps for today's recipients, with a new
+        data key (platform admins), in one commit that can be reviewed and reverted;
+        ``force``: every file, not only those whose recipients differ."""
+        if not user.admin:
+            raise Forbidden("only platform admins may re-encrypt the repository's secrets")
+        self.repo.refresh(max_age=0)
+        counted: list[int] = []
+
+        def build(snapshot: Snapshot) -> render.Change | None:
+            state = self.state(snapshot)
+            writes = self.secrets.rotation(snapshot, sorted(state.groups), force=force)
+            counted[:] = [len(writes)]
+            if not writes:
+                return None
+            listed = "\n".join(f"- {m.path}" for m in writes[:50])
+            more = f"\n- and {len(writes) - 50} more" if len(writes) > 50 else ""
+            recipients = "\n".join(f"- {r}" for r in self.secrets.platform_recipients())
+            return render.Change(
+                message=(
+                    f"Re-encrypt {len(writes)} secret files for today's recipients\n\n"
+                    f"Recipients:\n{recipients}\n\nFiles:\n{listed}{more}"
+                ),
+                writes=tuple(writes),
+                trailers={TRAILER_ACTION: "rotate-secrets"},
+            )
+
+        commit = self.repo.apply(build, author=self.author(user))
+        count = counted[0] if counted else 0
+        return Written(commit=commit, message=f"{count} files re-encrypted")
+
     def _platform(
         self, snapshot: Snapshot, group: Group, *, legacy: list[str] | None = None
     ) -> tuple[list[render.Manifest], render.Manifest, list[str]]:
         """A group's platform files as rendered now, the kustomization listing them (with
         ``legacy`` apps/ entries), and the platform files in Git no longer rendered."""
         base = layout.group_dir(group.name)
+        keys = self.secrets.group_files(snapshot, group)
         files = render.group_files(
             group,
             settings=self.settings,
             helmreleases=render.quota_helmreleases(snapshot.read(f"{base}/quota.yaml")),
+            decryption=bool(keys),
         )
+        files += keys
         names = [m.path.rsplit("/", 1)[1] for m in files]
         index = render.group_kustomization(group.name, files=names, legacy=legacy or ())
         rendered = {m.path for m in files}
@@ -521,7 +558,9 @@ class Service:
         clusters = sorted({path.split("/")[1] for path in snapshot.under("clusters")})
         shipped: dict[str, bytes] = {}
         for cluster in clusters or [self.settings.cluster]:
-            for path, data in bootstrap.template_files(cluster=cluster).items():
+            for path, data in bootstrap.template_files(
+                cluster=cluster, decryption=bool(self.settings.secrets.age_recipients)
+            ).items():
                 if path.startswith(("charts/", "clusters/")):
                     shipped[path] = data
         chart_dir = "charts/" + assets.chart().name
@@ -563,9 +602,8 @@ class Service:
         def plan(snapshot: Snapshot, state: State) -> Plan:
             before = self._existing(state, name)
             spec = models.merge_patch(before.spec, patch, limits=self.settings.limits)
-            return self._plan_replace(
-                snapshot, state, before, before.model_copy(update={"spec": spec}), "update"
-            )
+            after = before.model_copy(update={"spec": spec})
+            return self._plan_replace(snapshot, state, before, after, "update", user=user.name)
 
         return self.write(
             user, group=current.group, action="update", plan=plan, key=key, body=patch, target=name
@@ -582,7 +620,7 @@ class Service:
         def plan(snapshot: Snapshot, state: State) -> Plan:
             before = self._existing(state, name)
             after = before.model_copy(update={"restarted_at": stamp})
-            return self._plan_replace(snapshot, state, before, after, "restart")
+            return self._plan_replace(snapshot, state, before, after, "restart", user=user.name)
 
         # the stamp is made here, not asked for: a retried restart is the same request
         return self.write(
@@ -604,9 +642,11 @@ class Service:
             path = state.app_file(name)
             if path is None:
                 raise NotFound(f"deployment {name!r} not found (deleted meanwhile?)")
+            values = secretfiles.secrets_path(group, name)
+            also = (values,) if snapshot.blob(values) is not None else ()
             change = render.Change(
                 message=f"Delete {name} from {group}",
-                deletes=(path,),
+                deletes=(path, *also),
                 trailers={
                     TRAILER_ACTION: "delete",
                     TRAILER_GROUP: group,
@@ -690,7 +730,8 @@ class Service:
         if not key or len(key) > 255 or not key.isprintable():
             raise InvalidRequest.field("Idempotency-Key", "must be 1..255 printable characters")
         key_id = hashlib.sha256(f"{user.name}\0{key}".encode()).hexdigest()[:32]
-        canonical = json.dumps(request, sort_keys=True, default=str).encode()
+        masked = _masked(request, self.secrets.digest)
+        canonical = json.dumps(masked, sort_keys=True, default=str).encode()
         return RequestToken(key_id=key_id, digest=hashlib.sha256(canonical).hexdigest()[:16])
 
     def _key_lock(self, key_id: str) -> threading.Lock:
@@ -746,16 +787,25 @@ class Service:
             after=deployment,
             sidecar=self.sidecar,
         )
+        values = self.secrets.plan_env(snapshot, None, deployment, user=user.name, now=self.clock())
+        deployment = values.deployment
         manifest = render.helmrelease(deployment, settings=self.settings)
         change = render.Change(
             message=f"Deploy {deployment.name} to {group_name}\n\n{_summary(spec)}",
-            writes=(manifest,),
+            writes=(manifest, *values.writes),
             trailers=self.trailers("create", deployment),
         )
         return Plan(change=change, deployment=deployment)
 
     def _plan_replace(
-        self, snapshot: Snapshot, state: State, before: Deployment, after: Deployment, action: str
+        self,
+        snapshot: Snapshot,
+        state: State,
+        before: Deployment,
+        after: Deployment,
+        action: str,
+        *,
+        user: str,
     ) -> Plan:
         group = state.groups[before.group]
         quota.check(
@@ -766,7 +816,10 @@ class Service:
             after=after,
             sidecar=self.sidecar,
         )
+        values = self.secrets.plan_env(snapshot, before, after, user=user, now=self.clock())
+        after = values.deployment
         differences = models.spec_differences(before.spec, after.spec)
+        differences += models.secret_differences(before, after)
         if action == "restart":
             subject = f"Restart {after.name}"
         elif list(differences) == [f"replicas {before.spec.replicas} -> {after.spec.replicas}"]:
@@ -782,7 +835,9 @@ class Service:
                     current=snapshot.read(render.app_path(after.group, after.name)),
                     before=before,
                 ),
+                *values.writes,
             ),
+            deletes=tuple(values.deletes),
             trailers=self.trailers(action, after),
         )
         return Plan(change=change, deployment=after)
@@ -864,6 +919,18 @@ def _group_differences(before: Group, after: Group) -> list[str]:
     if after.review != before.review:
         changes.append(f"review {after.review or 'installation default'}")
     return changes
+
+
+def _masked(value: Any, digest: Callable[[str], str]) -> Any:
+    """A request with every secret value replaced by its keyed digest."""
+    if isinstance(value, dict):
+        out = {k: _masked(v, digest) for k, v in value.items()}
+        if out.get("secret") is True and isinstance(out.get("value"), str):
+            out["value"] = digest(out["value"])
+        return out
+    if isinstance(value, list):
+        return [_masked(item, digest) for item in value]
+    return value
 
 
 def _summary(spec: DeploymentSpec) -> str:

@@ -366,6 +366,9 @@ class Reader:
                 return tenancy.group_record(group, path, documents), ""
             if kind == tenancy.APP:
                 return tenancy.app(group, path, documents), ""
+            if kind == tenancy.SECRETS:
+                tenancy.secrets_file(group, path, documents)
+                return None, ""
             tenancy.platform_file(group, path, documents)
             return None, ""
         except Exception as exc:  # a hand-edited file we cannot use: say why, don't crash

@@ -13,9 +13,10 @@ frp Secret the frpc sidecar reads (``frp.token_secret``, keys ``token`` and ``gr
 missing in the group namespace, which the kubelet reports on the frpc container as
 ``CreateContainerConfigError`` ``secret "<name>" not found`` or ``couldn't find key <key> in
 Secret <namespace>/<name>`` (kubernetes ``pkg/kubelet/kubelet_pods.go``
-``makeEnvironmentVariables``); and pods the ReplicaSet controller cannot create (the
-Deployment's ``ReplicaFailure`` condition, e.g. ``exceeded quota``). Secret contents are
-never read: the pods' status says all of it.
+``makeEnvironmentVariables``); the same for a Secret the app container's env reads (a
+``secretRef``, or the deployment's own ``<app>-<id>-env``); and pods the ReplicaSet
+controller cannot create (the Deployment's ``ReplicaFailure`` condition, e.g. ``exceeded
+quota``). Secret contents are never read: the pods' status says all of it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ BAD_WAITING = {
 CONFIG_ERROR = "CreateContainerConfigError"
 FRPC = "frpc"  # the chart's sidecar container
 DEFAULT_FRP_SECRET = "frp-token"
+_MISSING_SECRET = re.compile(r'^secret "(?P<name>[^"]+)" not found$')
 _MISSING_KEY = re.compile(
     r"^couldn't find key (?P<key>\S+) in Secret (?P<ns>[^/\s]+)/(?P<name>\S+)$"
 )
@@ -181,6 +183,24 @@ def exposure_problem(pod: Object, *, secret: str = DEFAULT_FRP_SECRET) -> str | 
     return None
 
 
+def env_secret_problem(pod: Object) -> str | None:
+    """The note for a pod whose app container cannot start because a Secret its env reads
+    (``secretRef``, or the deployment's own values) is missing, or lacks the key."""
+    namespace = str((pod.get("metadata") or {}).get("namespace", ""))
+    for item in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (item.get("state") or {}).get("waiting") or {}
+        if item.get("name") == FRPC or waiting.get("reason") != CONFIG_ERROR:
+            continue
+        message = str(waiting.get("message", ""))
+        missing = _MISSING_SECRET.match(message)
+        if missing:
+            return f"env reads Secret {missing['name']}, missing in {namespace}"
+        found = _MISSING_KEY.match(message)
+        if found:
+            return f"env reads key {found['key']} of Secret {found['name']}, which has none"
+    return None
+
+
 def problems_of(
     pods: Iterable[Object], *, secret: str = DEFAULT_FRP_SECRET, deployment: Object | None = None
 ) -> tuple[str, ...]:
@@ -190,9 +210,9 @@ def problems_of(
     if failure and failure.get("status") == "True":
         found.append(f"pods cannot be created: {failure.get('message', '')}".rstrip(": "))
     for pod in pods:
-        note = exposure_problem(pod, secret=secret)
-        if note and note not in found:
-            found.append(note)
+        for note in (exposure_problem(pod, secret=secret), env_secret_problem(pod)):
+            if note and note not in found:
+                found.append(note)
     return tuple(found)
 
 

@@ -52,7 +52,7 @@ from referencing import Registry, Resource
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from gitops_bridge import apirules, charthistory, fluxhelm, tools
+from gitops_bridge import apirules, charthistory, credentials, fluxhelm, sops, tools
 from gitops_bridge.errors import InvalidRequest, ToolMissing
 
 Obj = dict[str, Any]
@@ -517,7 +517,8 @@ def _check_build(build: _Build, report: Report, schema_dir: str) -> None:
     report.findings.extend(build.findings)
     seen: dict[tuple[str, str, str, str], str] = {}
     for item in build.items:
-        problems = _problems(item.body, schema_dir)
+        body, problems = _secrets(item.body)
+        problems += _problems(body, schema_dir)
         key = (
             _api_group(item.body),
             _kind(item.body),
@@ -531,6 +532,40 @@ def _check_build(build: _Build, report: Report, schema_dir: str) -> None:
         for problem in problems:
             report.findings.append(_finding(item, problem, namespace=build.namespace))
         report.valid += not problems
+
+
+def _secrets(body: Obj) -> tuple[Obj, list[str]]:
+    """The object as the API server would get it, and what it shows in plaintext that
+    should not be: a Secret not SOPS-encrypted, env values of a HelmRelease that look like
+    credentials. An encrypted Secret is checked as kustomize-controller would apply it once
+    decrypted (``sops`` metadata gone; each encrypted value stands in as an empty one)."""
+    if _is(body, ("v1", "Secret")):
+        if not sops.is_encrypted(body):
+            return body, [
+                "a Secret in plaintext: anyone who reads the repository (and its history) "
+                "reads its values; SOPS-encrypt it, and rotate the values it held"
+            ]
+        shown = {key: value for key, value in body.items() if key != "sops"}
+        for field_name in ("data", "stringData"):
+            if isinstance(shown.get(field_name), dict):
+                shown[field_name] = {key: "" for key in shown[field_name]}
+        return shown, []
+    if not _is(body, HELMRELEASE):
+        return body, []
+    values = (body.get("spec") or {}).get("values") or {}
+    env = values.get("env") if isinstance(values, dict) else None
+    problems = []
+    for i, entry in enumerate(env if isinstance(env, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("value"), str):
+            continue
+        why = credentials.reason(str(entry.get("name", "")), entry["value"])
+        if why:
+            problems.append(
+                f"spec.values.env[{i}] {entry.get('name')}: looks like a credential in "
+                f"plaintext ({why}); make it a secret value: gitops-bridge secrets migrate "
+                f"{_name(body)}"
+            )
+    return body, problems
 
 
 def _lockdown_problems(body: Obj, namespace: str) -> list[str]:

@@ -22,6 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
+from gitops_bridge import sops
+from tests.apputil import TEAM_A, make_app, web
+from tests.fluxstandin import FluxStandIn
+from tests.kubefake import FakeKube
+
 RELEASE = "shop-q1w2e3"
 DOMAIN = "code-hub.com"
 TOKEN = "s3cret-frps-token"
@@ -308,3 +313,89 @@ def test_replicas_share_the_subdomain_through_real_frp(
     # The last replica goes away: the subdomain is no longer routed.
     processes.stop("pod-b")
     wait_for("subdomain gone", lambda: get(vhost_port, host)[0] == 404, processes.logs)
+
+
+def test_a_new_groups_first_exposed_deployment_reaches_frps_with_credentials_from_git(
+    helm: str,
+    kubectl: str,
+    frpc: str,
+    frps: str,
+    tmp_path: Path,
+    backend: int,
+    processes: Processes,
+) -> None:
+    """Nothing done by hand in the group: its frp-token Secret comes from Git, encrypted;
+    the Flux stand-in decrypts it with the cluster's identity and real frpc logs in."""
+    bind_port, dashboard_port = free_port(), free_port()
+    frps_toml = tmp_path / "frps.toml"
+    frps_toml.write_text(
+        f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\nvhostHTTPPort = {free_port()}\n'
+        f'subDomainHost = "{DOMAIN}"\nauth.method = "token"\nauth.token = "{TOKEN}"\n'
+        f'webServer.addr = "127.0.0.1"\nwebServer.port = {dashboard_port}\n'
+        f'webServer.user = "{DASHBOARD_USER}"\nwebServer.password = "{DASHBOARD_PASSWORD}"\n'
+    )
+    processes.start("frps", [frps, "-c", str(frps_toml)])
+    for port in (bind_port, dashboard_port):
+        wait_for(f"frps port {port}", lambda p=port: port_open(p), processes.logs)
+
+    cluster = sops.generate_identity()
+    data = tmp_path / "data"
+    client = make_app(
+        data,
+        secrets={"age_recipients": [sops.public_key(cluster)]},
+        frp={"token": TOKEN, "server_addr": "127.0.0.1", "server_port": bind_port},
+    ).test_client()
+    admin = {"X-Forwarded-User": "admin"}
+    assert client.post("/api/v1/groups", json=TEAM_A, headers=admin).status_code == 201
+    assert (
+        TOKEN.encode()
+        not in subprocess.run(
+            ["git", "-C", str(data / "remote.git"), "log", "-p", "--all"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    made = client.post(
+        "/api/v1/groups/team-a/deployments",
+        json=web("shop", port=backend, expose=True),
+        headers={"X-Forwarded-User": "alice"},
+    )
+    assert made.status_code == 201, made.json
+    release = made.json["name"]
+
+    with FakeKube() as fake:
+        # the cluster's identity, created out of band once (the README's two commands)
+        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
+        fake.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "sops-age", "namespace": "flux-system"},
+                "data": {"age.agekey": base64.b64encode(f"{cluster}\n".encode()).decode()},
+            }
+        )
+        flux = FluxStandIn(fake, remote=data / "remote.git", helm=helm, kubectl=kubectl)
+        flux.reconcile()
+        namespace = "group-team-a"
+        secret = fake.get("v1", "Secret", namespace, "frp-token")
+        assert secret is not None, "frp-token was not applied"
+        values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert values["token"] == TOKEN and len(values["group-key"]) >= 24
+        (pod,) = [
+            p["metadata"]["name"]
+            for p in fake.items("v1", "Pod", namespace)
+            if p["metadata"]["labels"].get("app.kubernetes.io/instance") == release
+        ]
+        env = flux.workloads.environment(namespace, pod, "frpc")
+        assert env is not None and env["FRP_TOKEN"] == TOKEN
+        configmap = fake.get("v1", "ConfigMap", namespace, release)
+        assert configmap is not None
+        config = tmp_path / "frpc-from-git.toml"
+        config.write_text(configmap["data"]["frpc.toml"])
+
+    run_env = {k: env[k] for k in ("FRP_TOKEN", "FRP_GROUP_KEY")} | {"POD_NAME": pod}
+    processes.start("frpc-git", [frpc, "-c", str(config)], env=run_env)
+    wait_for(
+        "the proxy online", lambda: f"{pod}.{release}" in online(dashboard_port), processes.logs
+    )
+    assert dashboard_proxies(dashboard_port)[f"{pod}.{release}"]["conf"]["subdomain"] == release

@@ -427,7 +427,7 @@ PROBLEM_CASES: list[
         (f"exposure not configured: Secret frp-auth missing in {NS}",),
     ),
     (
-        "a user's Secret missing: degraded with the kubelet's words, no exposure note",
+        "a user's Secret missing: degraded with the kubelet's words, an env note",
         (config_error("web-1", container="app", message='secret "db-credentials" not found'),),
         {},
         (
@@ -436,7 +436,25 @@ PROBLEM_CASES: list[
             "CreateContainerConfigError",
             'pod web-1: secret "db-credentials" not found',
         ),
-        (),
+        (f"env reads Secret db-credentials, missing in {NS}",),
+    ),
+    (
+        "a key missing in a user's Secret: an env note naming the key",
+        (
+            config_error(
+                "web-1",
+                container="app",
+                message=f"couldn't find key password in Secret {NS}/db-credentials",
+            ),
+        ),
+        {},
+        (
+            "degraded",
+            "degraded 0/2",
+            "CreateContainerConfigError",
+            f"pod web-1: couldn't find key password in Secret {NS}/db-credentials",
+        ),
+        ("env reads key password of Secret db-credentials, which has none",),
     ),
     (
         "frpc waiting on another Secret than the frp one",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
+
+from pydantic import ValidationError
 
 from gitops_bridge import quantity
 from gitops_bridge.config import Settings
-from gitops_bridge.models import Deployment, DeploymentSpec
+from gitops_bridge.models import Deployment, DeploymentSpec, SecretChange
 from gitops_bridge.render import handedits, layout
 from gitops_bridge.render.manifest import Manifest
 from gitops_bridge.render.tenant import LIMIT_FACTOR
@@ -28,7 +32,8 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         "image": spec.image,
         "replicas": spec.replicas,
         "port": spec.port,
-        "env": [{"name": var.name, "value": var.value} for var in spec.env],
+        # secret entries name their key only; the chart reads it from <release>-env
+        "env": [var.model_dump() for var in spec.env],
         "resources": {
             "cpu": spec.resources.cpu,
             "memory": spec.resources.memory,
@@ -42,6 +47,10 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
     }
     if deployment.restarted_at:
         result["restartedAt"] = deployment.restarted_at
+    if deployment.secrets and any(var.secret for var in spec.env):
+        # a new value restarts the pods (env is read at container start); a digest of who
+        # set which key when, so re-encrypting (key rotation) restarts nothing
+        result["secretsRevision"] = secrets_revision(deployment)
     if spec.expose:
         frp = settings.frp
         sidecar_cpu, sidecar_memory = quantity.parse(frp.cpu), quantity.parse(frp.memory)
@@ -64,6 +73,18 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
             },
         }
     return result
+
+
+def secrets_revision(deployment: Deployment) -> str:
+    text = json.dumps({k: v.model_dump() for k, v in deployment.secrets.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def secrets_annotation(deployment: Deployment) -> str:
+    """``{"KEY": {"by": user, "at": time}}``: which secret values were set by whom, when."""
+    return json.dumps(
+        {k: v.model_dump() for k, v in sorted(deployment.secrets.items())}, separators=(",", ":")
+    )
 
 
 def _labels(deployment: Deployment) -> dict[str, str]:
@@ -115,6 +136,8 @@ def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         annotations[layout.ANNOTATION_OWNER] = deployment.owner
     if deployment.keep_on_prune:
         annotations[layout.ANNOTATION_PRUNE] = "disabled"
+    if deployment.secrets:
+        annotations[layout.ANNOTATION_SECRETS] = secrets_annotation(deployment)
     if annotations:
         metadata["annotations"] = annotations
     return {
@@ -184,4 +207,16 @@ def parse_helmrelease(doc: Any) -> Deployment:
         owner=(meta.get("annotations") or {}).get(layout.ANNOTATION_OWNER, ""),
         keep_on_prune=(meta.get("annotations") or {}).get(layout.ANNOTATION_PRUNE) == "disabled",
         restarted_at=vals.get("restartedAt", ""),
+        secrets=_secret_changes((meta.get("annotations") or {}).get(layout.ANNOTATION_SECRETS)),
     )
+
+
+def _secret_changes(text: object) -> dict[str, SecretChange]:
+    """The secrets annotation back; a hand-broken one reads as unknown (nothing shown)."""
+    if not isinstance(text, str):
+        return {}
+    try:
+        found = json.loads(text)
+        return {str(k): SecretChange.model_validate(v) for k, v in found.items()}
+    except (ValueError, AttributeError, ValidationError):
+        return {}

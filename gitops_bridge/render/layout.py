@@ -16,6 +16,8 @@ ANNOTATION_ADMINS = f"{DOMAIN}/admins"
 ANNOTATION_REVIEW = f"{DOMAIN}/review"
 ANNOTATION_OWNER = f"{DOMAIN}/owner"
 ANNOTATION_RESTARTED_AT = f"{DOMAIN}/restartedAt"
+ANNOTATION_SECRETS = f"{DOMAIN}/secrets"  # who set which secret value when (no values)
+ANNOTATION_RECIPIENT = f"{DOMAIN}/age-recipient"
 # kustomize-controller leaves an object carrying this alone when it prunes
 ANNOTATION_PRUNE = "kustomize.toolkit.fluxcd.io/prune"
 SERVICE_ACCOUNT = "flux-reconciler"  # the group's account, impersonated by Flux
@@ -23,7 +25,20 @@ GROUP_FILES = ("namespace.yaml", "quota.yaml", "rbac.yaml", "networkpolicy.yaml"
 SYNC_FILE = "sync.yaml"  # the group's GitRepository + Kustomization (applies apps/)
 NOTIFICATIONS_FILE = "notifications.yaml"  # the group's Flux Provider + Alert
 OCI_SOURCE_FILE = "source.yaml"
-PLATFORM_FILES = (*GROUP_FILES, SYNC_FILE, NOTIFICATIONS_FILE, OCI_SOURCE_FILE)
+GROUP_KEY_FILE = "sops-age.yaml"  # the group's age identity, SOPS-encrypted (render.secrets)
+FRP_FILE = "frp-token.yaml"  # the frpc credentials of the group, SOPS-encrypted
+PLATFORM_FILES = (
+    *GROUP_FILES,
+    SYNC_FILE,
+    NOTIFICATIONS_FILE,
+    OCI_SOURCE_FILE,
+    GROUP_KEY_FILE,
+    FRP_FILE,
+)
+SECRET_SUFFIX = ".secret.yaml"  # apps/<app>-<id>.secret.yaml: a deployment's secret values
+CLUSTER_AGE_SECRET = "sops-age"  # in flux-system, made out of band: the cluster's identity
+GROUP_AGE_SECRET = "sops-age"  # in each group namespace, from GROUP_KEY_FILE
+AGE_KEY = "age.agekey"  # kustomize-controller takes data keys ending in .agekey
 CHART_NAME = "generic-app"
 GROUP_SOURCE = "gitops"  # GitRepository in each group namespace
 GROUP_KUSTOMIZATION = "apps"  # Kustomization in each group namespace

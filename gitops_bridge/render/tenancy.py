@@ -28,8 +28,8 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from gitops_bridge import apirules
-from gitops_bridge.models import Deployment, Group
+from gitops_bridge import apirules, sops
+from gitops_bridge.models import OWN_SECRET_SUFFIX, Deployment, Group
 from gitops_bridge.render import layout
 from gitops_bridge.render.helmrelease import parse_helmrelease
 from gitops_bridge.render.tenant import parse_group
@@ -39,6 +39,7 @@ CORE = ""
 HELMRELEASE = ("helm.toolkit.fluxcd.io", "HelmRelease")
 FLUX_KUSTOMIZATION = ("kustomize.toolkit.fluxcd.io", "Kustomization")
 NAMESPACE = (CORE, "Namespace")
+SECRET = (CORE, "Secret")
 PLATFORM_KINDS: dict[str, frozenset[tuple[str, str]]] = {
     "namespace.yaml": frozenset({NAMESPACE}),
     "quota.yaml": frozenset({(CORE, "ResourceQuota"), (CORE, "LimitRange")}),
@@ -56,6 +57,8 @@ PLATFORM_KINDS: dict[str, frozenset[tuple[str, str]]] = {
         }
     ),
     layout.OCI_SOURCE_FILE: frozenset({("source.toolkit.fluxcd.io", "OCIRepository")}),
+    layout.GROUP_KEY_FILE: frozenset({SECRET}),
+    layout.FRP_FILE: frozenset({SECRET}),
 }
 assert set(PLATFORM_KINDS) == set(layout.PLATFORM_FILES)
 POD_SECURITY = "pod-security.kubernetes.io/enforce"
@@ -66,6 +69,7 @@ GROUP_RECORD = "namespace"  # the group record (and a platform file)
 PLATFORM = "platform"
 INDEX = "kustomization"  # the group's platform kustomization.yaml
 APP = "app"  # apps/<app>-<id>.yaml
+SECRETS = "secrets"  # apps/<app>-<id>.secret.yaml: the deployment's Secret, SOPS-encrypted
 STRAY = "stray"  # applied by Flux from apps/, but not a place the bridge allows
 
 
@@ -89,6 +93,8 @@ def role(path: str) -> str | None:
         return STRAY if name in KUSTOMIZATION_FILES else None  # a second one: build fails
     if parts[2] != layout.APPS_DIR:
         return None  # unlisted (the index may list only platform files): not applied
+    if len(parts) == 4 and name.endswith(layout.SECRET_SUFFIX):
+        return SECRETS
     if len(parts) == 4 and name.endswith(".yaml") and name not in KUSTOMIZATION_FILES:
         return APP
     if name in KUSTOMIZATION_FILES or name.endswith((".yaml", ".yml")):
@@ -154,6 +160,20 @@ def app(group: str, path: str, documents: list[Any]) -> Deployment:
     return deployment
 
 
+def secrets_file(group: str, path: str, documents: list[Any]) -> None:
+    """Checks ``apps/<name>.secret.yaml``: one Secret ``<name>-env`` of the group's
+    namespace, SOPS-encrypted (raises NotAllowed)."""
+    if len(documents) != 1:
+        raise NotAllowed(f"holds {len(documents)} documents: one Secret per file")
+    problems = _objects(group, path, documents)
+    if problems:
+        raise NotAllowed("; ".join(problems))
+    stem = path.rsplit("/", 1)[1].removesuffix(layout.SECRET_SUFFIX)
+    name = (documents[0].get("metadata") or {}).get("name")
+    if name != stem + OWN_SECRET_SUFFIX:
+        raise NotAllowed(f"the Secret must be named {stem}{OWN_SECRET_SUFFIX}, got {name!r}")
+
+
 def index(group: str, documents: list[Any], *, present: set[str]) -> list[str]:
     """Problems of ``tenants/<group>/kustomization.yaml``; ``present``: the folder's files
     (paths relative to it)."""
@@ -205,7 +225,10 @@ def describe(exc: Exception) -> str:
 
 def _objects(group: str, path: str, documents: list[Any]) -> list[str]:
     name = path.rsplit("/", 1)[1]
-    allowed = PLATFORM_KINDS.get(name, frozenset({HELMRELEASE}))
+    if name.endswith(layout.SECRET_SUFFIX):
+        allowed = frozenset({SECRET})
+    else:
+        allowed = PLATFORM_KINDS.get(name, frozenset({HELMRELEASE}))
     namespace = f"group-{group}"
     problems: list[str] = []
     if not documents:
@@ -243,6 +266,11 @@ def _object(body: dict[str, Any], kind: tuple[str, str], namespace: str) -> list
     if metadata.get("namespace") != namespace:
         problems.append(
             f"namespace must be the group's {namespace}, got {metadata.get('namespace')!r}"
+        )
+    if kind == SECRET and not sops.is_encrypted(body):
+        problems.append(
+            "a Secret in Git must be SOPS-encrypted (gitops-bridge writes them so): this one "
+            "is plaintext; remove it and set its values through gitops-bridge"
         )
     spec: dict[str, Any] = body["spec"] if isinstance(body.get("spec"), dict) else {}
     if kind == HELMRELEASE:

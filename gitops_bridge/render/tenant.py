@@ -213,7 +213,7 @@ def oci_source(group: Group, *, settings: Settings) -> dict[str, Any]:
     }
 
 
-def sync(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
+def sync(group: Group, *, settings: Settings, decryption: bool = False) -> list[dict[str, Any]]:
     """The group's GitRepository and the Kustomization that applies ``tenants/<group>/apps``.
 
     The GitRepository checks out only the chart and the group's apps (sparse checkout), so
@@ -237,20 +237,24 @@ def sync(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
         "metadata": _meta(layout.GROUP_SOURCE, group),
         "spec": source,
     }
+    spec: dict[str, Any] = {
+        "interval": flux.interval,
+        "retryInterval": flux.retry_interval,
+        "timeout": flux.timeout,
+        "path": f"./{layout.apps_dir(group.name)}",
+        "prune": True,
+        "wait": False,
+        "serviceAccountName": layout.SERVICE_ACCOUNT,
+        "sourceRef": {"kind": "GitRepository", "name": layout.GROUP_SOURCE},
+    }
+    if decryption:
+        # the group's own identity (tenants/<group>/sops-age.yaml): opens its Secrets only
+        spec["decryption"] = {"provider": "sops", "secretRef": {"name": layout.GROUP_AGE_SECRET}}
     kustomization = {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
         "metadata": _meta(layout.GROUP_KUSTOMIZATION, group),
-        "spec": {
-            "interval": flux.interval,
-            "retryInterval": flux.retry_interval,
-            "timeout": flux.timeout,
-            "path": f"./{layout.apps_dir(group.name)}",
-            "prune": True,
-            "wait": False,
-            "serviceAccountName": layout.SERVICE_ACCOUNT,
-            "sourceRef": {"kind": "GitRepository", "name": layout.GROUP_SOURCE},
-        },
+        "spec": spec,
     }
     return [repository, kustomization]
 
@@ -288,7 +292,7 @@ def notifications(group: Group, *, settings: Settings) -> list[dict[str, Any]]:
 
 
 def group_files(
-    group: Group, *, settings: Settings, helmreleases: int | None = None
+    group: Group, *, settings: Settings, helmreleases: int | None = None, decryption: bool = False
 ) -> list[Manifest]:
     """Every platform file of a group except its kustomization.yaml (apps/ is the group's).
 
@@ -305,7 +309,10 @@ def group_files(
         ),
         Manifest(f"{base}/rbac.yaml", dump_all(rbac(group))),
         Manifest(f"{base}/networkpolicy.yaml", dump(network_policy(group, settings=settings))),
-        Manifest(f"{base}/{layout.SYNC_FILE}", dump_all(sync(group, settings=settings))),
+        Manifest(
+            f"{base}/{layout.SYNC_FILE}",
+            dump_all(sync(group, settings=settings, decryption=decryption)),
+        ),
     ]
     if settings.flux.events_url:
         files.append(

@@ -101,6 +101,8 @@ def deployment(
         **spec,
         "owner": value.owner,
         "restartedAt": value.restarted_at or None,
+        # who set each secret value and when; the values themselves are never shown
+        "secrets": {key: change.model_dump() for key, change in sorted(value.secrets.items())},
         "url": svc.url(value),
         "commit": commit,
         "status": status,
