@@ -8,6 +8,8 @@ renders its page again with the message, keeping the error's status code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -15,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
-from gitops_bridge.models import Deployment
+from gitops_bridge.models import Deployment, EnvVar
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import context, listing_pages, views
 from gitops_bridge.webapp.pages import (
@@ -115,6 +117,93 @@ def delete_deployment(name: str) -> Page:
 # ---- the deployment form: new and edit ------------------------------------------------
 
 
+ENV_KINDS = ("plain", "secret", "ref")  # a row's kind: EnvVar.kind
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    """One row of the form's Environment: its kind picks which inputs count. ``secret`` is
+    the value typed for a secret: it goes into the API body, never into a page."""
+
+    name: str
+    kind: str = "plain"
+    value: str = ""
+    secret: str = field(default="", repr=False)
+    ref_name: str = ""
+    ref_key: str = ""
+
+    @classmethod
+    def of(cls, var: EnvVar) -> EnvRow:
+        if var.secret_ref is not None:
+            return cls(var.name, "ref", ref_name=var.secret_ref.name, ref_key=var.secret_ref.key)
+        return cls(var.name, var.kind, value=var.value or "")
+
+    @property
+    def empty(self) -> bool:
+        """Nothing typed into the inputs of its kind (dropped, like an unused row)."""
+        typed = {
+            "plain": self.value,
+            "secret": self.secret,
+            "ref": self.ref_name or self.ref_key,
+        }
+        return not (self.name or typed[self.kind])
+
+    def body(self) -> dict[str, Any]:
+        """The API's env entry; a secret left empty keeps the value stored."""
+        if self.kind == "secret":
+            entry: dict[str, Any] = {"name": self.name, "secret": True}
+            if self.secret:
+                entry["value"] = self.secret
+            return entry
+        if self.kind == "ref":
+            return {"name": self.name, "secretRef": {"name": self.ref_name, "key": self.ref_key}}
+        return {"name": self.name, "value": self.value}
+
+    def shown(self) -> dict[str, Any]:
+        """What the form shows again: everything but a secret value (``retype``: one was
+        typed and must be typed again)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "value": self.value if self.kind == "plain" else "",
+            "ref_name": self.ref_name if self.kind == "ref" else "",
+            "ref_key": self.ref_key if self.kind == "ref" else "",
+            "retype": self.kind == "secret" and bool(self.secret),
+        }
+
+
+def _env_rows(form: MultiDict[str, str]) -> list[EnvRow]:
+    """The rows as sent: each row sends every input (hidden or not), so the lists align;
+    a form without kinds (older pages) sends plain values."""
+    names = form.getlist("env_name")
+
+    def column(key: str) -> list[str]:
+        values = form.getlist(key)
+        return values + [""] * (len(names) - len(values))
+
+    rows = [
+        EnvRow(
+            name=name.strip(),
+            kind=kind if kind in ENV_KINDS else "plain",
+            # browsers send textarea line breaks as CRLF (HTML form encoding); users typed LF
+            value=value.replace("\r\n", "\n"),
+            secret=secret,
+            ref_name=ref_name.strip(),
+            ref_key=ref_key.strip(),
+        )
+        for name, kind, value, secret, ref_name, ref_key in zip(
+            names,
+            column("env_kind"),
+            column("env_value"),
+            column("env_secret"),
+            column("env_ref_name"),
+            column("env_ref_key"),
+            strict=False,
+        )
+    ]
+    return [row for row in rows if not row.empty]
+
+
 def _form_defaults(groups: list[str]) -> dict[str, Any]:
     return {
         "group": request.args.get("group") or (groups[0] if groups else ""),
@@ -130,7 +219,7 @@ def _form_defaults(groups: list[str]) -> dict[str, Any]:
 
 
 def _form_of(deployment: Deployment) -> dict[str, Any]:
-    """The form prefilled with a deployment as it is on main."""
+    """The form prefilled with a deployment as it is on main (secret values: never known)."""
     spec = deployment.spec
     return {
         "group": deployment.group,
@@ -141,19 +230,12 @@ def _form_of(deployment: Deployment) -> dict[str, Any]:
         "cpu": spec.resources.cpu,
         "memory": spec.resources.memory,
         "expose": spec.expose,
-        "env": [{"name": var.name, "value": var.value} for var in spec.env],
+        "env": [EnvRow.of(var).shown() for var in spec.env],
     }
 
 
 def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
-    names = form.getlist("env_name")
-    values = form.getlist("env_value")
-    env = [
-        # browsers send textarea line breaks as CRLF (HTML form encoding); users typed LF
-        {"name": name.strip(), "value": value.replace("\r\n", "\n")}
-        for name, value in zip(names, values, strict=False)
-        if name.strip() or value
-    ]
+    """The form as typed, to show again: without the secret values typed."""
     return {
         "group": form.get("group", ""),
         "name": form.get("name", "").strip(),
@@ -163,22 +245,35 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
         "cpu": form.get("cpu", "").strip(),
         "memory": form.get("memory", "").strip(),
         "expose": form.get("expose") == "on",
-        "env": env,
+        "env": [row.shown() for row in _env_rows(form)],
     }
 
 
 def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[str, Any]:
-    """The API body the form stands for (InvalidRequest when a number is not one)."""
+    """The API body the form stands for (InvalidRequest when a number is not one); the env
+    comes from the form itself, with the secret values ``values`` leaves out."""
     replicas, port = numbers(form, "replicas", "port")
     return {
         "name": values["name"],
         "image": values["image"],
         "replicas": replicas,
         "port": port,
-        "env": values["env"],
+        "env": [row.body() for row in _env_rows(form)],
         "resources": {"cpu": values["cpu"], "memory": values["memory"]},
         "expose": values["expose"],
     }
+
+
+@bp.app_template_filter("stamp")
+def _stamp(value: str) -> str:
+    """An RFC 3339 time for people: ``2026-11-27 21:00 UTC`` (as given when it is not one)."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.utcoffset() is None:
+        return value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _form_page(
@@ -188,11 +283,19 @@ def _form_page(
     error: BridgeError | None = None,
 ) -> str:
     errors = {p.field: p.message for p in error.problems} if error else {}
+    # secrets stored for the deployment edited: a row of one may be left empty to keep it
+    stored: dict[str, Any] = {}
+    if editing:
+        set_by = editing.get("secrets") or {}
+        stored = {
+            var["name"]: set_by.get(var["name"]) for var in editing["env"] if var.get("secret")
+        }
     return render_template(
         "deployment_form.html",
         form=form,
         groups=[] if editing else my_groups(),
         editing=editing,
+        stored=stored,
         error=error,
         errors=errors,
         images=_image_choices(editing["group"] if editing else form["group"]),

@@ -1,20 +1,50 @@
 // Environment rows on the deployment form: add and remove without a reload; values grow
 // with their lines (up to 8), so a multi-line value shown again after an error stays readable.
+// A row's kind (value, secret, from Secret) shows its inputs (CSS); every row sends all of
+// them so the lists stay aligned, and the server reads those of the kind chosen.
 (function () {
   const rows = document.getElementById("env-rows");
   const add = document.getElementById("add-env");
   if (!rows || !add) return;
+  let added = 0;
   function fit(textarea) {
     textarea.rows = Math.min(8, Math.max(1, textarea.value.split("\n").length));
+  }
+  function clear(row) {  // a fresh row: a plain value, no stored secret behind it
+    row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; });
+    row.querySelectorAll("textarea").forEach(fit);
+    const kind = row.querySelector("select[name=env_kind]");
+    if (kind) kind.value = "plain";
+    const secret = row.querySelector("input[name=env_secret]");
+    if (secret) secret.placeholder = "secret value";
+    const hint = row.querySelector(".secret-hint");
+    if (hint) hint.textContent = rows.dataset.secretHint || "";
   }
   rows.querySelectorAll("textarea").forEach(fit);
   rows.addEventListener("input", function (event) {
     if (event.target.tagName === "TEXTAREA") fit(event.target);
   });
+  rows.addEventListener("change", function (event) {
+    if (event.target.name !== "env_kind") return;
+    const row = event.target.closest(".env-row");
+    const plain = row.querySelector("textarea[name=env_value]");
+    const secret = row.querySelector("input[name=env_secret]");
+    if (event.target.value === "secret" && plain && secret && plain.value && !secret.value) {
+      secret.value = plain.value;  // made secret: the value typed moves, out of sight
+      plain.value = "";
+      fit(plain);
+    }
+  });
   add.addEventListener("click", function () {
     const row = rows.querySelector(".env-row").cloneNode(true);
-    row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; });
-    row.querySelectorAll("textarea").forEach(fit);
+    clear(row);
+    added += 1;
+    const hint = row.querySelector(".secret-hint");
+    const secret = row.querySelector("input[name=env_secret]");
+    if (hint && secret) {
+      hint.id = "env-hint-added-" + added;
+      secret.setAttribute("aria-describedby", hint.id);
+    }
     rows.appendChild(row);
     row.querySelector("input").focus();
   });
@@ -22,7 +52,7 @@
     if (!event.target.classList.contains("remove-env")) return;
     const row = event.target.closest(".env-row");
     if (rows.querySelectorAll(".env-row").length > 1) row.remove();
-    else row.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; if (el.tagName === "TEXTAREA") fit(el); });
+    else clear(row);
   });
 })();
 
