@@ -155,6 +155,24 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
+def open_as(browser: Browser) -> Iterator[Callable[[str], Page]]:
+    """A page per user (the dev identity trusts X-Forwarded-User from loopback)."""
+    contexts = []
+
+    def open_page(user: str) -> Page:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, extra_http_headers={"X-Forwarded-User": user}
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
 def registry_server(tmp_path: Path) -> Iterator[RegistryServer]:
     """docker-registry on a free port with its own config and storage under tmp_path."""
     from tests.registryutil import running_registry

@@ -169,6 +169,21 @@ def frp_token(
     }
 
 
+def cluster_age_key(fake: Any, identity: str) -> None:
+    """The cluster's age identity as ``flux-system/sops-age``, made out of band once (the
+    README's ``kubectl create secret generic sops-age --from-file=age.agekey=...``)."""
+    if fake.get("v1", "Namespace", None, "flux-system") is None:
+        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
+    fake.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sops-age", "namespace": "flux-system"},
+            "data": {"age.agekey": base64.b64encode(f"{identity}\n".encode()).decode()},
+        }
+    )
+
+
 def _env_name(text: str) -> str:
     return text.replace("-", "_").upper()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import APIRequestContext, Browser, Locator, Page, expect
+from playwright.sync_api import APIRequestContext, Locator, Page, expect
 
 from tests.apputil import TEAM_A
 from tests.conftest import LiveServer
@@ -61,24 +61,6 @@ def review_server(tmp_path: Path) -> Iterator[LiveServer]:
     """Review mode with the built-in review (no forge): members approve each other's changes."""
     with serve(tmp_path / "data", review={"mode": "pull-request"}) as server:
         yield server
-
-
-@pytest.fixture
-def open_as(browser: Browser) -> Iterator[OpenAs]:
-    """A page per user (the dev identity trusts X-Forwarded-User from loopback)."""
-    contexts = []
-
-    def open_page(user: str) -> Page:
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, extra_http_headers={"X-Forwarded-User": user}
-        )
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield open_page
-    for context in contexts:
-        context.close()
 
 
 def api(

@@ -14,13 +14,12 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 from werkzeug.datastructures import MultiDict
 
 from gitops_bridge import sops
@@ -49,24 +48,6 @@ def cluster_key() -> str:
 @pytest.fixture
 def live_overrides(cluster_key: str) -> dict[str, Any]:
     return {"secrets": {"age_recipients": [sops.public_key(cluster_key)]}}
-
-
-@pytest.fixture
-def open_as(browser: Browser) -> Iterator[Any]:
-    """A page per user (the dev identity trusts X-Forwarded-User from loopback)."""
-    contexts = []
-
-    def open_page(user: str) -> Page:
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, extra_http_headers={"X-Forwarded-User": user}
-        )
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield open_page
-    for context in contexts:
-        context.close()
 
 
 def secret_value() -> str:

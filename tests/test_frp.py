@@ -1,4 +1,5 @@
-"""The chart's frpc config works with real frps/frpc 0.65: replicas share one subdomain.
+"""The chart's frpc config works with real frps/frpc 0.65: replicas share one subdomain, and
+a new group's credentials come from Git (SOPS-encrypted, decrypted by the Flux stand-in).
 
 frps and two frpc processes run on 127.0.0.1 with the exact TOML `helm template` renders;
 HTTP requests with `Host: {release}.code-hub.com` reach a local backend through frps.
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from gitops_bridge import sops
+from tests import kubelet
 from tests.apputil import TEAM_A, make_app, web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
@@ -199,15 +201,8 @@ def online(port: int) -> set[str]:
     return {name for name, p in dashboard_proxies(port).items() if p["status"] == "online"}
 
 
-def test_replicas_share_the_subdomain_through_real_frp(
-    helm: str,
-    chart_dir: Path,
-    frpc: str,
-    frps: str,
-    tmp_path: Path,
-    backend: int,
-    processes: Processes,
-) -> None:
+def start_frps(frps: str, tmp_path: Path, processes: Processes) -> tuple[int, int, int]:
+    """frps with the token and a dashboard on free ports: (bind, vhost http, dashboard)."""
     bind_port, vhost_port, dashboard_port = free_port(), free_port(), free_port()
     frps_toml = tmp_path / "frps.toml"
     frps_toml.write_text(
@@ -225,6 +220,19 @@ def test_replicas_share_the_subdomain_through_real_frp(
     processes.start("frps", [frps, "-c", str(frps_toml)])
     for port in (bind_port, vhost_port, dashboard_port):
         wait_for(f"frps port {port}", lambda p=port: port_open(p), processes.logs)
+    return bind_port, vhost_port, dashboard_port
+
+
+def test_replicas_share_the_subdomain_through_real_frp(
+    helm: str,
+    chart_dir: Path,
+    frpc: str,
+    frps: str,
+    tmp_path: Path,
+    backend: int,
+    processes: Processes,
+) -> None:
+    bind_port, vhost_port, dashboard_port = start_frps(frps, tmp_path, processes)
 
     config = tmp_path / "frpc.toml"
     config.write_text(
@@ -326,17 +334,7 @@ def test_a_new_groups_first_exposed_deployment_reaches_frps_with_credentials_fro
 ) -> None:
     """Nothing done by hand in the group: its frp-token Secret comes from Git, encrypted;
     the Flux stand-in decrypts it with the cluster's identity and real frpc logs in."""
-    bind_port, dashboard_port = free_port(), free_port()
-    frps_toml = tmp_path / "frps.toml"
-    frps_toml.write_text(
-        f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\nvhostHTTPPort = {free_port()}\n'
-        f'subDomainHost = "{DOMAIN}"\nauth.method = "token"\nauth.token = "{TOKEN}"\n'
-        f'webServer.addr = "127.0.0.1"\nwebServer.port = {dashboard_port}\n'
-        f'webServer.user = "{DASHBOARD_USER}"\nwebServer.password = "{DASHBOARD_PASSWORD}"\n'
-    )
-    processes.start("frps", [frps, "-c", str(frps_toml)])
-    for port in (bind_port, dashboard_port):
-        wait_for(f"frps port {port}", lambda p=port: port_open(p), processes.logs)
+    bind_port, _, dashboard_port = start_frps(frps, tmp_path, processes)
 
     cluster = sops.generate_identity()
     data = tmp_path / "data"
@@ -364,16 +362,7 @@ def test_a_new_groups_first_exposed_deployment_reaches_frps_with_credentials_fro
     release = made.json["name"]
 
     with FakeKube() as fake:
-        # the cluster's identity, created out of band once (the README's two commands)
-        fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
-        fake.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "sops-age", "namespace": "flux-system"},
-                "data": {"age.agekey": base64.b64encode(f"{cluster}\n".encode()).decode()},
-            }
-        )
+        kubelet.cluster_age_key(fake, cluster)
         flux = FluxStandIn(fake, remote=data / "remote.git", helm=helm, kubectl=kubectl)
         flux.reconcile()
         namespace = "group-team-a"
