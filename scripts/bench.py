@@ -259,6 +259,58 @@ def scale_table(sizes: list[int], repeat: int, profile: bool) -> None:
         print(f"| {label} | " + " | ".join(show(results[size]) for size in sizes) + " |")
 
 
+def bench_secrets(repeat: int) -> None:
+    """A create and an update of one key with three secret values (encrypt, age stanzas for
+    the cluster, the bridge and the group; the update decrypts the stored file) against the
+    same with plain values, on one service."""
+    from gitops_bridge import sops
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = config.load(
+            data_dir=Path(tmp) / "data",
+            fetch_interval=3600,
+            secrets={"age_recipients": [sops.public_key(sops.generate_identity())]},
+        )
+        svc = runtime.open_service(settings)
+        svc.create_group(
+            ADMIN,
+            {"name": "bench", "quota": {"cpu": "1000", "memory": "1000Gi", "deployments": 10_000}},
+        )
+        figures: dict[str, list[float]] = {}
+        counter = iter(range(100_000))
+        for kind, secret in (("plain", False), ("secret", True)):
+
+            def env(value: str, flag: bool = secret) -> list[dict[str, object]]:
+                return [
+                    {
+                        "name": f"KEY_{k}",
+                        "value": f"{value}-{k}",
+                        **({"secret": True} if flag else {}),
+                    }
+                    for k in range(3)
+                ]
+
+            def create(k: str = kind) -> object:
+                body = {
+                    "name": f"{k}{next(counter)}",
+                    "image": "registry:5000/b/a:1",
+                    "env": env("v"),
+                }
+                return svc.create_deployment(ADMIN, "bench", body)
+
+            figures[f"create, 3 {kind} values"] = timed(create, repeat)
+            name = create().deployment.name  # type: ignore[attr-defined]
+
+            def update(n: str = name, flag: bool = secret) -> object:
+                kept = [{"name": e["name"], "secret": True} if flag else e for e in env("v")]
+                changed = [env(str(time.perf_counter_ns()))[0], *kept[1:]]
+                return svc.update_deployment(ADMIN, n, {"env": changed})
+
+            figures[f"update one of 3 {kind} values"] = timed(update, repeat)
+        for what, samples in figures.items():
+            print(f"secrets: {what:32} {median_ms(samples)}")
+
+
 def bench_race(repeat: int) -> None:
     """A write whose first push loses the race: fetch, rebuild, push again."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -740,6 +792,7 @@ def main() -> None:
             "health",
             "history",
             "pollscale",
+            "secrets",
         ],
     )
     parser.add_argument(
@@ -765,7 +818,17 @@ def main() -> None:
 
         print("FIGURES " + json.dumps(poll_scale_child(args.pollscale_child, args.repeat)))
         return
-    everything = ["render", "create", "load", "race", "poll", "rss", "health", "history"]
+    everything = [
+        "render",
+        "create",
+        "load",
+        "race",
+        "poll",
+        "rss",
+        "health",
+        "history",
+        "secrets",
+    ]
     chosen = set(args.only or everything)
     if "render" in chosen:
         bench_render(args.repeat * 20)
@@ -789,6 +852,8 @@ def main() -> None:
         bench_health(args.health_seconds)
     if "history" in chosen:
         bench_history(1000, args.repeat, args.profile)
+    if "secrets" in chosen:
+        bench_secrets(args.repeat)
     if "pollscale" in chosen:  # only when asked: it loads 120,000 objects (a minute, 3 GB)
         bench_poll_scale(10_000, 5, samples=20)
 
