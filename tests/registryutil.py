@@ -28,6 +28,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 CONFIG = """\
 version: 0.1
@@ -39,7 +43,7 @@ storage:
   filesystem:
     rootdirectory: {root}
   delete:
-    enabled: true
+    enabled: {delete}
   maintenance:
     uploadpurging:
       enabled: false
@@ -105,15 +109,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_registry(directory: Path, *, htpasswd: Path | None = None) -> Iterator[RegistryServer]:
-    """docker-registry with its own config: 127.0.0.1, a free port, storage under directory."""
+def running_registry(
+    directory: Path, *, htpasswd: Path | None = None, delete: bool = True
+) -> Iterator[RegistryServer]:
+    """docker-registry with its own config: 127.0.0.1, a free port, storage under directory;
+    deleting manifests is allowed (``storage.delete.enabled``) unless ``delete`` is False."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
     config = directory / "config.yml"
-    config.write_text(CONFIG.format(root=directory / "storage", port=port, auth=auth))
+    config.write_text(
+        CONFIG.format(
+            root=directory / "storage", port=port, auth=auth, delete="true" if delete else "false"
+        )
+    )
     server = RegistryServer(
         url=f"http://127.0.0.1:{port}", port=port, config=config, log=directory / "registry.log"
     )
@@ -223,27 +234,34 @@ def push_image(
     layers: list[bytes] | None = None,
     created: str = "2024-01-01T00:00:00Z",
     label: str = "",
+    docker: bool = False,
 ) -> Pushed:
-    """Push a small OCI image: a config blob, one or two gzip tarball layers, the manifest."""
+    """Push a small image: a config blob, one or two gzip tarball layers, the manifest (OCI,
+    or Docker image manifest v2 schema 2 with ``docker``)."""
     if layers is None:
         layers = [layer({"app/hello.txt": f"{repo}:{tag}\n".encode()})]
     diff_ids = [digest_of(gzip.decompress(blob)) for blob in layers]
     config = config_blob(created=created, diff_ids=diff_ids, label=label or f"{repo}:{tag}")
     config_digest = push_blob(base, repo, config)
     pushed_layers = [(push_blob(base, repo, blob), len(blob)) for blob in layers]
+    manifest_type, config_type, layer_type = (
+        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+        if docker
+        else (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+    )
     manifest = json.dumps(
         {
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "digest": config_digest, "size": len(config)},
             "layers": [
-                {"mediaType": OCI_LAYER, "digest": digest, "size": size}
+                {"mediaType": layer_type, "digest": digest, "size": size}
                 for digest, size in pushed_layers
             ],
         },
         indent=2,
     ).encode()
-    digest = push_manifest(base, repo, tag, manifest, OCI_MANIFEST)
+    digest = push_manifest(base, repo, tag, manifest, manifest_type)
     return Pushed(
         repo=repo,
         tag=tag,
@@ -254,15 +272,19 @@ def push_image(
     )
 
 
-def push_index(base: str, repo: str, tag: str, images: list[Pushed]) -> str:
-    """An OCI image index over images already pushed to ``repo`` (e.g. two platforms)."""
+def push_index(
+    base: str, repo: str, tag: str, images: list[Pushed], *, docker: bool = False
+) -> str:
+    """An image index over images already pushed to ``repo`` (e.g. two platforms): OCI, or
+    a Docker manifest list with ``docker`` (over images pushed with ``docker`` too)."""
+    index_type, entry_type = (DOCKER_LIST, DOCKER_MANIFEST) if docker else (OCI_INDEX, OCI_MANIFEST)
     index = json.dumps(
         {
             "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
+            "mediaType": index_type,
             "manifests": [
                 {
-                    "mediaType": OCI_MANIFEST,
+                    "mediaType": entry_type,
                     "digest": image.digest,
                     "size": len(image.manifest),
                     "platform": {"architecture": arch, "os": "linux"},
@@ -271,4 +293,29 @@ def push_index(base: str, repo: str, tag: str, images: list[Pushed]) -> str:
             ],
         }
     ).encode()
-    return push_manifest(base, repo, tag, index, OCI_INDEX)
+    return push_manifest(base, repo, tag, index, index_type)
+
+
+# ---- reading back over HTTP, without the client under test ------------------------------
+
+
+def listed_tags(base: str, repo: str) -> list[str]:
+    """The tags ``GET /v2/<repo>/tags/list`` names, sorted (an emptied repository: [])."""
+    with urllib.request.urlopen(f"{base}/v2/{repo}/tags/list", timeout=10) as response:
+        tags: list[str] = json.loads(response.read())["tags"] or []
+    return sorted(tags)
+
+
+def manifest_head(base: str, repo: str, reference: str, accept: str | None) -> tuple[int, str]:
+    """``HEAD /v2/<repo>/manifests/<reference>`` with this Accept header: the status and the
+    Docker-Content-Digest answered ("" with an error)."""
+    headers = {"Accept": accept} if accept is not None else {}
+    request = urllib.request.Request(
+        f"{base}/v2/{repo}/manifests/{reference}", method="HEAD", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get("Docker-Content-Digest", "")
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, ""
