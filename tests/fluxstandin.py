@@ -61,7 +61,20 @@ kustomize-controller (``internal/controller/kustomization_controller.go``)
     whole stage with ``<Kind>/<ns>/<name> dry-run failed (<Reason>): <message>``, Ready False
     ``ReconciliationFailed``, and nothing is pruned. After a successful apply, objects of
     the previous inventory that are gone are pruned; then ``lastAppliedRevision``,
-    ``inventory`` and Ready ``ReconciliationSucceeded``.
+    ``inventory`` and Ready ``ReconciliationSucceeded``. Prune (and garbage collection)
+    skips objects marked ``kustomize.toolkit.fluxcd.io/prune: disabled`` (or ``reconcile:
+    disabled``) in the cluster, and objects another Kustomization took over. A DELETE of an
+    object with finalizers only marks it (a claim goes once no pod uses it).
+  - Apply is server-side apply: fields Git never set stay as the cluster has them; for a
+    PersistentVolumeClaim that is spec.volumeName, a defaulted class or volume mode and the
+    PV controller's annotations (the API server would refuse the claim without them).
+  - A deleted Kustomization is finalized (``finalize``, ``finalizerShouldDeleteResources``):
+    unless suspended, its inventory is deleted for deletionPolicy Delete/WaitForTermination,
+    or MirrorPrune (the default) with ``prune: true``, with the prune exclusions, as its
+    account; Orphan, or MirrorPrune with ``prune: false``, leaves everything.
+  - kube-controller-manager runs beside Flux: after each Kustomization's apply and prune the
+    storage controllers run (``kubecontrollers.Volumes``), so a claim applied from Git is
+    Bound when ``reconcile`` returns (if its class exists and binds immediately).
 
 helm-controller (``internal/controller/helmrelease_controller.go``, ``internal/reconcile``)
   - chart sourceRef / chartRef in another namespace: Ready False + Stalled ``AccessDenied``.
@@ -135,6 +148,7 @@ SECRET: Key = ("v1", "Secret")
 ROLEBINDING: Key = ("rbac.authorization.k8s.io/v1", "RoleBinding")
 DEPLOYMENT: Key = ("apps/v1", "Deployment")
 POD: Key = ("v1", "Pod")
+PVC: Key = ("v1", "PersistentVolumeClaim")
 FLUX_NAMESPACE = "flux-system"
 SOURCE = "flux-system"
 FINALIZER = "finalizers.fluxcd.io"
@@ -159,6 +173,7 @@ TENANT_KINDS: tuple[Key, ...] = (
     PROVIDER,
     ALERT,
     HELMRELEASE,
+    PVC,
 )
 # Kinds a generic-app release can own.
 WORKLOAD_KINDS: tuple[Key, ...] = (DEPLOYMENT, ("v1", "Service"), ("v1", "ConfigMap"))
@@ -595,6 +610,9 @@ class FluxStandIn:
                 self._authorize(account, "patch", obj)
             applied_objects = self._apply_staged(objects)
             self._prune(run, ks, applied_objects, account=account)
+            # kube-controller-manager runs beside Flux: claims just applied get bound,
+            # claims just pruned lose their protection finalizer when no pod uses them.
+            self.workloads.volumes.sync()
         except _Refused as refused:
             if refused.reason == "DependencyNotReady":
                 self._ks_failed(ks, run, status, refused)
@@ -788,12 +806,15 @@ class FluxStandIn:
             existing is not None
             and recreate_deleting
             and existing["metadata"].get("deletionTimestamp")
+            and (api_version, kind) != PVC  # a claim being deleted is patched, and stays so
         ):
             if dry_run:
                 existing = None
             else:
                 self._delete(existing, hold=False)
                 existing = None
+        if existing is not None and (api_version, kind) == PVC:
+            obj = _keep_claim_fields(obj, existing)
         if existing is not None:
             kept = {
                 k: v
@@ -835,7 +856,15 @@ class FluxStandIn:
 
     def _delete(self, obj: Obj, *, hold: bool) -> None:
         api_version, kind, namespace, name = _ref(obj)
+        if (api_version, kind) == KUSTOMIZATION:
+            self._finalize(obj, hold=hold)
         if (api_version, kind) != HELMRELEASE:
+            if obj["metadata"].get("finalizers"):
+                # a DELETE of an object with finalizers only marks it (its controller lets
+                # it go: a claim's pvc-protection, see kubecontrollers.Volumes)
+                if not obj["metadata"].get("deletionTimestamp"):
+                    self.fake.delete(api_version, kind, namespace or None, name, graceful=True)
+                return
             self.fake.delete(api_version, kind, namespace or None, name)
             return
         if not obj["metadata"].get("deletionTimestamp"):
@@ -845,6 +874,38 @@ class FluxStandIn:
         release, target = _release_name(obj), _target_namespace(obj)
         self._remove_workloads(target, release, keep=set())
         self.fake.delete(api_version, kind, namespace, name)
+
+    def _finalize(self, ks: Obj, *, hold: bool) -> None:
+        """kustomize-controller's ``finalize`` of a deleted Kustomization
+        (``finalizerShouldDeleteResources``, kustomization_deletion_policy_test.go): unless
+        suspended or with an empty inventory, its objects are deleted when
+        ``spec.deletionPolicy`` is Delete or WaitForTermination, or MirrorPrune (the default)
+        with ``prune: true``; with the prune exclusions (``_keeps_out_of_prune``) and as the
+        Kustomization's account (an object it may not delete stays: the controller logs it
+        and lets the Kustomization go)."""
+        spec = ks.get("spec") or {}
+        policy = spec.get("deletionPolicy") or "MirrorPrune"
+        entries = ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []
+        wanted = {"MirrorPrune": bool(spec.get("prune")), "Delete": True}
+        wanted["WaitForTermination"] = True
+        if spec.get("suspend") or not entries or not wanted.get(policy, False):
+            return
+        name, namespace = ks["metadata"]["name"], ks["metadata"]["namespace"]
+        account = self._account(namespace, spec.get("serviceAccountName"))
+        refs = sorted(
+            {_from_inventory(e) for e in entries},
+            key=lambda r: (r[1] == "Namespace", r[1] != "HelmRelease", r),
+        )
+        for api_version, kind, obj_namespace, obj_name in refs:
+            found = self.fake.get(api_version, kind, obj_namespace or None, obj_name)
+            if found is None or _keeps_out_of_prune(found, name=name, namespace=namespace):
+                continue
+            try:
+                self._authorize(account, "delete", found)
+            except _Refused:
+                continue
+            self._delete(found, hold=hold)
+        self.workloads.volumes.sync()
 
     # ---- impersonation -------------------------------------------------------------------
 
@@ -1286,6 +1347,26 @@ def _keeps_out_of_prune(obj: Obj, *, name: str, namespace: str) -> bool:
         for marks in (labels, annotations)
         for key in ("prune", "reconcile")
     )
+
+
+def _keep_claim_fields(obj: Obj, existing: Obj) -> Obj:
+    """A claim re-applied from Git keeps what the cluster filled in and Git never said:
+    server-side apply leaves fields owned by other managers alone (kubernetes.io docs,
+    "Server-Side Apply", field management). Those are spec.volumeName (the PV controller),
+    storageClassName and volumeMode when Git omits them (DefaultStorageClass, defaulting) and
+    the controllers' annotations; the API server would refuse the claim without them (its
+    spec is immutable)."""
+    merged = copy.deepcopy(obj)
+    spec = merged.setdefault("spec", {})
+    for field_name in ("volumeName", "storageClassName", "volumeMode"):
+        if field_name not in spec and field_name in (existing.get("spec") or {}):
+            spec[field_name] = existing["spec"][field_name]
+    annotations = existing["metadata"].get("annotations") or {}
+    kept = {k: v for k, v in annotations.items() if k in kubecontrollers.CONTROLLER_ANNOTATIONS}
+    if kept:
+        meta = merged.setdefault("metadata", {})
+        meta["annotations"] = {**kept, **(meta.get("annotations") or {})}
+    return merged
 
 
 def _scan_manifests(base: Path) -> list[str]:

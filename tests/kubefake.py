@@ -3,7 +3,8 @@
 ``FakeKube`` is a threaded plain-HTTP server on 127.0.0.1 that answers the official
 ``kubernetes`` Python client (or any HTTP client) the way a real API server does, for
 the kinds gitops-bridge reads: core v1 namespaces/pods(+log)/services/configmaps/secrets/
-serviceaccounts/resourcequotas/limitranges/events, apps/v1 deployments, coordination.k8s.io/v1
+serviceaccounts/resourcequotas/limitranges/events/persistentvolumeclaims/persistentvolumes,
+storage.k8s.io/v1 storageclasses, apps/v1 deployments, coordination.k8s.io/v1
 leases, networking.k8s.io/v1 networkpolicies, rbac.authorization.k8s.io/v1 rolebindings,
 the Flux kinds (HelmRelease v2, Kustomization v1, GitRepository v1, Receiver v1) and
 metrics.k8s.io/v1beta1 PodMetrics. Tests drive the state from Python (``apply``,
@@ -50,10 +51,27 @@ what kube-apiserver checks, in its order; each rule names its Kubernetes source 
   segment for RoleBindings), generateName, label keys and values, annotation keys and
   their 256 KiB total, finalizer names; a Pod's containers and a Deployment's pod template
   (requests <= limits, no negative quantity; selector required, non-empty and matching the
-  template labels; template labels and annotations); a Secret's ``data`` keys (config keys:
+  template labels; template labels and annotations; ``spec.strategy``: Recreate without
+  rollingUpdate, pkg/apis/apps/validation/validation.go ValidateDeploymentStrategy); a Secret's
+  ``data`` keys (config keys:
   ``[-._a-zA-Z0-9]+``, at most 253, not ``.``/``..``/``..x``) and total size (1 MiB)
   (pkg/apis/core/validation/validation.go ``ValidateSecret``). A quantity that does not
   parse or a label that is not a string is 400, as when the body is decoded.
+- Storage (pkg/apis/core/validation/validation.go, pkg/apis/storage/validation/validation.go;
+  section "storage" below): PersistentVolumeClaims need valid access modes and a positive
+  ``resources.requests.storage``; on update their spec is immutable except the PV controller's
+  volumeName, a class where there was none and the storage request of a Bound claim, which
+  may not shrink to status.capacity or below ("field can not be less than status.capacity":
+  RecoverVolumeExpansionFailure is GA in 1.34). StorageClasses need a provisioner, a known
+  reclaimPolicy and volumeBindingMode (defaults Delete, Immediate); parameters, provisioner,
+  reclaimPolicy and volumeBindingMode never change. Claims and volumes are defaulted
+  (volumeMode Filesystem, a volume's reclaim policy Retain) and start Pending whatever status
+  was sent; they carry no metadata.generation. Admission: DefaultStorageClass (a claim
+  without a class gets the newest default class), StorageObjectInUseProtection (the
+  kubernetes.io/pvc-protection and pv-protection finalizers), PersistentVolumeClaimResize
+  (403 unless the claim is Bound and its StorageClass says allowVolumeExpansion: true), and
+  ResourceQuota for claims on create and update (``persistentvolumeclaims``,
+  ``requests.storage``, both also per ``<class>.storageclass.storage.k8s.io/``).
 - Warnings: a memory or ephemeral-storage quantity that is not a whole number of bytes is
   stored, answered with ``Warning: 299 - "..."`` and recorded in ``FakeKube.warnings``.
 - LimitRanger on Pod create: Container defaults (``defaultRequest``/``default``, with the
@@ -72,7 +90,8 @@ anything but the above (other spec fields of built-in kinds, the OpenAPI schemas
 resources, immutable fields, ownerReferences); admission plugins other than the three
 above (no ServiceAccount, PodSecurity, webhooks ...); the quota scope
 CrossNamespacePodAffinity (the other scopes are implemented); quota and LimitRange checks
-on updates (a pod resize); LimitRange PersistentVolumeClaim items; canonical quantities in
+on updates other than a claim's (a pod resize); LimitRange PersistentVolumeClaim items; most
+of a PersistentVolume's spec (sources, node affinity); canonical quantities in
 stored objects (they read back as written); a quota's usage changing by time alone (a
 terminating pod's grace period running out shows in status.used at the next change);
 server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun`` over HTTP (the
@@ -158,6 +177,7 @@ TOO_OLD_CONTINUE = (
 # Kinds whose objects carry no metadata.generation on a real server.
 NO_GENERATION = {"ConfigMap", "Secret", "Namespace", "ServiceAccount", "Lease", "Service"}
 NO_GENERATION |= {"ResourceQuota", "LimitRange", "RoleBinding", "Event"}
+NO_GENERATION |= {"PersistentVolumeClaim", "PersistentVolume", "StorageClass"}
 SNAPSHOTS = 64
 STREAM_TICK = 0.2
 
@@ -203,6 +223,24 @@ RESOURCES = (
     Resource("", "v1", "resourcequotas", "ResourceQuota", subresources=("status",)),
     Resource("", "v1", "limitranges", "LimitRange", short_names=("limits",)),
     Resource("", "v1", "events", "Event", short_names=("ev",)),
+    Resource(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        subresources=("status",),
+        short_names=("pvc",),
+    ),
+    Resource(
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        namespaced=False,
+        subresources=("status",),
+        short_names=("pv",),
+    ),
+    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, short_names=("sc",)),
     Resource("apps", "v1", "deployments", "Deployment", subresources=("status",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
@@ -219,6 +257,9 @@ NAMESPACE_KEY: Key = ("v1", "Namespace")
 POD_KEY: Key = ("v1", "Pod")
 QUOTA_KEY: Key = ("v1", "ResourceQuota")
 LIMIT_RANGE_KEY: Key = ("v1", "LimitRange")
+PVC_KEY: Key = ("v1", "PersistentVolumeClaim")
+PV_KEY: Key = ("v1", "PersistentVolume")
+STORAGE_CLASS_KEY: Key = ("storage.k8s.io/v1", "StorageClass")
 
 
 def now() -> str:
@@ -1064,6 +1105,13 @@ def _quantity_maps(resource: Resource, obj: Obj) -> list[Obj]:
     if resource.kind == "LimitRange":
         for item in spec.get("limits") or []:
             maps += [item.get(k) or {} for k in _LIMIT_KEYS]
+    if resource.kind == "PersistentVolumeClaim" and not resource.group:
+        requirements = _mapping(spec.get("resources"))
+        status = _mapping(obj.get("status"))
+        maps += [requirements.get("requests") or {}, requirements.get("limits") or {}]
+        maps += [status.get("capacity") or {}, status.get("allocatedResources") or {}]
+    if resource.kind == "PersistentVolume" and not resource.group:
+        maps.append(spec.get("capacity") or {})
     return [m for m in maps if isinstance(m, dict)]
 
 
@@ -1169,6 +1217,80 @@ def _deployment_errors(obj: Obj) -> list[FieldError]:
     errors += _annotations_errors(template_meta.get("annotations"), "spec.template.annotations")
     if isinstance(template.get("spec"), dict):
         errors += _resources_errors(template["spec"], "spec.template.spec")
+    errors += _strategy_errors(spec.get("strategy"))
+    return errors
+
+
+def _int_or_percent(value: Any) -> tuple[int | None, bool]:
+    """(number, is a percentage) of an IntOrString; (None, False) when it is neither."""
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, int):
+        return value, False
+    text = str(value)
+    if re.fullmatch(r"-?[0-9]+%", text):
+        return int(text[:-1]), True
+    return None, False
+
+
+def _strategy_errors(strategy: Any) -> list[FieldError]:
+    """pkg/apis/apps/validation/validation.go ValidateDeploymentStrategy and
+    ValidateRollingUpdateDeployment (ValidatePositiveIntOrPercent, IsNotMoreThan100Percent):
+    Recreate may not carry rollingUpdate; the type is Recreate or RollingUpdate (a missing type
+    is RollingUpdate, as pkg/apis/apps/v1/defaults.go SetDefaults_Deployment fills it, and so
+    is a missing rollingUpdate, 25%/25%: the fake stores neither default)."""
+    strategy = _mapping(strategy)
+    kind = strategy.get("type", "RollingUpdate")
+    path = "spec.strategy"
+    if kind == "Recreate":
+        if strategy.get("rollingUpdate") is not None:
+            return [
+                FieldError(
+                    "FieldValueForbidden",
+                    f"{path}.rollingUpdate",
+                    "",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                )
+            ]
+        return []
+    if kind != "RollingUpdate":
+        return [
+            FieldError(
+                "FieldValueNotSupported",
+                path,
+                strategy,
+                'supported values: "Recreate", "RollingUpdate"',
+            )
+        ]
+    rolling = _mapping(strategy.get("rollingUpdate"))
+    errors: list[FieldError] = []
+    values: dict[str, tuple[int | None, bool]] = {}
+    for name in ("maxUnavailable", "maxSurge"):
+        raw = rolling.get(name, "25%")
+        number, percent = _int_or_percent(raw)
+        values[name] = (number, percent)
+        where = f"{path}.rollingUpdate.{name}"
+        if number is None:
+            errors.append(_bad(where, raw, "must be an integer or percentage (e.g '5%')"))
+        elif number < 0:
+            errors.append(_bad(where, raw, "must be greater than or equal to 0"))
+    if values["maxUnavailable"][0] == 0 and values["maxSurge"][0] == 0:
+        errors.append(
+            _bad(
+                f"{path}.rollingUpdate.maxUnavailable",
+                rolling.get("maxUnavailable"),
+                "may not be 0 when `maxSurge` is 0",
+            )
+        )
+    number, percent = values["maxUnavailable"]
+    if percent and number is not None and number > 100:
+        errors.append(
+            _bad(
+                f"{path}.rollingUpdate.maxUnavailable",
+                rolling.get("maxUnavailable"),
+                "must not be greater than 100%",
+            )
+        )
     return errors
 
 
@@ -1180,6 +1302,12 @@ def _validation_errors(resource: Resource, obj: Obj, old: Obj | None) -> list[Fi
         errors += _deployment_errors(obj)
     if resource.kind == "Secret" and not resource.group:
         errors += _secret_errors(obj)
+    if resource.kind == "PersistentVolumeClaim" and not resource.group:
+        errors += pvc_errors(obj, old)
+    if resource.kind == "PersistentVolume" and not resource.group:
+        errors += pv_errors(obj)
+    if resource.kind == "StorageClass":
+        errors += storage_class_errors(obj, old)
     return errors
 
 
@@ -1439,6 +1567,9 @@ QUOTA_VALIDATION_SET = frozenset(
 SERVICE_QUOTA_RESOURCES = frozenset(
     {"count/services", "services", "services.loadbalancers", "services.nodeports"}
 )
+# pkg/quota/v1/evaluator/core/persistent_volume_claims.go: pvcResources, refined per class as
+# <class>.storageclass.storage.k8s.io/<resource>; evaluated on create and on update.
+PVC_QUOTA_RESOURCES = frozenset({"persistentvolumeclaims", "requests.storage"})
 LEGACY_COUNT_NAMES = {
     "ConfigMap": "configmaps",
     "Secret": "secrets",
@@ -1456,7 +1587,22 @@ def quota_resources(resource: Resource) -> frozenset[str]:
         names |= SERVICE_QUOTA_RESOURCES
     if resource.kind in LEGACY_COUNT_NAMES:
         names.add(LEGACY_COUNT_NAMES[resource.kind])
+    if resource.key == PVC_KEY:
+        names |= PVC_QUOTA_RESOURCES
     return frozenset(names)
+
+
+def matching_resources(resource: Resource, names: Any) -> set[str]:
+    """MatchingResources: the names of ``names`` the resource's evaluator answers for (for
+    claims also any ``<class>.storageclass.storage.k8s.io/<pvc resource>``)."""
+    own = quota_resources(resource)
+    found = {str(n) for n in names if n in own}
+    if resource.key == PVC_KEY:
+        for name in names:
+            prefix, sep, rest = str(name).partition(CLASS_QUOTA_SUFFIX)
+            if sep and prefix and rest in PVC_QUOTA_RESOURCES:
+                found.add(str(name))
+    return found
 
 
 def _parse_time(text: str) -> float:
@@ -1486,6 +1632,8 @@ def quota_usage(resource: Resource, obj: Obj, moment: float) -> dict[str, Quanti
             usage["services.loadbalancers"] = ONE
         if kind in ("NodePort", "LoadBalancer"):
             usage["services.nodeports"] = Quantity(Fraction(len(spec.get("ports") or [])))
+    if resource.key == PVC_KEY:
+        usage |= pvc_usage(obj)
     if resource.kind == "Pod" and pod_counts(obj, moment):
         usage["pods"] = ONE
         requests = _pod_totals(spec, "requests", overhead=True)
@@ -1495,6 +1643,27 @@ def quota_usage(resource: Resource, obj: Obj, moment: float) -> dict[str, Quanti
                 usage[name] = usage[f"requests.{name}"] = requests[name]
             if name in limits:
                 usage[f"limits.{name}"] = limits[name]
+    return usage
+
+
+def pvc_usage(claim: Obj) -> dict[str, Quantity]:
+    """pvcEvaluator.Usage: one claim, and its storage request (the allocated size when that
+    is larger; rounded up to whole bytes), both also per storage class."""
+    usage = {"persistentvolumeclaims": ONE}
+    class_name = claim_class(claim)
+    if class_name:
+        usage[f"{class_name}{CLASS_QUOTA_SUFFIX}persistentvolumeclaims"] = ONE
+    storage = claim_storage(claim)
+    allocated = _mapping(_mapping(claim.get("status")).get("allocatedResources"))
+    if storage is not None and "storage" in allocated:
+        given = Quantity.parse(allocated["storage"])
+        storage = given if given.value > storage.value else storage
+    if storage is not None:
+        whole = -((-storage.value) // 1)
+        storage = storage if whole == storage.value else Quantity(Fraction(whole), storage.format)
+        usage["requests.storage"] = storage
+        if class_name:
+            usage[f"{class_name}{CLASS_QUOTA_SUFFIX}requests.storage"] = storage
     return usage
 
 
@@ -1569,6 +1738,288 @@ def quota_matches(resource: Resource, obj: Obj, quota: Obj) -> bool:
 
 def pretty(values: dict[str, Quantity]) -> str:
     return ",".join(f"{name}={values[name]}" for name in sorted(values))
+
+
+# ---- storage: PersistentVolumeClaims, PersistentVolumes, StorageClasses ---------------------
+# Validation: pkg/apis/core/validation/validation.go (ValidatePersistentVolumeClaimSpec,
+# ValidatePersistentVolumeClaimUpdate, ValidatePersistentVolumeSpec) and
+# pkg/apis/storage/validation/validation.go (ValidateStorageClass, ValidateStorageClassUpdate).
+# Defaults: pkg/apis/core/v1/defaults.go (SetDefaults_PersistentVolumeClaim{,Spec},
+# SetDefaults_PersistentVolume), pkg/apis/storage/v1/defaults.go (SetDefaults_StorageClass),
+# and the strategies' PrepareForCreate, which drop a status sent on create
+# (pkg/registry/core/persistentvolumeclaim/strategy.go, .../persistentvolume/strategy.go).
+
+ACCESS_MODES = ("ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+VOLUME_MODES = ("Block", "Filesystem")
+RECLAIM_POLICIES = ("Delete", "Retain")
+BINDING_MODES = ("Immediate", "WaitForFirstConsumer")
+BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+PV_PROTECTION = "kubernetes.io/pv-protection"
+CLASS_QUOTA_SUFFIX = ".storageclass.storage.k8s.io/"
+
+
+def _supported(values: tuple[str, ...]) -> str:
+    return "supported values: " + ", ".join(json.dumps(v) for v in values)
+
+
+def claim_class(claim: Obj) -> str:
+    """k8s.io/component-helpers/storage/volume GetPersistentVolumeClaimClass: the beta
+    annotation first, then spec.storageClassName ("" for none)."""
+    annotations = _mapping(claim.get("metadata")).get("annotations") or {}
+    if BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[BETA_CLASS_ANNOTATION])
+    return str(_mapping(claim.get("spec")).get("storageClassName") or "")
+
+
+def claim_storage(claim: Obj) -> Quantity | None:
+    requests = _mapping(_mapping(_mapping(claim.get("spec")).get("resources")).get("requests"))
+    return Quantity.parse(requests["storage"]) if "storage" in requests else None
+
+
+def claim_capacity(claim: Obj) -> Quantity | None:
+    capacity = _mapping(_mapping(claim.get("status")).get("capacity"))
+    return Quantity.parse(capacity["storage"]) if "storage" in capacity else None
+
+
+def storage_defaults(resource: Resource, obj: Obj, *, create: bool) -> None:
+    """What decoding defaults and PrepareForCreate do to the storage kinds."""
+    if resource.group == "storage.k8s.io" and resource.kind == "StorageClass":
+        obj.setdefault("reclaimPolicy", "Delete")
+        obj.setdefault("volumeBindingMode", "Immediate")
+        return
+    if resource.group or resource.kind not in ("PersistentVolumeClaim", "PersistentVolume"):
+        return
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        spec.setdefault("volumeMode", "Filesystem")
+        if resource.kind == "PersistentVolume":
+            spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    if create:
+        obj["status"] = {"phase": "Pending"}
+
+
+def _access_mode_errors(modes: Any, path: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    modes = modes if isinstance(modes, list) else []
+    if not modes:
+        errors.append(
+            FieldError("FieldValueRequired", path, "", "at least 1 access mode is required")
+        )
+    for mode in modes:
+        if mode not in ACCESS_MODES:
+            errors.append(
+                FieldError("FieldValueNotSupported", path, mode, _supported(ACCESS_MODES))
+            )
+    if "ReadWriteOncePod" in modes and any(m in ACCESS_MODES[:3] for m in modes):
+        errors.append(
+            FieldError(
+                "FieldValueForbidden",
+                path,
+                "",
+                "may not use ReadWriteOncePod with other access modes",
+            )
+        )
+    return errors
+
+
+def _pvc_spec_errors(spec: Obj) -> list[FieldError]:
+    """ValidatePersistentVolumeClaimSpec, in its order (the storage request's path is
+    spec.resources[storage], as the Go code builds it)."""
+    errors = _access_mode_errors(spec.get("accessModes"), "spec.accessModes")
+    requests = _mapping(_mapping(spec.get("resources")).get("requests"))
+    if "storage" not in requests:
+        errors.append(FieldError("FieldValueRequired", "spec.resources[storage]"))
+    else:
+        storage = Quantity.parse(requests["storage"])
+        if storage.value <= 0:
+            errors.append(
+                _bad("spec.resources[storage]", str(storage), "must be greater than zero")
+            )
+    class_name = spec.get("storageClassName")
+    if class_name:
+        errors += [
+            _bad("spec.storageClassName", class_name, m) for m in dns1123_subdomain(class_name)
+        ]
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in VOLUME_MODES:
+        errors.append(
+            FieldError("FieldValueNotSupported", "spec.volumeMode", mode, _supported(VOLUME_MODES))
+        )
+    return errors
+
+
+def _spec_diff(old: Obj, new: Obj) -> str:
+    """The changed fields, one ``-``/``+`` pair each. The real message carries go-cmp's
+    cmp.Diff of the Go structs here, which the fake does not reproduce."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            lines.append(f"-\t{key}: {_go_value(old.get(key))}")
+            lines.append(f"+\t{key}: {_go_value(new.get(key))}")
+    return "\n".join(lines)
+
+
+def pvc_errors(obj: Obj, old: Obj | None) -> list[FieldError]:
+    """ValidatePersistentVolumeClaim on create; ValidatePersistentVolumeClaimUpdate on update:
+    the spec is immutable except spec.volumeName (set once, by the PV controller), a
+    storageClassName set where there was none, and resources.requests of a Bound claim; a
+    request may shrink (RecoverVolumeExpansionFailure, GA and locked on since 1.34) only to
+    above status.capacity ("field can not be less than status.capacity"); with the gate off
+    it was "field can not be less than previous value"."""
+    spec = _mapping(obj.get("spec"))
+    errors = _pvc_spec_errors(spec)
+    if old is None:
+        return errors
+    old_spec = copy.deepcopy(_mapping(old.get("spec")))
+    new_spec = copy.deepcopy(spec)
+    if not old_spec.get("volumeName"):
+        old_spec.pop("volumeName", None)
+        new_spec.pop("volumeName", None)
+    old_annotations = _mapping(old["metadata"].get("annotations"))
+    new_class = new_spec.get("storageClassName")
+    if (
+        "storageClassName" not in old_spec
+        and new_class is not None
+        and old_annotations.get(BETA_CLASS_ANNOTATION, new_class) == new_class
+    ):
+        new_spec.pop("storageClassName")
+    bound = _mapping(old.get("status")).get("phase") == "Bound"  # the status kept on update
+    if bound:
+        for one in (old_spec, new_spec):
+            requests = _mapping(_mapping(one.get("resources")).get("requests"))
+            requests.pop("storage", None)
+    for one in (old_spec, new_spec):
+        one.pop("volumeAttributesClassName", None)
+    if new_spec != old_spec:
+        errors.append(
+            FieldError(
+                "FieldValueForbidden",
+                "spec",
+                "",
+                "spec is immutable after creation except resources.requests and "
+                f"volumeAttributesClassName for bound claims\n{_spec_diff(old_spec, new_spec)}",
+            )
+        )
+    old_size, new_size = claim_storage(old), claim_storage(obj)
+    capacity = claim_capacity(old) or ZERO
+    shrinks = old_size is not None and new_size is not None and new_size.value < old_size.value
+    if shrinks and new_size is not None and new_size.value <= capacity.value:
+        errors.append(
+            FieldError(
+                "FieldValueForbidden",
+                "spec.resources.requests.storage",
+                "",
+                "field can not be less than status.capacity",
+            )
+        )
+    old_mode, new_mode = old_spec.get("volumeMode"), new_spec.get("volumeMode")
+    if old_mode != new_mode:
+        errors.append(_bad("volumeMode", new_mode, "field is immutable"))
+    return errors
+
+
+def pv_errors(obj: Obj) -> list[FieldError]:
+    """ValidatePersistentVolumeSpec, the parts the stand-in's provisioner relies on: access
+    modes, spec.capacity with storage only, a positive size, reclaim policy, volume mode."""
+    spec = _mapping(obj.get("spec"))
+    errors = _access_mode_errors(spec.get("accessModes"), "spec.accessModes")
+    capacity = _mapping(spec.get("capacity"))
+    if not capacity:
+        errors.append(FieldError("FieldValueRequired", "spec.capacity"))
+    for name in sorted(capacity):
+        if name != "storage":
+            errors.append(
+                FieldError(
+                    "FieldValueNotSupported", "spec.capacity", name, _supported(("storage",))
+                )
+            )
+        elif Quantity.parse(capacity[name]).value <= 0:
+            errors.append(
+                _bad("spec.capacity[storage]", capacity[name], "must be greater than zero")
+            )
+    policy = spec.get("persistentVolumeReclaimPolicy")
+    if policy not in (*RECLAIM_POLICIES, "Recycle"):
+        errors.append(
+            FieldError(
+                "FieldValueNotSupported",
+                "spec.persistentVolumeReclaimPolicy",
+                policy,
+                _supported(("Delete", "Recycle", "Retain")),
+            )
+        )
+    return errors
+
+
+def storage_class_errors(obj: Obj, old: Obj | None) -> list[FieldError]:
+    """ValidateStorageClass and, on update, ValidateStorageClassUpdate."""
+    errors: list[FieldError] = []
+    provisioner = obj.get("provisioner")
+    if not provisioner:
+        errors.append(FieldError("FieldValueRequired", "provisioner"))
+    else:
+        errors += [
+            _bad("provisioner", provisioner, m) for m in qualified_name(str(provisioner).lower())
+        ]
+    for key in _mapping(obj.get("parameters")):
+        if not key:
+            errors.append(_bad("parameters", key, "field can not be empty."))
+    policy = obj.get("reclaimPolicy")
+    if policy and policy not in RECLAIM_POLICIES:
+        errors.append(
+            FieldError(
+                "FieldValueNotSupported", "reclaimPolicy", policy, _supported(RECLAIM_POLICIES)
+            )
+        )
+    mode = obj.get("volumeBindingMode")
+    if mode not in BINDING_MODES:
+        errors.append(
+            FieldError(
+                "FieldValueNotSupported", "volumeBindingMode", mode, _supported(BINDING_MODES)
+            )
+        )
+    if old is None:
+        return errors
+    if (old.get("parameters") or {}) != (obj.get("parameters") or {}):
+        errors.append(
+            FieldError(
+                "FieldValueForbidden", "parameters", "", "updates to parameters are forbidden."
+            )
+        )
+    if old.get("provisioner") != provisioner:
+        errors.append(
+            FieldError(
+                "FieldValueForbidden", "provisioner", "", "updates to provisioner are forbidden."
+            )
+        )
+    if old.get("reclaimPolicy") != policy:
+        errors.append(
+            FieldError(
+                "FieldValueForbidden",
+                "reclaimPolicy",
+                "",
+                "updates to reclaimPolicy are forbidden.",
+            )
+        )
+    if old.get("volumeBindingMode") != mode:
+        errors.append(_bad("volumeBindingMode", mode, "field is immutable"))
+    return errors
+
+
+def default_storage_class(classes: list[Obj]) -> str | None:
+    """pkg/volume/util/storageclass.go GetDefaultClass: of the classes annotated
+    storageclass.kubernetes.io/is-default-class "true", the newest (then by name)."""
+    defaults = [
+        c
+        for c in classes
+        if (c["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+    ]
+    if not defaults:
+        return None
+    defaults.sort(key=lambda c: str(c["metadata"]["name"]))
+    defaults.sort(key=lambda c: str(c["metadata"].get("creationTimestamp", "")), reverse=True)
+    return str(defaults[0]["metadata"]["name"])
 
 
 # pkg/controlplane/controller/systemnamespaces/system_namespaces_controller.go creates these;
@@ -2127,7 +2578,7 @@ class FakeKube:
         namespace = str(quota["metadata"]["namespace"])
         used = dict.fromkeys(names, ZERO)
         for resource in RESOURCES:
-            if not resource.namespaced or not quota_resources(resource) & names:
+            if not resource.namespaced or not matching_resources(resource, names):
                 continue
             for obj in self._in_namespace(resource.key, namespace):
                 if not quota_matches(resource, obj, quota):
@@ -2169,19 +2620,23 @@ class FakeKube:
     def _admit(self, resource: Resource, obj: Obj, old: Obj | None, warnings: list[str]) -> None:
         """Take a create (``old`` None) or an update of the whole object through what
         kube-apiserver does before it stores it, in its order: decoding (400), mutating
-        admission (NamespaceLifecycle 404/403, LimitRanger defaults), name generation, the
-        Namespace strategy, validation (422), warnings (appended to ``warnings`` and to
-        ``self.warnings``), validating admission (LimitRanger 403, ResourceQuota 403).
+        admission (NamespaceLifecycle 404/403, LimitRanger defaults, DefaultStorageClass,
+        StorageObjectInUseProtection), name generation, the Namespace strategy, validation
+        (422), warnings (appended to ``warnings`` and to ``self.warnings``), validating
+        admission (LimitRanger 403, PersistentVolumeClaimResize 403, ResourceQuota 403).
         Raises ApiError; may change ``obj`` as the real mutations do."""
         create = old is None
         meta = obj["metadata"]
         _decode_errors(resource, obj)
+        storage_defaults(resource, obj, create=create)
         namespace = str(meta.get("namespace") or "")
         if resource.namespaced and namespace:
             self._namespace_lifecycle(resource, obj, create=create)
         if create and resource.kind == "Pod":
             for limit_range in self._in_namespace(LIMIT_RANGE_KEY, namespace):
                 _limit_defaults(obj, limit_range)
+        if create and resource.key in (PVC_KEY, PV_KEY):
+            self._storage_mutations(resource, obj)
         if create and not meta.get("name") and meta.get("generateName"):
             suffix = "".join(random.choice(NAME_ALPHABET) for _ in range(5))
             meta["name"] = f"{meta['generateName']}{suffix}"
@@ -2197,6 +2652,9 @@ class FakeKube:
                 warnings.append(text)
                 self.warnings.append((resource.kind, where, text))
         if not create:
+            if resource.key == PVC_KEY:
+                self._resize_admit(resource, obj, old)
+                self._quota_admit(resource, obj, old)
             return
         if resource.kind == "Pod":
             for limit_range in self._in_namespace(LIMIT_RANGE_KEY, namespace):
@@ -2205,6 +2663,59 @@ class FakeKube:
                     raise forbidden(resource, name, problem)
         if resource.namespaced and namespace:
             self._quota_admit(resource, obj)
+
+    def _storage_mutations(self, resource: Resource, obj: Obj) -> None:
+        """On create: DefaultStorageClass (plugin/pkg/admission/storage/storageclass/
+        setdefault/admission.go: a claim with neither spec.storageClassName nor the beta
+        annotation gets the default class, if there is one; "" is a choice and stays) and
+        StorageObjectInUseProtection (plugin/pkg/admission/storage/
+        storageobjectinuseprotection/admission.go: the kubernetes.io/pvc-protection or
+        kubernetes.io/pv-protection finalizer)."""
+        meta = obj["metadata"]
+        if resource.key == PVC_KEY:
+            spec = obj.get("spec")
+            annotations = meta.get("annotations") or {}
+            if (
+                isinstance(spec, dict)
+                and "storageClassName" not in spec
+                and BETA_CLASS_ANNOTATION not in annotations
+            ):
+                classes = list(self._objects.get(STORAGE_CLASS_KEY, {}).values())
+                chosen = default_storage_class(classes)
+                if chosen is not None:
+                    spec["storageClassName"] = chosen
+        finalizer = PVC_PROTECTION if resource.key == PVC_KEY else PV_PROTECTION
+        finalizers = list(meta.get("finalizers") or [])
+        if finalizer not in finalizers:
+            meta["finalizers"] = [*finalizers, finalizer]
+
+    def _resize_admit(self, resource: Resource, obj: Obj, old: Obj | None) -> None:
+        """PersistentVolumeClaimResize (plugin/pkg/admission/storage/persistentvolume/resize/
+        admission.go Validate): a larger storage request needs a Bound claim, and the same
+        non-empty class before and after, a StorageClass that exists and says
+        allowVolumeExpansion: true."""
+        if old is None:
+            return
+        new_size, old_size = claim_storage(obj), claim_storage(old)
+        if new_size is None or (old_size is not None and new_size.value <= old_size.value):
+            return
+        name = str(obj["metadata"]["name"])
+        if _mapping(old.get("status")).get("phase") != "Bound":
+            raise forbidden(resource, name, "Only bound persistent volume claims can be expanded")
+        class_name, old_class = claim_class(obj), claim_class(old)
+        found = self._objects.get(STORAGE_CLASS_KEY, {}).get(("", class_name))
+        if (
+            not class_name
+            or class_name != old_class
+            or found is None
+            or found.get("allowVolumeExpansion") is not True
+        ):
+            raise forbidden(
+                resource,
+                name,
+                "only dynamically provisioned pvc can be resized and the storageclass that "
+                "provisions the pvc must support resize",
+            )
 
     def _namespace_lifecycle(self, resource: Resource, obj: Obj, *, create: bool) -> None:
         """staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go:
@@ -2230,17 +2741,18 @@ class FakeKube:
                 causes=[cause],
             )
 
-    def _quota_admit(self, resource: Resource, obj: Obj) -> None:
-        """ResourceQuota admission on create (controller.go CheckRequest): every quota of
-        the namespace that tracks something this object uses must still fit it. The usage
-        it adds to is recomputed now, not read from a status that may be stale."""
+    def _quota_admit(self, resource: Resource, obj: Obj, old: Obj | None = None) -> None:
+        """ResourceQuota admission (controller.go CheckRequest): every quota of the
+        namespace that tracks something this object uses must still fit it. The usage it
+        adds to is recomputed now, not read from a status that may be stale. On an update
+        (claims only: the other evaluators here answer creates) only what grows is charged
+        (quota.SubtractWithNonNegativeResult against the old object)."""
         meta = obj["metadata"]
         namespace, name = str(meta["namespace"]), str(meta["name"])
         quotas = self._in_namespace(QUOTA_KEY, namespace)
         if not quotas:
             return
         moment = self.clock()
-        names = quota_resources(resource)
         usage = quota_usage(resource, obj, moment)
         negative = sorted(k for k, v in usage.items() if v.value < 0)
         if negative:
@@ -2250,7 +2762,7 @@ class FakeKube:
         tracked: list[tuple[Obj, dict[str, Quantity]]] = []
         for quota in quotas:
             hard = _resource_list((quota.get("spec") or {}).get("hard"))
-            restricted = set(hard) & names
+            restricted = matching_resources(resource, hard)
             if not restricted or not quota_matches(resource, obj, quota):
                 continue
             quota_name = quota["metadata"]["name"]
@@ -2259,6 +2771,12 @@ class FakeKube:
                 if problem:
                     raise forbidden(resource, name, f"failed quota: {quota_name}: {problem}")
             tracked.append((quota, hard))
+        if old is not None:
+            before = quota_usage(resource, old, moment)
+            usage = {
+                k: Quantity(max(v.value - before.get(k, ZERO).value, Fraction(0)), v.format)
+                for k, v in usage.items()
+            }
         delta = {k: v for k, v in usage.items() if v.value}
         for quota, hard in tracked:
             requested = {k: v for k, v in delta.items() if k in hard}

@@ -35,8 +35,10 @@ container got, byte for byte. Behaviour and where it comes from (kubernetes/kube
 
 ``health="crashloop"`` makes the first container of each pod crash-loop once it can start
 (the Flux stand-in's scenario); a ``CreateContainerConfigError`` comes first. Not modelled:
-probes, image pulls, volumes (the frpc ConfigMap mount always works), container restarts
-other than that scenario, ``previous`` logs.
+probes, image pulls, mounting volumes (the frpc ConfigMap and bound claims always mount; a pod
+whose claims are missing or unbound never reaches the kubelet: the scheduler keeps it Pending
+and unbound, ``tests/kubecontrollers.py`` ``Scheduler``), container restarts other than that
+scenario, ``previous`` logs.
 """
 
 from __future__ import annotations
