@@ -39,6 +39,7 @@ GITREPOSITORIES = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
 RECEIVERS = ("notification.toolkit.fluxcd.io", "v1", "receivers")
 DEPLOYMENTS = ("apps", "v1", "deployments")
 PODS = ("", "v1", "pods")
+PERSISTENTVOLUMECLAIMS = ("", "v1", "persistentvolumeclaims")
 PODMETRICS = ("metrics.k8s.io", "v1beta1", "pods")
 LEASES = ("coordination.k8s.io", "v1", "leases")
 

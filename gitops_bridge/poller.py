@@ -2,11 +2,13 @@
 
 The first cycle lists HelmReleases, Deployments and Pods cluster-wide with one label
 selector (``gitops-bridge.code-hub.com/deployment-id``), the groups' own Kustomizations
-(``gitops-bridge.code-hub.com/group``) and PodMetrics, and reads the platform Kustomization
-and GitRepository by name: 7 calls (more when a list needs several pages of ``page_size``),
-however many deployments and groups there are. From then on the first four kinds are kept
-current by a watch each (``watcher``): a change is in ``state.reading`` as soon as its event
-arrives, and every later cycle makes 3 calls, PodMetrics (metrics.k8s.io serves no watch:
+(``gitops-bridge.code-hub.com/group``), the volumes' PersistentVolumeClaims
+(``app.kubernetes.io/managed-by=gitops-bridge``) and PodMetrics, and reads the platform
+Kustomization and GitRepository by name: 8 calls (more when a list needs several pages of
+``page_size``), however many deployments, groups and volumes there are. From then on the
+first five kinds are kept current by a watch each (``watcher``): a change is in
+``state.reading`` as soon as its event arrives, and every later cycle makes 3 calls,
+PodMetrics (metrics.k8s.io serves no watch:
 https://github.com/kubernetes-sigs/metrics-server/issues/87) and the two named objects.
 Every object is reduced to the fields the bridge reads (``slim``) as soon as it is decoded.
 
@@ -39,9 +41,10 @@ from gitops_bridge.watcher import Index, Watcher
 log = logging.getLogger(__name__)
 
 SELECTOR = layout.LABEL_ID  # "exists": every object the chart or the bridge made
+CLAIM_SELECTOR = f"{layout.LABEL_MANAGED_BY}={layout.MANAGED_BY}"  # the volumes' claims
 Key = tuple[str, str]  # namespace, name / deployment id
-WATCHED = ("helmreleases", "deployments", "pods", "groups")
-LIST_ORDER = ("pods", "deployments", "helmreleases", "groups")  # largest first
+WATCHED = ("helmreleases", "deployments", "pods", "groups", "claims")
+LIST_ORDER = ("pods", "deployments", "helmreleases", "groups", "claims")  # largest first
 _NOTHING: dict[str, Any] = {}  # what a list keeps of a PodMetrics once its sample is stored
 
 
@@ -60,6 +63,7 @@ class Reading:
     groups: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # namespace -> its apps Kustomization
+    claims: dict[Key, dict[str, Any]] = field(default_factory=dict)  # (namespace, name)
 
 
 class PollerState:
@@ -203,6 +207,12 @@ class Poller:
                 slim.kustomization,
                 layout.LABEL_GROUP,
             ),
+            "claims": watcher(
+                kube.PERSISTENTVOLUMECLAIMS,
+                Index(_ns_name, many=False),
+                slim.persistentvolumeclaim,
+                CLAIM_SELECTOR,
+            ),
         }
 
     def _read(self, watchers: dict[str, Watcher], samples: dict[Key, dict[str, Any]]) -> _Sampled:
@@ -299,6 +309,7 @@ class Poller:
             duration=sampled.duration,
             metrics_available=sampled.metrics_available,
             groups=kept["groups"],
+            claims=kept["claims"],
         )
 
     def _changed(self) -> None:
@@ -433,6 +444,7 @@ def reading_to_json(reading: Reading) -> bytes:
             "duration": reading.duration,
             "metrics_available": reading.metrics_available,
             "groups": reading.groups,
+            "claims": _pairs(reading.claims),
         }
     )
 
@@ -442,6 +454,9 @@ def reading_from_json(data: bytes) -> Reading:
 
     def keyed(name: str) -> dict[Key, Any]:
         return {(ns, key): value for ns, key, value in raw[name]}
+
+    def keyed_since(name: str) -> dict[Key, Any]:  # absent from an older leader's readings
+        return {(ns, key): value for ns, key, value in raw.get(name) or ()}
 
     return Reading(
         taken_at=float(raw["taken_at"]),
@@ -455,6 +470,7 @@ def reading_from_json(data: bytes) -> Reading:
         duration=float(raw["duration"]),
         metrics_available=bool(raw["metrics_available"]),
         groups=dict(raw.get("groups") or {}),
+        claims=keyed_since("claims"),
     )
 
 

@@ -24,7 +24,11 @@ What each kind keeps:
   state.waiting / state.terminated (reason, message) and lastState.terminated (reason,
   exitCode);
 - PodMetrics: per container name and usage;
-- Kustomization: status lastAppliedRevision; GitRepository: status.artifact.revision.
+- Kustomization: status lastAppliedRevision; GitRepository: status.artifact.revision;
+- PersistentVolumeClaim: metadata resourceVersion and the bridge's labels (managed-by,
+  group, volume); ``spec`` resources.requests.storage, accessModes, storageClassName;
+  ``status`` phase, capacity.storage, accessModes and every condition (type, status,
+  reason, message: Resizing, FileSystemResizePending...).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import sys
 from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
-from gitops_bridge.render import layout
+from gitops_bridge.render import layout, volume
 
 Obj = dict[str, Any]
 
@@ -46,6 +50,8 @@ MESSAGE = ("reason", "message")
 EXIT = ("reason", "exitCode")
 RELEASE_CONDITIONS = frozenset({"Ready", "Stalled", "Reconciling", "Remediated"})
 HISTORY = ("chartVersion", "status", "firstDeployed", "lastDeployed", "configDigest")
+CLAIM_LABELS = (layout.LABEL_MANAGED_BY, layout.LABEL_GROUP, volume.LABEL_VOLUME)
+STORAGE = ("storage",)
 
 
 def _intern(value: Any) -> Any:
@@ -200,4 +206,38 @@ def gitrepository(obj: Mapping[str, Any]) -> Obj:
         slim["status"] = (
             {"artifact": _pick(artifact, ("revision",))} if isinstance(artifact, dict) else {}
         )
+    return slim
+
+
+def _modes(modes: Any) -> Any:
+    return [_intern(mode) for mode in modes] if isinstance(modes, list) else modes
+
+
+def persistentvolumeclaim(obj: Mapping[str, Any]) -> Obj:
+    slim: Obj = {"metadata": _metadata(obj, labels=CLAIM_LABELS, extra=("resourceVersion",))}
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        kept: Obj = {}
+        requests = (spec.get("resources") or {}).get("requests")
+        if isinstance(requests, dict):
+            kept["resources"] = {"requests": _pick(requests, STORAGE)}
+        if "accessModes" in spec:
+            kept["accessModes"] = _modes(spec["accessModes"])
+        if "storageClassName" in spec:
+            kept["storageClassName"] = _intern(spec["storageClassName"])
+        slim["spec"] = kept
+    status = obj.get("status")
+    if isinstance(status, dict):
+        observed: Obj = {}
+        if "phase" in status:
+            observed["phase"] = _intern(status["phase"])
+        if isinstance(capacity := status.get("capacity"), dict):
+            observed["capacity"] = _pick(capacity, STORAGE)
+        if "accessModes" in status:
+            observed["accessModes"] = _modes(status["accessModes"])
+        if "conditions" in status:
+            observed["conditions"] = [
+                _pick(item, CONDITION, intern=True) for item in status["conditions"] or ()
+            ]
+        slim["status"] = observed
     return slim

@@ -1,5 +1,6 @@
 """Objects shaped as a real API server returns them (test code): a Pod, a Deployment and a
-HelmRelease of the bridge's chart with everything a cluster adds, managedFields included.
+HelmRelease of the bridge's chart and a volume's PersistentVolumeClaim, with everything a
+cluster adds, managedFields included.
 
 Shapes follow the Kubernetes API reference (Pod v1, Deployment apps/v1, PodMetrics
 metrics.k8s.io/v1beta1: https://kubernetes.io/docs/reference/kubernetes-api/) and Flux's
@@ -18,7 +19,7 @@ import hashlib
 import json
 from typing import Any
 
-from gitops_bridge.render import layout
+from gitops_bridge.render import layout, volume
 
 Obj = dict[str, Any]
 T0 = "2026-11-26T10:00:00Z"
@@ -555,6 +556,143 @@ def pod_metrics(
         "timestamp": T1,
         "window": "15.012s",
         "containers": [{"name": name, "usage": dict(usage[name])} for name in containers],
+    }
+
+
+def persistentvolumeclaim(
+    *,
+    namespace: str,
+    name: str,
+    group: str,
+    requested: str = "1Gi",
+    capacity: str = "1Gi",
+    storage_class: str = "standard",
+) -> Obj:
+    """A volume's claim (the bridge's ``render.volume`` document) as kustomize-controller
+    applied it, bound by kube-controller-manager's PV controller to a volume its class's
+    provisioner made (bind annotations, ``spec.volumeName``, the pvc-protection finalizer
+    the API server adds). ``requested`` above ``capacity`` is a resize the CSI driver did (the
+    external-resizer's ``allocatedResources``) and the kubelet has not finished: the
+    FileSystemResizePending condition, as ``kubectl get pvc -o json`` shows it."""
+    provisioner = "rancher.io/local-path"
+    meta_labels = {
+        layout.LABEL_MANAGED_BY: layout.MANAGED_BY,
+        layout.LABEL_GROUP: group,
+        volume.LABEL_VOLUME: name,
+        "kustomize.toolkit.fluxcd.io/name": layout.GROUP_KUSTOMIZATION,
+        "kustomize.toolkit.fluxcd.io/namespace": namespace,
+    }
+    applied_annotations = {layout.ANNOTATION_OWNER: "alice", layout.ANNOTATION_PRUNE: "disabled"}
+    bound_annotations = {
+        "pv.kubernetes.io/bind-completed": "yes",
+        "pv.kubernetes.io/bound-by-controller": "yes",
+        "volume.beta.kubernetes.io/storage-provisioner": provisioner,
+        "volume.kubernetes.io/storage-provisioner": provisioner,
+        "volume.kubernetes.io/selected-node": "node-1",
+    }
+    applied_spec = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": requested}},
+        "storageClassName": storage_class,
+    }
+    volume_name = f"pvc-{_uid(f'pvc/{namespace}/{name}')}"
+    status: Obj = {
+        "phase": "Bound",
+        "accessModes": ["ReadWriteOnce"],
+        "capacity": {"storage": capacity},
+    }
+    bound_status = tuple(status)  # what the PV controller wrote
+    resizer: list[Obj] = []
+    if requested != capacity:
+        status["allocatedResources"] = {"storage": requested}
+        status["allocatedResourceStatuses"] = {"storage": "NodeResizePending"}
+        status["conditions"] = [
+            {
+                "type": "FileSystemResizePending",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": T1,
+                "message": "Waiting for user to (re-)start a pod to finish file system resize "
+                "of volume on node.",
+            }
+        ]
+        resizer = [
+            _managed(
+                "csi-resizer",
+                "Update",
+                "v1",
+                fields_v1({"status": {k: status[k] for k in status if k not in bound_status}}),
+                subresource="status",
+            )
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": _uid(f"pvc/{namespace}/{name}"),
+            "resourceVersion": "90211",
+            "creationTimestamp": T0,
+            "labels": meta_labels,
+            "annotations": applied_annotations | bound_annotations,
+            "finalizers": ["kubernetes.io/pvc-protection"],
+            "managedFields": [
+                _managed(
+                    "kustomize-controller",
+                    "Apply",
+                    "v1",
+                    fields_v1(
+                        {
+                            "metadata": {
+                                "labels": meta_labels,
+                                "annotations": applied_annotations,
+                            },
+                            "spec": applied_spec,
+                        }
+                    ),
+                ),
+                _managed(
+                    "kube-scheduler",
+                    "Update",
+                    "v1",
+                    fields_v1(
+                        {"metadata": {"annotations": {"volume.kubernetes.io/selected-node": ""}}}
+                    ),
+                ),
+                _managed(
+                    "kube-controller-manager",
+                    "Update",
+                    "v1",
+                    fields_v1(
+                        {
+                            "metadata": {
+                                "annotations": {
+                                    k: v
+                                    for k, v in bound_annotations.items()
+                                    if "selected-node" not in k
+                                }
+                            },
+                            "spec": {"volumeName": volume_name},
+                        }
+                    ),
+                ),
+                _managed(
+                    "kube-controller-manager",
+                    "Update",
+                    "v1",
+                    fields_v1({"status": {k: status[k] for k in bound_status}}),
+                    subresource="status",
+                ),
+                *resizer,
+            ],
+        },
+        "spec": {
+            **applied_spec,
+            "volumeMode": "Filesystem",
+            "volumeName": volume_name,
+        },
+        "status": status,
     }
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import listbody, poller
+from gitops_bridge import listbody, models, poller
 from gitops_bridge.errors import ClusterUnavailable
 from gitops_bridge.leader import LeaderElector
-from gitops_bridge.render import layout
+from gitops_bridge.render import layout, volume
 from tests.kubefake import FakeKube
 
 
@@ -157,9 +157,10 @@ def test_a_cycle_reads_every_kind_once(fake: FakeKube, connection: kube.Cluster)
     assert len(reading.helmreleases) == 3 and len(reading.deployments) == 3
     assert sum(len(p) for p in reading.pods.values()) == 6 and len(reading.metrics) == 6
     assert reading.kustomization is not None and reading.gitrepository is None
-    assert reading.calls == 7 == len(fake.requests)
+    assert reading.calls == 8 == len(fake.requests)
     selectors = {q.get("labelSelector") for _, _, q in fake.requests if "labelSelector" in q}
-    assert selectors == {layout.LABEL_ID, layout.LABEL_GROUP}  # the groups' Kustomizations
+    # the groups' Kustomizations, the volumes' claims
+    assert selectors == {layout.LABEL_ID, layout.LABEL_GROUP, poller.CLAIM_SELECTOR}
 
 
 def test_api_calls_do_not_grow_with_deployments(
@@ -184,10 +185,10 @@ def test_api_calls_do_not_grow_with_deployments(
     assert first is not None and steady is not None
     assert first_small is not None and steady_small is not None
     assert sum(len(p) for p in first.pods.values()) == 10_000
-    assert first_small.calls == 7
+    assert first_small.calls == 8
     # 2,000 HelmReleases and Deployments, 10,000 pods in pages of 500; group Kustomizations,
-    # PodMetrics (metrics-server does not page) and the two objects read by name
-    assert first.calls == 4 + 4 + 20 + 1 + 1 + 2
+    # claims, PodMetrics (metrics-server does not page) and the two objects read by name
+    assert first.calls == 4 + 4 + 20 + 1 + 1 + 1 + 2
     assert steady.calls == steady_small.calls == 3  # PodMetrics and the two by name
     assert steady_reads == [
         "/apis/metrics.k8s.io/v1beta1/pods",
@@ -258,7 +259,9 @@ def test_readings_travel_between_replicas_unchanged(
     fake: FakeKube, connection: kube.Cluster
 ) -> None:
     populate(fake, 2, 2)
+    fake.apply(claim("data"))
     reading = poller.Poller(connection).poll()
+    assert reading.claims  # tuple keys, like the other kinds
     assert poller.reading_from_json(poller.reading_to_json(reading)) == reading
 
 
@@ -415,7 +418,7 @@ def test_a_410_lists_again_and_converges_to_a_fresh_list(
     [left] = reading_of(reader).pods[("group-g1", "000001")]  # one deleted meanwhile: gone
     assert left["metadata"]["name"] == "app1-000001-abc-1"
     kept = reading_of(reader)
-    for kind in ("helmreleases", "deployments", "groups"):
+    for kind in ("helmreleases", "deployments", "groups", "claims"):
         assert getattr(kept, kind) == getattr(fresh, kind), kind
     assert len(lists(fake, "/api/v1/pods")) == 2  # the watch's list again, the fresh one's
     caught_up(reader)
@@ -483,7 +486,7 @@ def test_stop_ends_the_watches_and_keeps_the_last_reading(
     fake.reset_requests()
     again = reader.run_once()  # the next cycle lists anew
     try:
-        assert again is not None and again.calls == 7
+        assert again is not None and again.calls == 8
         assert ("group-g1", "app1-000001") not in again.helmreleases
     finally:
         reader.stop()
@@ -566,6 +569,102 @@ def test_each_cycle_replaces_the_pod_metrics(fake: FakeKube, reader: poller.Poll
     fake.metrics_enabled = False  # metrics-server gone: no usage, not an error
     third = reader.run_once()
     assert third is not None and third.metrics == {} and not third.metrics_available
+
+
+# ---- the volumes' claims -----------------------------------------------------------------
+
+PVC = ("v1", "PersistentVolumeClaim")
+
+
+def claim(name: str, *, group: str = "g0", managed: bool = True) -> dict[str, Any]:
+    """A volume's claim as the bridge writes it (``render.volume``); ``managed=False``: one
+    made by hand beside it, without the bridge's managed-by label."""
+    document = volume.document(
+        models.Volume(
+            group=group, spec=models.VolumeSpec(name=name, size="1Gi", storageClass="standard")
+        )
+    )
+    if not managed:
+        del document["metadata"]["labels"][layout.LABEL_MANAGED_BY]
+    return document
+
+
+def test_the_volumes_claims_are_listed_slim_then_watched(
+    fake: FakeKube, reader: poller.Poller
+) -> None:
+    populate(fake, 1, 1)
+    ns = "group-g0"
+    fake.apply(claim("data"))
+    fake.apply(claim("scratch", managed=False))
+    fake.reset_requests()
+    first = reader.run_once()
+    assert first is not None and first.calls == 8  # one LIST more than without claims
+    [listed] = lists(fake, "/persistentvolumeclaims")
+    assert listed["labelSelector"] == "app.kubernetes.io/managed-by=gitops-bridge"
+    eventually(lambda: bool(watches(fake, "/persistentvolumeclaims")), "the claims watched")
+    assert {q["labelSelector"] for q in watches(fake, "/persistentvolumeclaims")} == {
+        poller.CLAIM_SELECTOR
+    }
+    stored = fake.get(*PVC, ns, "data")
+    assert stored is not None and stored["spec"]["volumeMode"] == "Filesystem"
+    assert first.claims == {
+        (ns, "data"): {
+            "metadata": {
+                "name": "data",
+                "resourceVersion": stored["metadata"]["resourceVersion"],
+                "namespace": ns,
+                "labels": {
+                    layout.LABEL_MANAGED_BY: layout.MANAGED_BY,
+                    layout.LABEL_GROUP: "g0",
+                    volume.LABEL_VOLUME: "data",
+                },
+            },
+            "spec": {
+                "resources": {"requests": {"storage": "1Gi"}},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "standard",
+            },
+            "status": {"phase": "Pending"},  # no finalizers, uid, annotations, volumeMode
+        }
+    }  # not the claim made by hand
+
+    fake.reset_requests()
+    bound = {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}
+    fake.set_status(*PVC, ns, "data", bound)
+    fake.set_status(*PVC, ns, "scratch", bound)
+    eventually(
+        lambda: reading_of(reader).claims[(ns, "data")]["status"] == bound,
+        "the bound claim in the reading",
+    )
+    caught_up(reader)
+    assert set(reading_of(reader).claims) == {(ns, "data")}
+    assert lists(fake, "/persistentvolumeclaims") == []  # the watch brought it, no LIST
+    later = reader.run_once()
+    assert later is not None and later.calls == 3  # claims cost a later cycle nothing
+    assert later.claims[(ns, "data")]["status"]["capacity"] == {"storage": "1Gi"}
+    resizing = dict(
+        bound,
+        conditions=[
+            {
+                "type": "FileSystemResizePending",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": "2026-11-26T10:00:07Z",
+                "message": "Waiting for user to (re-)start a pod to finish file system resize "
+                "of volume on node.",
+            }
+        ],
+    )
+    fake.set_status(*PVC, ns, "data", resizing)
+    eventually(
+        lambda: (
+            [c["type"] for c in reading_of(reader).claims[(ns, "data")]["status"]["conditions"]]
+            == ["FileSystemResizePending"]
+        ),
+        "the resize's condition in the reading",
+    )
+    assert "lastProbeTime" not in reading_of(reader).claims[(ns, "data")]["status"]["conditions"][0]
+    assert lists(fake, "/persistentvolumeclaims") == []
 
 
 # ---- leader election --------------------------------------------------------------------

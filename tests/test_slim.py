@@ -1,6 +1,7 @@
 """Objects are reduced to what the bridge reads, and nothing it reads changes: every status
 (and every orphan parsed back from its HelmRelease) computed from slim objects equals the one
-computed from the objects as the API server sent them."""
+computed from the objects as the API server sent them, and a claim keeps what its volume's
+status shows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from gitops_bridge import config, models, slim, status
-from gitops_bridge.render import layout
+from gitops_bridge.render import layout, volume
 from gitops_bridge.render.helmrelease import document, parse_helmrelease
 from tests import realobjects
 from tests.test_status import CASES, DEPLOYMENT, PROBLEM_CASES, ancestry, view
@@ -176,6 +177,58 @@ def test_slim_is_idempotent_and_leaves_missing_fields_missing() -> None:
         "metadata": {"name": "h"},
         "spec": {},
     }
+
+
+def test_a_real_claim_keeps_what_its_volume_status_reads() -> None:
+    """Phase and capacity (the volume's status), the request and access modes and class
+    (what was asked), and a resize's conditions: nothing of bindings, finalizers or owners."""
+    full = realobjects.persistentvolumeclaim(
+        namespace=NS, name="data", group="team-a", requested="2Gi", capacity="1Gi"
+    )
+    kept = slim.persistentvolumeclaim(full)
+    assert kept == {
+        "metadata": {
+            "name": "data",
+            "resourceVersion": "90211",
+            "namespace": NS,
+            "labels": {
+                layout.LABEL_MANAGED_BY: layout.MANAGED_BY,
+                layout.LABEL_GROUP: "team-a",
+                volume.LABEL_VOLUME: "data",
+            },
+        },
+        "spec": {
+            "resources": {"requests": {"storage": "2Gi"}},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "standard",
+        },
+        "status": {
+            "phase": "Bound",
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "conditions": [
+                {
+                    "type": "FileSystemResizePending",
+                    "status": "True",
+                    "message": "Waiting for user to (re-)start a pod to finish file system "
+                    "resize of volume on node.",
+                }
+            ],
+        },
+    }
+    assert slim.persistentvolumeclaim(kept) == kept
+    assert realobjects.size(kept) * 4 < realobjects.size(full)
+    bound = slim.persistentvolumeclaim(
+        realobjects.persistentvolumeclaim(namespace=NS, name="data", group="team-a")
+    )
+    assert bound["status"] == {
+        "phase": "Bound",
+        "capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteOnce"],
+    }
+    # as the API server has it before the PV controller binds it: no capacity yet
+    pending = {"metadata": {"name": "data", "namespace": NS}, "status": {"phase": "Pending"}}
+    assert slim.persistentvolumeclaim(pending) == pending
 
 
 @pytest.mark.parametrize(("case", "kwargs", "state", "label"), CASES, ids=[c[0] for c in CASES])
