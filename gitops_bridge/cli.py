@@ -25,6 +25,7 @@ from gitops_bridge import (
     models,
     monitor,
     runtime,
+    storage,
     tools,
     validate,
 )
@@ -161,9 +162,17 @@ def _deployment_body(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not colon:
             raise SystemExit(f"--env-from: expected NAME=SECRET:KEY, got {item!r}")
         env.append({"name": name, "secretRef": {"name": secret, "key": key}})
+    volumes = []
+    for item in args.volume or []:
+        name, sep, rest = item.partition(":")
+        path, _, mode = rest.partition(":")
+        if not sep or not path or mode not in ("", "ro"):
+            raise SystemExit(f"--volume: expected NAME:/PATH[:ro], got {item!r}")
+        volumes.append({"volume": name, "path": path, "readOnly": mode == "ro"})
     return {
         "name": args.name,
         "image": args.image,
+        "volumes": volumes,
         "replicas": args.replicas,
         "port": args.port_number,
         "env": env,
@@ -331,6 +340,48 @@ def cmd_secrets_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    """Volumes and registry images of a group (``storage``, ``volume ...``, ``image ...``)."""
+    from gitops_bridge.webapp import views
+
+    settings = _settings(args)
+    svc = runtime.open_service(settings)
+    user = _user(args, settings)
+    group, action = args.group, args.action
+    if action == "summary":
+        _print(views.storage_summary(storage.summary(svc, user, group)))
+    elif action == "volumes":
+        _print([views.volume(v) for v in storage.volumes(svc, user, group)])
+    elif action == "volume-create":
+        body = {"name": args.name, "size": args.size, "accessMode": args.access_mode}
+        if args.storage_class:
+            body["storageClass"] = args.storage_class
+        written = storage.create_volume(svc, user, group, body)
+        _print({"volume": args.name, "commit": written.commit.sha})
+    elif action == "volume-grow":
+        written = storage.resize_volume(svc, user, group, args.name, {"size": args.size})
+        _print({"volume": args.name, "size": args.size, "commit": written.commit.sha})
+    elif action == "volume-delete":
+        written = storage.delete_volume(svc, user, group, args.name, {"confirm": args.confirm})
+        _print({"volume": args.name, "commit": written.commit.sha, "note": written.message})
+    elif action == "images":
+        tags, _ = storage.images(svc, user, group)
+        _print([views.tag(t) for t in tags])
+    elif action == "image-delete":
+        deleted = storage.delete_tag(svc, user, group, args.repository, args.tag)
+        _print({"deleted": f"{deleted.repository}:{deleted.tag}", "also": list(deleted.also)})
+    elif action == "retention":
+        result = storage.retention(svc, user, group, {"keep": args.keep, "dry_run": args.dry_run})
+        _print(
+            {
+                "delete": [f"{t.repository}:{t.tag}" for t in result.delete],
+                "reclaim": result.reclaim,
+                "done": result.done,
+            }
+        )
+    return 0
+
+
 def cmd_events_key(args: argparse.Namespace) -> int:
     """The Flux Provider key of one namespace, as the Secret that holds it."""
     settings = _settings(args)
@@ -383,6 +434,43 @@ def _repo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain", help="platform domain of public URLs (default code-hub.com)")
 
 
+def _storage_commands(sub: Any) -> None:
+    def command(parent: Any, name: str, action: str, help_text: str) -> argparse.ArgumentParser:
+        found: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+        found.add_argument("group")
+        _repo_options(found)
+        _user_options(found)
+        found.set_defaults(func=cmd_storage, action=action)
+        return found
+
+    command(sub, "storage", "summary", "a group's storage quota: volumes, images, free")
+    volume = sub.add_parser("volume", help="a group's volumes").add_subparsers(
+        dest="verb", required=True
+    )
+    command(volume, "list", "volumes", "the group's volumes and who mounts them")
+    create = command(volume, "create", "volume-create", "create a volume")
+    create.add_argument("name")
+    create.add_argument("--size", required=True)
+    create.add_argument("--class", dest="storage_class", help="a configured storage class")
+    create.add_argument("--access-mode", default="ReadWriteOnce")
+    grow = command(volume, "grow", "volume-grow", "grow a volume (never shrinks)")
+    grow.add_argument("name")
+    grow.add_argument("--size", required=True)
+    delete = command(volume, "delete", "volume-delete", "delete a volume and its data")
+    delete.add_argument("name")
+    delete.add_argument("--confirm", required=True, help="the volume's name, typed again")
+    image = sub.add_parser("image", help="a group's registry images").add_subparsers(
+        dest="verb", required=True
+    )
+    command(image, "list", "images", "every tag, its size and who uses it")
+    drop = command(image, "delete", "image-delete", "delete a tag (not one in use)")
+    drop.add_argument("repository")
+    drop.add_argument("tag")
+    keep = command(image, "retention", "retention", "keep the newest N tags per repository")
+    keep.add_argument("--keep", type=int, required=True)
+    keep.add_argument("--dry-run", action="store_true")
+
+
 def _user_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as", dest="as_user", help="act as this user (default: you, as admin)")
     parser.add_argument("--email", help="author e-mail (default <user>@<domain>)")
@@ -396,6 +484,12 @@ def _deployment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--port", dest="port_number", type=int, default=8080)
     parser.add_argument("--env", action="append", metavar="NAME=VALUE")
+    parser.add_argument(
+        "--volume",
+        action="append",
+        metavar="NAME:/PATH[:ro]",
+        help="mount one of the group's volumes",
+    )
     parser.add_argument(
         "--secret-env",
         action="append",
@@ -540,6 +634,8 @@ def parser() -> argparse.ArgumentParser:
     _repo_options(migrate)
     _user_options(migrate)
     migrate.set_defaults(func=cmd_secrets_migrate)
+
+    _storage_commands(sub)
 
     events = sub.add_parser(
         "events-key", help="the Secret a namespace's Flux Provider signs its events with"

@@ -70,6 +70,47 @@ class SecretsSettings(BaseModel):
         return list(dict.fromkeys(sops.check_recipient(item) for item in value))
 
 
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"]
+
+
+def _one_pod() -> list[AccessMode]:
+    return ["ReadWriteOnce"]
+
+
+class StorageClassSettings(BaseModel):
+    """A StorageClass groups may put volumes on, as the cluster defines it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    access_modes: list[AccessMode] = Field(default_factory=_one_pod, min_length=1)
+    expandable: bool = True  # the class's allowVolumeExpansion: volumes may grow
+    description: str = ""
+
+
+class StorageSettings(BaseModel):
+    """Volumes (PersistentVolumeClaims) and the group storage quota they share with images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[StorageClassSettings] = Field(
+        default_factory=lambda: [StorageClassSettings(name="standard")], min_length=1
+    )
+    min_size: str = "1Gi"
+    max_size: str = "500Gi"
+    # a group over its storage quota (volumes + registry images) may not deploy new images
+    # of its own registry path until it frees space
+    refuse_images_over_quota: bool = True
+
+    @field_validator("min_size", "max_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> str:
+        return models.check_quantity(value, kind="memory")
+
+    def storage_class(self, name: str) -> StorageClassSettings | None:
+        return next((c for c in self.classes if c.name == name), None)
+
+
 class ChartSettings(BaseModel):
     """Where HelmReleases get the generic chart from; always a source in the group's namespace.
 
@@ -251,6 +292,7 @@ class Settings(BaseSettings):
     limits: models.Limits = Field(default_factory=models.Limits)
     frp: FrpSettings = Field(default_factory=FrpSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     chart: ChartSettings = Field(default_factory=ChartSettings)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

@@ -426,6 +426,7 @@ def plan_content(
     after = _validated(svc, content) if content is not None else None
     if after is not None:
         svc.check_name_free(state, group_name, after.app, but=after.name)
+        after = svc.with_volumes(state, after)
     quota.check(
         group,
         current=state.in_group(group_name),

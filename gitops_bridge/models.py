@@ -319,6 +319,94 @@ class EnvVar(BaseModel):
         return {"name": self.name, "value": self.value or ""}
 
 
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany")
+ONE_POD: Literal["ReadWriteOnce"] = (
+    "ReadWriteOnce"  # mounted read-write by one pod: one replica, Recreate rollouts
+)
+MAX_MOUNTS = 8
+VOLUME_NAME_MAX = 59  # the chart names the pod volume vol-<name>: a DNS label too
+
+
+class Mount(BaseModel):
+    """One of the group's volumes mounted into the app container."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    volume: StrictStr
+    path: StrictStr
+    read_only: StrictBool = Field(default=False, alias="readOnly")
+
+    @field_validator("volume")
+    @classmethod
+    def _volume(cls, value: str) -> str:
+        return check_dns_label(value, max_length=VOLUME_NAME_MAX)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        parts = value.split("/")
+        if (
+            not value.startswith("/")
+            or value == "/"
+            or len(value) > 1024
+            or ".." in parts
+            or ":" in value
+            or _CONTROL.search(value)
+            or "\x00" in value
+        ):
+            raise ValueError(
+                f"must be an absolute path other than / (no '..' segment, no ':'; max 1024), "
+                f"got {value!r}"
+            )
+        return value.rstrip("/")
+
+
+class VolumeSpec(BaseModel):
+    """A volume as asked for: a PersistentVolumeClaim of the group."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    name: StrictStr
+    size: StrictStr
+    storage_class: StrictStr = Field(default="", alias="storageClass")  # "": the first one
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"] = Field(
+        default="ReadWriteOnce", alias="accessMode"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns_label(value, max_length=VOLUME_NAME_MAX)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: object, info: ValidationInfo) -> str:
+        return check_quantity(value, kind="memory", strict=_request(info))
+
+
+class Volume(BaseModel):
+    """A volume as recorded in the GitOps repository (``tenants/<group>/apps/volumes/``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str
+    spec: VolumeSpec
+    owner: str = ""
+    deleting: str = ""  # an explicit delete released it then (RFC 3339); Flux prunes it next
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE_PREFIX + self.group
+
+    @property
+    def one_pod(self) -> bool:
+        return self.spec.access_mode == ONE_POD
+
+
 class Resources(BaseModel):
     """Requests per pod of the app container; limits are derived (see render)."""
 
@@ -354,11 +442,26 @@ class DeploymentSpec(BaseModel):
     env: list[EnvVar] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     expose: StrictBool = False
+    volumes: list[Mount] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_label(value, max_length=APP_NAME_MAX)
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: list[Mount]) -> list[Mount]:
+        if len(value) > MAX_MOUNTS:
+            raise ValueError(f"must have at most {MAX_MOUNTS} entries, got {len(value)}")
+        for i, mount in enumerate(value):
+            for j, other in enumerate(value[:i]):
+                if other.volume == mount.volume:
+                    raise ValueError(f"[{i}].volume: {mount.volume!r} is mounted already ([{j}])")
+                inner, outer = sorted((mount.path, other.path), key=len, reverse=True)
+                if inner == outer or inner.startswith(outer + "/"):
+                    raise ValueError(f"[{i}].path: {mount.path} overlaps [{j}].path {other.path}")
+        return value
 
     @field_validator("image")
     @classmethod
@@ -439,6 +542,8 @@ class Deployment(BaseModel):
     # (gitops-bridge upgrade-repo): kustomize.toolkit.fluxcd.io/prune: disabled
     keep_on_prune: bool = False
     secrets: dict[str, SecretChange] = Field(default_factory=dict)  # env name -> last set
+    # rolls out with Recreate: it mounts a ReadWriteOnce volume (one pod at a time)
+    recreate: bool = False
 
     @model_validator(mode="after")
     def _id(self) -> Deployment:
@@ -469,6 +574,9 @@ _TYPE_RULES = {
 }
 
 
+_ITEM_DETAIL = re.compile(r"^\[\d+\](\.\w+)?: ")  # "[2].name: ...": a list item's field
+
+
 def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     problems = []
     for error in exc.errors(include_url=False):
@@ -485,7 +593,7 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
             message = "unknown field"
         elif kind == "missing":
             message = "is required"
-        if (message.startswith("[") and "]: " in message) or "].name: " in message:
+        if _ITEM_DETAIL.match(message):
             item, _, message = message.partition(": ")  # list item detail: "[2].name: ..."
             loc = f"{loc}{item}"
         field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
@@ -499,6 +607,16 @@ def parse_deployment(data: object, *, limits: Limits = DEFAULT_LIMITS) -> Deploy
         raise InvalidRequest.field("", "the body must be a JSON object")
     try:
         return DeploymentSpec.model_validate(data, context={"limits": limits, "request": True})
+    except ValidationError as exc:
+        raise InvalidRequest.of(_problems(exc)) from None
+
+
+def parse_volume(data: object) -> VolumeSpec:
+    """Validate a volume request body; raise InvalidRequest naming each bad field."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequest.field("", "the body must be a JSON object")
+    try:
+        return VolumeSpec.model_validate(data, context={"request": True})
     except ValidationError as exc:
         raise InvalidRequest.of(_problems(exc)) from None
 
@@ -543,6 +661,15 @@ def spec_differences(before: DeploymentSpec | None, after: DeploymentSpec | None
         old, new = getattr(before.resources, field), getattr(after.resources, field)
         if old != new:
             changes.append(f"{field} {old} -> {new}")
+    old_mounts = {m.volume: (m.path, m.read_only) for m in before.volumes}
+    new_mounts = {m.volume: (m.path, m.read_only) for m in after.volumes}
+    for volume in sorted(set(new_mounts) - set(old_mounts)):
+        changes.append(f"volume {volume} mounted at {new_mounts[volume][0]}")
+    for volume in sorted(set(old_mounts) - set(new_mounts)):
+        changes.append(f"volume {volume} unmounted")
+    for volume in sorted(k for k in set(old_mounts) & set(new_mounts)):
+        if old_mounts[volume] != new_mounts[volume]:
+            changes.append(f"volume {volume} mounted at {new_mounts[volume][0]}")
     old_env = {var.name: _shown(var) for var in before.env}
     new_env = {var.name: _shown(var) for var in after.env}
     added = sorted(set(new_env) - set(old_env))
@@ -603,6 +730,9 @@ def _flat(deployment: Deployment) -> dict[str, Any]:
         "resources.cpu": spec.resources.cpu,
         "resources.memory": spec.resources.memory,
         "restartedAt": deployment.restarted_at,
+        # mounts change together: a three-way merge of paths one by one could mount two
+        # volumes at one path
+        "volumes": tuple((m.volume, m.path, m.read_only) for m in spec.volumes),
     }
     for var in spec.env:
         # a secret compares by when it was last set: its value is not in this file
@@ -652,6 +782,7 @@ def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) ->
                 cpu=merged["resources.cpu"], memory=merged["resources.memory"]
             ),
             "env": [_env_entry(n, merged[f"env.{n}"]) for n in names],
+            "volumes": [Mount(volume=v, path=p, readOnly=r) for v, p, r in merged["volumes"]],
         }
     )
     secrets = {

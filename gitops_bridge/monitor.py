@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gitops_bridge import cluster as kube
 from gitops_bridge import jsonbody, models, quantity, render, status
@@ -29,7 +30,7 @@ from gitops_bridge.errors import (
     Unauthenticated,
 )
 from gitops_bridge.identity import User
-from gitops_bridge.models import Deployment
+from gitops_bridge.models import Deployment, Volume
 from gitops_bridge.poller import Poller
 from gitops_bridge.render import layout
 from gitops_bridge.service import Service
@@ -120,6 +121,33 @@ class Monitor:
             sidecar=self.sidecar,
             frp_secret=self.settings.frp.token_secret,
         )
+
+    def group_applied(self, namespace: str) -> Callable[[str], bool | None]:
+        """Has the group's Kustomization applied a commit (its revision contains it)? None:
+        no reading says."""
+
+        def applied(commit: str) -> bool | None:
+            reading = self.poller.state.reading if self.poller is not None else None
+            kustomization = reading.groups.get(namespace) if reading is not None else None
+            revision = ((kustomization or {}).get("status") or {}).get("lastAppliedRevision")
+            if not revision:
+                return None
+            return self.is_applied(commit, str(revision).rsplit(":", 1)[-1])
+
+        return applied
+
+    def volume_status(self, volume: Volume) -> dict[str, Any] | None:
+        """The claim as the cluster has it: phase and capacity (None: no reading of it)."""
+        reading = self.poller.state.reading if self.poller is not None else None
+        claims = getattr(reading, "claims", None) if reading is not None else None
+        claim = (claims or {}).get((volume.namespace, volume.name))
+        if claim is None:
+            return None
+        status = claim.get("status") or {}
+        return {
+            "phase": status.get("phase", "Pending"),
+            "capacity": (status.get("capacity") or {}).get("storage"),
+        }
 
     def group_problems(self, namespace: str) -> tuple[str, ...]:
         """What the latest reading shows a group must fix (its pods' exposure notes)."""

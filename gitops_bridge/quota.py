@@ -71,17 +71,27 @@ def pod_requests(spec: DeploymentSpec, *, sidecar: Sidecar) -> tuple[Quantity, Q
     return cpu, memory
 
 
-def footprint(spec: DeploymentSpec, *, sidecar: Sidecar) -> Usage:
-    """The most a deployment occupies, during a rolling update."""
-    pods = spec.replicas + SURGE_PODS if spec.replicas else 0
+def surge(deployment: Deployment) -> int:
+    """Pods a rollout adds before it removes old ones: none with ``Recreate`` (a deployment
+    mounting a ReadWriteOnce volume stops its pod before starting the new one)."""
+    return 0 if deployment.recreate else SURGE_PODS
+
+
+def footprint(spec: DeploymentSpec, *, sidecar: Sidecar, surge: int = SURGE_PODS) -> Usage:
+    """The most a deployment occupies, during a rollout."""
+    pods = spec.replicas + surge if spec.replicas else 0
     cpu, memory = pod_requests(spec, sidecar=sidecar)
     return Usage(cpu=cpu * pods, memory=memory * pods, pods=pods, deployments=1)
 
 
-def usage(specs: Iterable[DeploymentSpec], *, sidecar: Sidecar) -> Usage:
+def occupies(deployment: Deployment, *, sidecar: Sidecar) -> Usage:
+    return footprint(deployment.spec, sidecar=sidecar, surge=surge(deployment))
+
+
+def usage(deployments: Iterable[Deployment], *, sidecar: Sidecar) -> Usage:
     result = NOTHING
-    for spec in specs:
-        result = result + footprint(spec, sidecar=sidecar)
+    for deployment in deployments:
+        result = result + occupies(deployment, sidecar=sidecar)
     return result
 
 
@@ -89,7 +99,7 @@ def pod_template_changes(before: Deployment, after: Deployment) -> list[str]:
     """What differs in the pods' template (each difference makes a new ReplicaSet)."""
     changes = [
         field
-        for field in ("image", "port", "env", "resources", "expose")
+        for field in ("image", "port", "env", "resources", "expose", "volumes")
         if getattr(before.spec, field) != getattr(after.spec, field)
     ]
     if before.restarted_at != after.restarted_at:
@@ -106,7 +116,8 @@ def replaces_pods(before: Deployment | None, after: Deployment | None) -> bool:
         return False
     if before is None or not before.spec.replicas:
         return True
-    return bool(pod_template_changes(before, after))
+    # Recreate stops the old pods first: its new ones take their room
+    return not (after.recreate and before.recreate) and bool(pod_template_changes(before, after))
 
 
 def check(
@@ -124,9 +135,9 @@ def check(
     ``used``: what they request, when already known.
     """
     if used is None:
-        used = usage((d.spec for d in current), sidecar=sidecar)
-    old = footprint(before.spec, sidecar=sidecar) if before else NOTHING
-    new = footprint(after.spec, sidecar=sidecar) if after else NOTHING
+        used = usage(current, sidecar=sidecar)
+    old = occupies(before, sidecar=sidecar) if before else NOTHING
+    new = occupies(after, sidecar=sidecar) if after else NOTHING
     replacing = [(before, after)] if after is not None and replaces_pods(before, after) else []
     return _check(
         group,
@@ -153,8 +164,8 @@ def check_states(
     ]
     return _check(
         group,
-        used=usage((d.spec for d in old.values()), sidecar=sidecar),
-        total=usage((d.spec for d in new.values()), sidecar=sidecar),
+        used=usage(old.values(), sidecar=sidecar),
+        total=usage(new.values(), sidecar=sidecar),
         replacing=replacing,
         explain=None,
         sidecar=sidecar,
@@ -200,9 +211,11 @@ def _check(
     if grows and explain is not None and explain.spec.replicas:
         spec = explain.spec
         cpu, memory = pod_requests(spec, sidecar=sidecar)
-        pods = spec.replicas + SURGE_PODS
+        extra = surge(explain)
+        pods = spec.replicas + extra
+        counted = f"{spec.replicas} replicas + {extra} rolling-update pod = " if extra else ""
         explanation = (
-            f" ({spec.replicas} replicas + {SURGE_PODS} rolling-update pod = {pods} pods "
+            f" ({counted}{pods} pods "
             f"x {cpu.format_cpu()} cpu / {memory.human_memory()} memory per pod"
             f"{', frpc sidecar included' if spec.expose else ''})"
         )

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gitops_bridge import assets, bootstrap, models, quantity, quota, registry, render
+from gitops_bridge import assets, bootstrap, models, mounts, quantity, quota, registry, render
 from gitops_bridge import state as states
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
@@ -31,6 +31,7 @@ from gitops_bridge.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    QuotaExceeded,
 )
 from gitops_bridge.gitrepo import Author, CommitResult, GitRepo, Snapshot
 from gitops_bridge.identity import User
@@ -99,6 +100,7 @@ class Written:
     group: Group | None = None
     change: Any = None  # review.ChangeRequest
     message: str = ""  # what a multi-step write did, and what comes next
+    volume: models.Volume | None = None
 
 
 @dataclass(frozen=True)
@@ -779,6 +781,8 @@ class Service:
         deployment = Deployment(
             group=group_name, id=self._unique_id(state), spec=spec, owner=user.name
         )
+        deployment = self.with_volumes(state, deployment)
+        self.check_images(state, group, deployment)
         quota.check(
             group,
             current=state.in_group(group_name),
@@ -808,6 +812,9 @@ class Service:
         user: str,
     ) -> Plan:
         group = state.groups[before.group]
+        after = self.with_volumes(state, after)
+        if after.spec.image != before.spec.image:
+            self.check_images(state, group, after)
         quota.check(
             group,
             current=state.in_group(before.group),
@@ -841,6 +848,34 @@ class Service:
             trailers=self.trailers(action, after),
         )
         return Plan(change=change, deployment=after)
+
+    def with_volumes(self, state: State, deployment: Deployment) -> Deployment:
+        """The deployment with its mounts checked against the group's volumes (Recreate when
+        it mounts a ReadWriteOnce one)."""
+        if not deployment.spec.volumes and not deployment.recreate:
+            return deployment
+        others = [d for d in state.in_group(deployment.group) if d.name != deployment.name]
+        return mounts.check(deployment, state.volumes_in(deployment.group), others)
+
+    def check_images(self, state: State, group: Group, deployment: Deployment) -> None:
+        """A group over its storage quota may not deploy a new image of its own registry
+        path (``storage.refuse_images_over_quota``): the images are what it must free."""
+        if self.registry is None or not self.settings.storage.refuse_images_over_quota:
+            return
+        registry_settings = self.settings.registry
+        own = f"{registry_settings.host}/{registry_settings.prefix(group.name)}"
+        if not deployment.spec.image.startswith(own):
+            return
+        images, _ = self._storage(group.name)
+        over = mounts.over_quota(
+            group, volumes=mounts.volume_bytes(state.volumes_in(group.name)), images=images
+        )
+        if over:
+            raise QuotaExceeded(
+                f"storage quota of group {group.name} exceeded by {mounts.human(over)} "
+                f"(volumes and registry images): new deployments of its images wait until "
+                f"it frees space; {mounts.STORAGE_TAB}"
+            )
 
     def _existing(self, state: State, name: str) -> Deployment:
         deployment = state.deployments.get(name)

@@ -28,7 +28,7 @@ import pydantic
 
 from gitops_bridge import quota
 from gitops_bridge.cache import Bounded
-from gitops_bridge.models import Deployment, Group
+from gitops_bridge.models import Deployment, Group, Volume
 from gitops_bridge.render import layout, tenancy, yamlio
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class Folder:
     held: dict[str, Deployment] = field(default_factory=dict)  # unreadable app -> last readable
     index: tuple[str, Any] | None = None  # kustomization.yaml: its blob and documents
     ids: frozenset[str] = frozenset()  # ids its apps/ files take, readable or not
+    volumes: dict[str, Volume] = field(default_factory=dict)  # readable apps/volumes/ files
 
 
 def _id_of(path: str) -> str:
@@ -118,9 +119,16 @@ class State:
         """What the group's deployments request (kept with the state)."""
         found = self._usage.get(group)
         if found is None:
-            found = quota.usage([d.spec for d in self.in_group(group)], sidecar=self.sidecar)
+            found = quota.usage(self.in_group(group), sidecar=self.sidecar)
             self._usage[group] = found
         return found
+
+    def volumes_in(self, group: str) -> list[Volume]:
+        """The group's volumes (readable files), by name."""
+        folder = self.folders.get(group)
+        if folder is None:
+            return []
+        return sorted(folder.volumes.values(), key=lambda v: v.name)
 
     def id_taken(self, candidate: str) -> bool:
         return any(candidate in folder.ids for folder in self.folders.values())
@@ -153,10 +161,10 @@ def _updated(
     new = {id(d): d for d in after}
     for key, deployment in old.items():
         if key not in new:
-            usage = usage - quota.footprint(deployment.spec, sidecar=sidecar)
+            usage = usage - quota.occupies(deployment, sidecar=sidecar)
     for key, deployment in new.items():
         if key not in old:
-            usage = usage + quota.footprint(deployment.spec, sidecar=sidecar)
+            usage = usage + quota.occupies(deployment, sidecar=sidecar)
     return usage
 
 
@@ -285,6 +293,7 @@ class Reader:
         """What a group's folder holds; files unchanged since ``previous`` are not read again."""
         record: Group | None = None
         apps: dict[str, Deployment] = {}
+        volumes: dict[str, Volume] = {}
         unreadable: dict[str, str] = {}
         held: dict[str, Deployment] = {}
         index: tuple[str, Any] | None = None
@@ -310,8 +319,10 @@ class Reader:
             same = previous is not None and previous.files.get(path) == blob
             if same:
                 assert previous is not None
-                value: Any = previous.apps.get(path) or (
-                    previous.record if kind == tenancy.GROUP_RECORD else None
+                value: Any = (
+                    previous.apps.get(path)
+                    or previous.volumes.get(path)
+                    or (previous.record if kind == tenancy.GROUP_RECORD else None)
                 )
                 why = previous.unreadable.get(path, "")
                 if why and path in previous.held:
@@ -330,6 +341,8 @@ class Reader:
                 record = value
             elif kind == tenancy.APP:
                 apps[path] = value
+            elif kind == tenancy.VOLUME:
+                volumes[path] = value
         if index is not None:
             documents = index[1]
             if isinstance(documents, str):
@@ -348,6 +361,7 @@ class Reader:
             held=held,
             index=index,
             ids=frozenset(ids),
+            volumes=volumes,
         )
 
     def _documents(self, blob: str) -> Any:
@@ -369,6 +383,8 @@ class Reader:
             if kind == tenancy.SECRETS:
                 tenancy.secrets_file(group, path, documents)
                 return None, ""
+            if kind == tenancy.VOLUME:
+                return tenancy.volume(group, path, documents), ""
             tenancy.platform_file(group, path, documents)
             return None, ""
         except Exception as exc:  # a hand-edited file we cannot use: say why, don't crash
@@ -411,6 +427,7 @@ def _format_key() -> str:
         "quantity.py",
         "render/tenancy.py",
         "render/helmrelease.py",
+        "render/volume.py",
     ):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]

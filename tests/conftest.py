@@ -151,9 +151,6 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
-# ---- a real Docker registry 2.8 (Debian's docker-registry) on 127.0.0.1 -----------------
-
-
 @pytest.fixture
 def open_as(browser: Browser) -> Iterator[Callable[[str], Page]]:
     """A page per user (the dev identity trusts X-Forwarded-User from loopback)."""
@@ -170,6 +167,9 @@ def open_as(browser: Browser) -> Iterator[Callable[[str], Page]]:
     yield open_page
     for context in contexts:
         context.close()
+
+
+# ---- a real Docker registry 2.8 (Debian's docker-registry) on 127.0.0.1 -----------------
 
 
 @pytest.fixture

@@ -199,6 +199,7 @@ def world(tmp_path: Path) -> World:
     secret = _as(app, "bob", "POST", "/api/v1/groups/team-b/deployments", {
         "name": "secret", "image": "registry:5000/team-b/secret:1.0", "env": env_b
     })["name"]  # fmt: skip
+    _as(app, "alice", "POST", "/api/v1/groups/team-a/volumes", {"name": "data", "size": "1Gi"})
     _as(app, "root", "PATCH", "/api/v1/groups/team-a", {"review": "pull-request"})
     world = World(
         app=app,
@@ -279,6 +280,49 @@ MATRIX: dict[str, list[Entry]] = {
     ],
     "api.list_group_images": [
         Entry("GET", f"{API}/groups/team-a/images", members(200, ui=False)),
+    ],
+    # storage: volumes commit directly (no review); no registry is configured here, so
+    # members get past the check to a 409 on the image routes
+    "api.group_storage": [Entry("GET", f"{API}/groups/team-a/storage", members(200, ui=False))],
+    "api.list_volumes": [Entry("GET", f"{API}/groups/team-a/volumes", members(200, ui=False))],
+    "api.create_volume": [
+        Entry(
+            "POST",
+            f"{API}/groups/team-a/volumes",
+            members(201, ui=False),
+            json={"name": "{group}", "size": "1Gi"},
+        ),
+    ],
+    "api.resize_volume": [
+        Entry(
+            "PATCH",
+            f"{API}/groups/team-a/volumes/data",
+            members(200, ui=False),
+            json={"size": "2Gi"},
+        ),
+    ],
+    # the wrong name typed: refused (422) past the check, so nothing is deleted
+    "api.delete_volume": [
+        Entry(
+            "DELETE",
+            f"{API}/groups/team-a/volumes/data",
+            members(422, ui=False),
+            json={"confirm": "not-data"},
+        ),
+    ],
+    "api.list_image_tags": [
+        Entry("GET", f"{API}/groups/team-a/images/tags", members(409, ui=False)),
+    ],
+    "api.delete_image_tag": [
+        Entry("DELETE", f"{API}/groups/team-a/images/web/tags/1.0", members(409, ui=False)),
+    ],
+    "api.image_retention": [
+        Entry(
+            "POST",
+            f"{API}/groups/team-a/images/retention",
+            members(409, ui=False),
+            json={"keep": 1, "dry_run": True},
+        ),
     ],
     "api.list_group_deployments": [
         Entry("GET", f"{API}/groups/team-a/deployments", members(200, ui=False)),

@@ -709,6 +709,7 @@ def test_full_valid_body_round_trips() -> None:
         "env": [{"name": "GREETING", "value": 'he said "hi"\n{{ x }}'}],
         "resources": {"cpu": "250m", "memory": "256Mi"},
         "expose": True,
+        "volumes": [{"volume": "data", "path": "/var/lib/web", "readOnly": False}],
     }
     spec = models.parse_deployment(data, limits=ONLY_LOCAL)
     assert spec.model_dump() == data

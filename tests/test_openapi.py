@@ -33,6 +33,7 @@ from tests import kubelet
 from tests.apputil import as_user, make_app, web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
+from tests.registryutil import RegistryServer, push_image
 
 ADMIN = as_user("admin")
 PREFIX = "/api/v1"
@@ -180,13 +181,18 @@ def _post(client: FlaskClient, path: str, body: dict[str, Any], user: str) -> di
 
 
 @pytest.fixture
-def world(tmp_path: Path, fake: FakeKube, helm: str, kubectl: str) -> World:
+def world(
+    tmp_path: Path, fake: FakeKube, helm: str, kubectl: str, registry_server: RegistryServer
+) -> World:
     kubernetes = {
         "mode": "kubeconfig",
         "kubeconfig": str(fake.kubeconfig(tmp_path / "kubeconfig")),
         "events_token": EVENTS_TOKEN,  # Flux events are taken (when signed)
     }
-    app = make_app(tmp_path / "data", identity="proxy", kubernetes=kubernetes)
+    for tag in ("1.0", "1.1", "1.2"):  # 1.0 runs; the others may go
+        push_image(registry_server.url, "team-a/web", tag, created=f"2024-0{tag[-1]}-02T00:00:00Z")
+    registry = {"url": registry_server.url, "host": "registry:5000", "cache_seconds": 0}
+    app = make_app(tmp_path / "data", identity="proxy", kubernetes=kubernetes, registry=registry)
     client = app.test_client()
     quota = {"cpu": "200", "memory": "400Gi", "deployments": 1000}
     for name, review in (("team-a", "direct"), ("team-r", "pull-request")):
@@ -204,6 +210,9 @@ def world(tmp_path: Path, fake: FakeKube, helm: str, kubectl: str) -> World:
             ("old", {}),
         )
     ]
+    for volume in ("data", "cache"):
+        body = {"name": volume, "size": "1Gi"}
+        _post(client, f"{PREFIX}/groups/team-a/volumes", body, "alice")
     deleted = running.pop()
     assert client.delete(f"{PREFIX}/deployments/{deleted}", headers=ADMIN).status_code == 200
     FluxStandIn(
@@ -272,12 +281,18 @@ def _config(world: World) -> schemathesis.Config:
                 "groups": {"values": world.groups},
                 "deployments": {"values": world.deployments},
                 "changes": {"values": world.changes},
+                "volumes": {"values": ["data", "cache"]},
+                "repositories": {"values": ["web"]},
+                "tags": {"values": ["1.1", "1.2"]},
                 "commits": {"values": world.commits},
             },
             "parameters": {
                 "path.group": {"dictionary": "groups", "probability": 0.5},
                 "path.name": {"dictionary": "deployments", "probability": 0.5},
                 "path.change": {"dictionary": "changes", "probability": 0.5},
+                "path.volume": {"dictionary": "volumes", "probability": 0.5},
+                "path.repository": {"dictionary": "repositories", "probability": 0.5},
+                "path.tag": {"dictionary": "tags", "probability": 0.5},
                 "body.commit": {"dictionary": "commits", "probability": 0.5},
                 "query.before": {"dictionary": "commits", "probability": 0.3},
             },

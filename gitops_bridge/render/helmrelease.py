@@ -45,6 +45,12 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         "expose": spec.expose,
         "labels": _labels(deployment),
     }
+    if spec.volumes:
+        result["volumes"] = [
+            {"name": m.volume, "mountPath": m.path, "readOnly": m.read_only} for m in spec.volumes
+        ]
+    if deployment.recreate:
+        result["strategy"] = "Recreate"
     if deployment.restarted_at:
         result["restartedAt"] = deployment.restarted_at
     if deployment.secrets and any(var.secret for var in spec.env):
@@ -198,6 +204,10 @@ def parse_helmrelease(doc: Any) -> Deployment:
             "env": vals.get("env") or [],
             "resources": {k: resources[k] for k in ("cpu", "memory") if k in resources},
             "expose": vals.get("expose", False),
+            "volumes": [
+                {"volume": v["name"], "path": v["mountPath"], "readOnly": v.get("readOnly", False)}
+                for v in vals.get("volumes") or []
+            ],
         }
     )
     return Deployment(
@@ -207,6 +217,7 @@ def parse_helmrelease(doc: Any) -> Deployment:
         owner=(meta.get("annotations") or {}).get(layout.ANNOTATION_OWNER, ""),
         keep_on_prune=(meta.get("annotations") or {}).get(layout.ANNOTATION_PRUNE) == "disabled",
         restarted_at=vals.get("restartedAt", ""),
+        recreate=vals.get("strategy") == "Recreate",
         secrets=_secret_changes((meta.get("annotations") or {}).get(layout.ANNOTATION_SECRETS)),
     )
 

@@ -15,7 +15,8 @@ break a rule (path + rule) instead of using them:
 - ``apps/`` holds one HelmRelease per file directly in it, named like the file, in the
   group's namespace, impersonating the group's account, readable as a deployment of this
   group; no kustomization file (it would replace the list Flux generates) and no other
-  files Flux would apply;
+  files Flux would apply, but ``<app>-<id>.secret.yaml`` (the deployment's SOPS-encrypted
+  Secret) and ``volumes/<name>.yaml`` (one PersistentVolumeClaim each);
 - every object's labels and annotations are valid Kubernetes syntax.
 
 Pure functions: documents in, problems (text naming what is wrong and what is allowed) out.
@@ -29,10 +30,11 @@ from pydantic import ValidationError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from gitops_bridge import apirules, sops
-from gitops_bridge.models import OWN_SECRET_SUFFIX, Deployment, Group
+from gitops_bridge.models import OWN_SECRET_SUFFIX, Deployment, Group, Volume
 from gitops_bridge.render import layout
 from gitops_bridge.render.helmrelease import parse_helmrelease
 from gitops_bridge.render.tenant import parse_group
+from gitops_bridge.render.volume import VOLUMES_DIR, parse_volume
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 CORE = ""
@@ -70,6 +72,8 @@ PLATFORM = "platform"
 INDEX = "kustomization"  # the group's platform kustomization.yaml
 APP = "app"  # apps/<app>-<id>.yaml
 SECRETS = "secrets"  # apps/<app>-<id>.secret.yaml: the deployment's Secret, SOPS-encrypted
+VOLUME = "volume"  # apps/volumes/<name>.yaml: a PersistentVolumeClaim of the group
+PVC = (CORE, "PersistentVolumeClaim")
 STRAY = "stray"  # applied by Flux from apps/, but not a place the bridge allows
 
 
@@ -95,6 +99,8 @@ def role(path: str) -> str | None:
         return None  # unlisted (the index may list only platform files): not applied
     if len(parts) == 4 and name.endswith(layout.SECRET_SUFFIX):
         return SECRETS
+    if len(parts) == 5 and parts[3] == VOLUMES_DIR and name.endswith(".yaml"):
+        return VOLUME
     if len(parts) == 4 and name.endswith(".yaml") and name not in KUSTOMIZATION_FILES:
         return APP
     if name in KUSTOMIZATION_FILES or name.endswith((".yaml", ".yml")):
@@ -158,6 +164,25 @@ def app(group: str, path: str, documents: list[Any]) -> Deployment:
             f"({deployment.name}.yaml)"
         )
     return deployment
+
+
+def volume(group: str, path: str, documents: list[Any]) -> Volume:
+    """The volume an ``apps/volumes/`` file holds: one PersistentVolumeClaim of the group's
+    namespace, named like the file (raises NotAllowed, or the parse error)."""
+    if len(documents) != 1:
+        raise NotAllowed(f"holds {len(documents)} documents: one PersistentVolumeClaim per file")
+    problems = _objects(group, path, documents)
+    if problems:
+        raise NotAllowed("; ".join(problems))
+    found = parse_volume(documents[0])
+    stem = path.rsplit("/", 1)[1].removesuffix(".yaml")
+    if found.group != group:
+        raise NotAllowed(
+            f"label {layout.LABEL_GROUP} is {found.group!r}: must be the folder's group {group!r}"
+        )
+    if found.name != stem:
+        raise NotAllowed(f"the claim is {found.name!r}: the file must be named {found.name}.yaml")
+    return found
 
 
 def secrets_file(group: str, path: str, documents: list[Any]) -> None:
@@ -227,6 +252,8 @@ def _objects(group: str, path: str, documents: list[Any]) -> list[str]:
     name = path.rsplit("/", 1)[1]
     if name.endswith(layout.SECRET_SUFFIX):
         allowed = frozenset({SECRET})
+    elif role(path) == VOLUME:
+        allowed = frozenset({PVC})
     else:
         allowed = PLATFORM_KINDS.get(name, frozenset({HELMRELEASE}))
     namespace = f"group-{group}"

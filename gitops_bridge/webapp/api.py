@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
-from gitops_bridge import history, jsonbody
+from gitops_bridge import history, jsonbody, storage
 from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import apidoc, context, listing, streams, views
@@ -121,6 +121,100 @@ def list_group_images(group: str) -> Response:
     """The group's images in the platform registry (members only), newest tag first."""
     found = context.svc().images(context.user(), group)
     return jsonify([views.image_repository(repo) for repo in found])
+
+
+# ---- storage: volumes and registry images ----------------------------------------------
+
+
+@bp.get("/groups/<group>/storage")
+def group_storage(group: str) -> Response:
+    """The group's storage quota against its volumes and registry images."""
+    return jsonify(views.storage_summary(storage.summary(context.svc(), context.user(), group)))
+
+
+@bp.get("/groups/<group>/volumes")
+def list_volumes(group: str) -> Response:
+    monitor = context.monitor()
+    found = storage.volumes(context.svc(), context.user(), group)
+    return jsonify([views.volume(v, monitor.volume_status(v.volume)) for v in found])
+
+
+@bp.post("/groups/<group>/volumes")
+def create_volume(group: str) -> Answer:
+    written = storage.create_volume(context.svc(), context.user(), group, _body())
+    return _volume_written(written, group, status=201)
+
+
+@bp.patch("/groups/<group>/volumes/<name>")
+def resize_volume(group: str, name: str) -> Answer:
+    written = storage.resize_volume(context.svc(), context.user(), group, name, _body())
+    return _volume_written(written, group)
+
+
+@bp.delete("/groups/<group>/volumes/<name>")
+def delete_volume(group: str, name: str) -> Answer:
+    """``{"confirm": "<name>"}``: the first call releases the claim, the next (once Flux
+    applied that) deletes it and its data."""
+    written = storage.delete_volume(
+        context.svc(),
+        context.user(),
+        group,
+        name,
+        _optional_body(),
+        applied=context.monitor().group_applied(f"group-{group}"),
+    )
+    body: dict[str, Any] = {
+        "commit": written.commit.sha,
+        "changed": written.commit.changed,
+        "state": "released" if written.volume is not None else "deleted",
+        "message": written.message,
+    }
+    return jsonify(body), 200
+
+
+def _volume_written(written: Written, group: str, *, status: int = 200) -> Answer:
+    assert written.volume is not None
+    view = storage.volume(context.svc(), context.user(), group, written.volume.name)
+    body = views.volume(view) | {"commit": written.commit.sha, "changed": written.commit.changed}
+    if status == 201:
+        location = url_for(".list_volumes", group=group)
+        return jsonify(body), 201, {"Location": location}
+    return jsonify(body), status
+
+
+@bp.get("/groups/<group>/images/tags")
+def list_image_tags(group: str) -> Response:
+    """Every tag of the group's images with its size and the deployments using it."""
+    tags, _ = storage.images(context.svc(), context.user(), group)
+    return jsonify([views.tag(t) for t in tags])
+
+
+@bp.delete("/groups/<group>/images/<path:repository>/tags/<tag>")
+def delete_image_tag(group: str, repository: str, tag: str) -> Answer:
+    deleted = storage.delete_tag(context.svc(), context.user(), group, repository, tag)
+    body = {
+        "repository": deleted.repository,
+        "tag": deleted.tag,
+        "digest": deleted.digest,
+        "also": list(deleted.also),
+    }
+    return jsonify(body), 200
+
+
+@bp.post("/groups/<group>/images/retention")
+def image_retention(group: str) -> Answer:
+    """``{"keep": N, "dry_run": true}``: the tags beyond the newest N of each repository
+    (never one in use), deleted unless a dry run, and what a garbage collection frees."""
+    result = storage.retention(context.svc(), context.user(), group, _body())
+    body = {
+        "keep": result.keep,
+        "delete": [
+            {"repository": t.repository, "tag": t.tag, "digest": t.digest} for t in result.delete
+        ],
+        "reclaim": result.reclaim,
+        "done": result.done,
+    }
+    return jsonify(body), 200
 
 
 @bp.patch("/groups/<group>")

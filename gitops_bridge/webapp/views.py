@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gitops_bridge import registry
+from gitops_bridge import registry, storage
 from gitops_bridge.history import Version
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, Group
@@ -58,6 +58,47 @@ def image_repository(value: registry.Repository) -> dict[str, Any]:
         "digest": newest.digest,
         "size": newest.size,
         "created": newest.created,
+    }
+
+
+def volume(value: storage.VolumeView, observed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A volume as committed, who mounts it, and what the cluster says of its claim."""
+    found = value.volume
+    return {
+        "name": found.name,
+        "group": found.group,
+        "namespace": found.namespace,
+        "size": found.spec.size,
+        "storageClass": found.spec.storage_class,
+        "accessMode": found.spec.access_mode,
+        "owner": found.owner,
+        "deleting": found.deleting or None,
+        "mountedBy": value.mounted_by,
+        "status": observed,
+    }
+
+
+def tag(value: storage.TagView) -> dict[str, Any]:
+    info = value.tag
+    return {
+        "repository": info.repository,
+        "tag": info.tag,
+        "digest": info.digest,
+        "size": info.size,
+        "created": info.created,
+        "usedBy": value.used_by,
+    }
+
+
+def storage_summary(value: storage.Summary) -> dict[str, Any]:
+    return {
+        "group": value.group,
+        "quota": value.quota,
+        "volumes": value.volumes,
+        "images": value.images,
+        "imagesNote": value.images_note or None,
+        "free": value.free,
+        "over": value.over,
     }
 
 
