@@ -108,9 +108,8 @@ def volume(svc: Service, user: User, group: str, name: str) -> VolumeView:
 
 
 def create_volume(svc: Service, user: User, group: str, data: object) -> Written:
-    spec = models.parse_volume(data)
-    spec = _with_class(svc, spec)
     _member_state(svc, user, group)
+    spec = _with_class(svc, models.parse_volume(data))
     made: list[Volume] = []
 
     def build(snapshot: Snapshot) -> render.Change:
@@ -370,7 +369,7 @@ def _volume(spec: VolumeSpec) -> Volume:
 def _check_storage(
     svc: Service, state: State, record: Group, *, before: list[Volume], after: list[Volume]
 ) -> None:
-    images, _ = svc._storage(record.name)
+    images, _ = svc._storage(record.name) if svc.registry is not None else (0, "")
     mounts.check_storage(
         record,
         volumes_before=mounts.volume_bytes(before),

@@ -121,7 +121,7 @@ def assert_quota_never_exceeded(svc: Service, remote: Path) -> None:
         state = svc.state(svc.repo.snapshot(sha))
         assert state.unreadable == {}, sha
         for group in state.groups.values():
-            used = quota.usage([d.spec for d in state.in_group(group.name)], sidecar=svc.sidecar)
+            used = quota.usage(state.in_group(group.name), sidecar=svc.sidecar)
             where = f"group {group.name} at {sha}: {used}"
             assert used.cpu <= quantity.parse(group.quota.cpu), where
             assert used.memory <= quantity.parse(group.quota.memory), where
