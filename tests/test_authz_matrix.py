@@ -436,6 +436,53 @@ MATRIX: dict[str, list[Entry]] = {
     "ui.update_group": [
         Entry("POST", "/groups/team-a/edit", platform(302, ui=True), form=GROUP_FORM),
     ],
+    # the Storage tab: the quota, volumes and images of a group (no registry here: the image
+    # forms get past the check to a 409)
+    "ui.storage_page": [
+        Entry("GET", "/storage", signed_in(200, ui=True)),
+        Entry("GET", "/storage?group=team-a", members(200, ui=True)),
+        Entry("GET", "/storage?group=team-a&keep=1", members(200, ui=True)),
+    ],
+    # the name taken: refused (409) past the check (each success would take 1Gi more of the
+    # storage quota than the world has)
+    "ui.storage_create_volume": [
+        Entry(
+            "POST",
+            "/storage/team-a/volumes",
+            members(409, ui=True),
+            form={"name": "data", "size": "1Gi", "storageClass": "standard"},
+        ),
+    ],
+    "ui.storage_resize_volume": [
+        Entry(
+            "POST",
+            "/storage/team-a/volumes/data/resize",
+            members(302, ui=True),
+            form={"size": "2Gi"},
+        ),
+    ],
+    # the wrong name typed: refused (422) past the check, so nothing is deleted
+    "ui.storage_delete_volume": [
+        Entry(
+            "POST",
+            "/storage/team-a/volumes/data/delete",
+            members(422, ui=True),
+            form={"confirm": "not-data"},
+        ),
+    ],
+    "ui.storage_delete_tag": [
+        Entry(
+            "POST",
+            "/storage/team-a/images/team-a/web/tags/1.0/delete",
+            members(409, ui=True),
+            form={},
+        ),
+    ],
+    "ui.storage_retention": [
+        Entry(
+            "POST", "/storage/team-a/images/retention", members(409, ui=True), form={"keep": "1"}
+        ),
+    ],
     "ui.changes": [Entry("GET", "/changes", signed_in(200, ui=True))],
     "ui.change": [Entry("GET", "/changes/{change}", members(200, ui=True))],
     "ui.approve_change": [

@@ -15,6 +15,7 @@ from gitops_bridge.webapp import (  # noqa: F401
     ops,
     pages,
     review_pages,
+    storage_pages,
     streams,
     ui,
 )
@@ -51,7 +52,7 @@ def create_app(
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(pages.bp)  # with the routes of ui and review_pages
+    app.register_blueprint(pages.bp)  # with the routes of ui, review_pages, storage_pages
     return app
 
 

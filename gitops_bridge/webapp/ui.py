@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
 from gitops_bridge.models import Deployment, EnvVar
 from gitops_bridge.service import Written
-from gitops_bridge.webapp import context, listing_pages, views
+from gitops_bridge.webapp import context, listing_pages, storage_pages, views
 from gitops_bridge.webapp.pages import (
     Action,
     Page,
@@ -204,6 +204,47 @@ def _env_rows(form: MultiDict[str, str]) -> list[EnvRow]:
     return [row for row in rows if not row.empty]
 
 
+@dataclass(frozen=True)
+class MountRow:
+    """One row of the form's Volumes: the volume as ``group/name`` (the select offers the
+    volumes of every group of the user), where it is mounted, and whether read-only."""
+
+    volume: str
+    path: str = ""
+    read_only: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.volume.rpartition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.volume.rpartition("/")[2]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.volume or self.path)
+
+    def body(self) -> dict[str, Any]:
+        return {"volume": self.name, "path": self.path, "readOnly": self.read_only}
+
+    def shown(self) -> dict[str, Any]:
+        return {"volume": self.volume, "path": self.path, "read_only": self.read_only}
+
+
+def _mount_rows(form: MultiDict[str, str]) -> list[MountRow]:
+    """The rows as sent: every row sends its three fields (read-only is a select, not a
+    checkbox, which would send nothing unchecked), so the lists align."""
+    volumes = form.getlist("mount_volume")
+    paths = form.getlist("mount_path") + [""] * len(volumes)
+    modes = form.getlist("mount_mode") + [""] * len(volumes)
+    rows = [
+        MountRow(volume=volume.strip(), path=path.strip(), read_only=mode == "ro")
+        for volume, path, mode in zip(volumes, paths, modes, strict=False)
+    ]
+    return [row for row in rows if not row.empty]
+
+
 def _form_defaults(groups: list[str]) -> dict[str, Any]:
     return {
         "group": request.args.get("group") or (groups[0] if groups else ""),
@@ -215,6 +256,7 @@ def _form_defaults(groups: list[str]) -> dict[str, Any]:
         "memory": "128Mi",
         "expose": True,
         "env": [],
+        "volumes": [],
     }
 
 
@@ -231,6 +273,10 @@ def _form_of(deployment: Deployment) -> dict[str, Any]:
         "memory": spec.resources.memory,
         "expose": spec.expose,
         "env": [EnvRow.of(var).shown() for var in spec.env],
+        "volumes": [
+            MountRow(f"{deployment.group}/{m.volume}", m.path, m.read_only).shown()
+            for m in spec.volumes
+        ],
     }
 
 
@@ -246,13 +292,29 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
         "memory": form.get("memory", "").strip(),
         "expose": form.get("expose") == "on",
         "env": [row.shown() for row in _env_rows(form)],
+        "volumes": [row.shown() for row in _mount_rows(form)],
     }
 
 
 def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[str, Any]:
-    """The API body the form stands for (InvalidRequest when a number is not one); the env
-    comes from the form itself, with the secret values ``values`` leaves out."""
-    replicas, port = numbers(form, "replicas", "port")
+    """The API body the form stands for (InvalidRequest when a number is not one, or a
+    volume is of another group); the env comes from the form itself, with the secret values
+    ``values`` leaves out."""
+    problems: list[FieldProblem] = []
+    replicas = int_field(form, "replicas", problems)
+    port = int_field(form, "port", problems)
+    mounts = _mount_rows(form)
+    for i, row in enumerate(mounts):
+        if row.group and row.group != values["group"]:
+            problems.append(
+                FieldProblem(
+                    f"volumes[{i}].volume",
+                    f"{row.volume} is a volume of group {row.group}; this deployment is in "
+                    f"{values['group']}",
+                )
+            )
+    if problems:
+        raise InvalidRequest.of(problems)
     return {
         "name": values["name"],
         "image": values["image"],
@@ -261,6 +323,7 @@ def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[
         "env": [row.body() for row in _env_rows(form)],
         "resources": {"cpu": values["cpu"], "memory": values["memory"]},
         "expose": values["expose"],
+        "volumes": [row.body() for row in mounts],
     }
 
 
@@ -290,15 +353,21 @@ def _form_page(
         stored = {
             var["name"]: set_by.get(var["name"]) for var in editing["env"] if var.get("secret")
         }
+    groups = [] if editing else my_groups()
+    rows = len(form.get("volumes") or []) or 1
+    placed = {f"volumes[{i}].{key}" for i in range(rows) for key in ("volume", "path", "readOnly")}
+    loose = {f: m for f, m in errors.items() if f.startswith("volumes") and f not in placed}
     return render_template(
         "deployment_form.html",
         form=form,
-        groups=[] if editing else my_groups(),
+        groups=groups,
         editing=editing,
         stored=stored,
         error=error,
         errors=errors,
         images=_image_choices(editing["group"] if editing else form["group"]),
+        volumes=storage_pages.volume_choices([editing["group"]] if editing else groups),
+        mount_errors=loose,  # the volumes' errors no row shows (more mounts than allowed)
     )
 
 

@@ -56,6 +56,59 @@
   });
 })();
 
+// Volume rows on the deployment form: add and remove without a reload. The volume select
+// lists the volumes of all the user's groups as group/name; the group select shows only
+// those of the group chosen (a hidden one chosen before goes back to "no volume").
+(function () {
+  const rows = document.getElementById("mount-rows");
+  const add = document.getElementById("add-mount");
+  if (!rows || !add) return;
+  const group = document.querySelector("select[name=group]");
+  const none = document.getElementById("mount-none");
+  function current() { return group ? group.value : rows.dataset.group; }
+  function clear(row) {
+    row.querySelector("select[name=mount_volume]").value = "";
+    row.querySelector("input[name=mount_path]").value = "";
+    row.querySelector("select[name=mount_mode]").value = "rw";
+    row.querySelectorAll(".field-error").forEach(function (el) { el.remove(); });
+  }
+  function filter() {
+    const chosen = current();
+    let offered = 0;
+    rows.querySelectorAll("select[name=mount_volume]").forEach(function (select) {
+      offered = 0;
+      Array.from(select.options).forEach(function (option) {
+        if (!option.dataset.group) return;
+        const ok = option.dataset.group === chosen;
+        option.hidden = !ok;
+        option.disabled = !ok;
+        if (ok) offered += 1;
+      });
+      const picked = select.options[select.selectedIndex];
+      if (picked && picked.disabled) select.value = "";
+    });
+    if (none) {
+      none.hidden = offered > 0;
+      const link = none.querySelector("a");
+      if (link) link.href = link.pathname + "?group=" + encodeURIComponent(chosen);
+    }
+  }
+  if (group) group.addEventListener("change", filter);
+  filter();
+  add.addEventListener("click", function () {
+    const row = rows.querySelector(".mount-row").cloneNode(true);
+    clear(row);
+    rows.appendChild(row);
+    row.querySelector("select").focus();
+  });
+  rows.addEventListener("click", function (event) {
+    if (!event.target.classList.contains("remove-mount")) return;
+    const row = event.target.closest(".mount-row");
+    if (rows.querySelectorAll(".mount-row").length > 1) row.remove();
+    else clear(row);
+  });
+})();
+
 // A select with data-autosubmit sends its form when changed (no inline handlers: the
 // Content-Security-Policy allows scripts from this file only). A form with data-compact
 // leaves its empty fields out of the address it opens.
