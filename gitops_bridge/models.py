@@ -14,6 +14,7 @@ deployment or group stores the canonical value.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -430,6 +431,96 @@ class Resources(BaseModel):
         return _in_range(text, low=limits.memory_min, high=limits.memory_max, kind="memory")
 
 
+MAX_ARGS = 64  # entries of command, and of args
+MAX_ARG_LENGTH = 4096  # characters per entry
+# command and args: no control character at all (tab and line breaks included: one line each)
+_ARG_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufeff\ufffe\uffff]")
+HEALTH_PATH = re.compile(r"^/[!-~]*$")  # printable ASCII, no space
+HEALTH_PATH_MAX = 2048
+CPU_TARGET_MAX = 100  # percent of the CPU request (the limit is 2x the request)
+
+
+class Health(BaseModel):
+    """HTTP readiness and liveness checks: ``GET path`` on the app port. A deployment without
+    one is checked by a TCP connect to the port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: StrictStr
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not HEALTH_PATH.fullmatch(value) or len(value) > HEALTH_PATH_MAX:
+            raise ValueError(
+                f"must be a URL path starting with '/' (printable ASCII, no spaces; max "
+                f"{HEALTH_PATH_MAX}), got {value!r}"
+            )
+        return value
+
+
+class Autoscaling(BaseModel):
+    """A HorizontalPodAutoscaler keeps the pods between ``min`` and ``max``, aiming at ``cpu``
+    percent of the app container's CPU request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: StrictInt = 1
+    max: StrictInt
+    cpu: StrictInt = 70
+
+    @field_validator("min", "max")
+    @classmethod
+    def _bound(cls, value: int, info: ValidationInfo) -> int:
+        # the API server refuses minReplicas < 1 and maxReplicas < 1
+        # (pkg/apis/autoscaling/validation/validation.go validateHorizontalPodAutoscalerSpec)
+        high = _limits(info).max_replicas
+        if not 1 <= value <= high:
+            raise ValueError(f"must be 1..{high}, got {value}")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: int) -> int:
+        if not 1 <= value <= CPU_TARGET_MAX:
+            raise ValueError(
+                f"must be 1..{CPU_TARGET_MAX} (percent of the CPU request), got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> Autoscaling:
+        if self.max < self.min:
+            # ".max: ...": reported as autoscaling.max (see _problems)
+            raise ValueError(f".max: must be >= autoscaling.min ({self.min}), got {self.max}")
+        return self
+
+    def describe(self) -> str:
+        return f"{self.min}..{self.max} at {self.cpu}% cpu"
+
+
+def _argv(value: list[str], *, what: str) -> list[str]:
+    if len(value) > MAX_ARGS:
+        raise ValueError(f"must have at most {MAX_ARGS} entries, got {len(value)}")
+    for i, arg in enumerate(value):
+        bad = _ARG_CONTROL.search(arg)
+        if bad:
+            raise ValueError(
+                f"[{i}]: must not contain control characters (one line each), got "
+                f"U+{ord(bad.group()):04X}"
+            )
+        if len(arg) > MAX_ARG_LENGTH:
+            raise ValueError(f"[{i}]: must be at most {MAX_ARG_LENGTH} characters")
+    if what == "command" and value and not value[0]:
+        raise ValueError("[0]: must not be empty (the program to run)")
+    return value
+
+
+def argv_line(value: list[str]) -> str:
+    """A command or args as one shell-like line (``shlex.split`` reads it back exactly)."""
+    return shlex.join(value)
+
+
 class DeploymentSpec(BaseModel):
     """What a user asks for: the fields of the deployment form / API body."""
 
@@ -443,11 +534,53 @@ class DeploymentSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     expose: StrictBool = False
     volumes: list[Mount] = Field(default_factory=list)
+    health: Health | None = None  # None: a TCP connect to the port
+    command: list[StrictStr] = Field(default_factory=list)  # []: the image's ENTRYPOINT
+    args: list[StrictStr] = Field(default_factory=list)  # []: the image's CMD
+    # with autoscaling, replicas is 0 (stopped) or, running, autoscaling.min
+    autoscaling: Autoscaling | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_dns_label(value, max_length=APP_NAME_MAX)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        return _argv(value, what="command")
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        return _argv(value, what="args")
+
+    @model_validator(mode="after")
+    def _scaled(self, info: ValidationInfo) -> DeploymentSpec:
+        """With autoscaling the autoscaler sets the number of pods: replicas is 0 (stopped) or
+        left out or within min..max (running; stored as min, which is what it means then)."""
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        outside = self.replicas and not scaling.min <= self.replicas <= scaling.max
+        if "replicas" not in self.model_fields_set:
+            self.replicas = scaling.min
+        elif outside and _request(info):  # a file read back loads: it runs at the minimum
+            raise ValueError(
+                f".replicas: must be 0 (stopped) or within autoscaling.min..autoscaling.max "
+                f"({scaling.min}..{scaling.max}): the autoscaler sets the number of pods, "
+                f"got {self.replicas}"
+            )
+        if self.replicas:
+            self.replicas = scaling.min
+        return self
+
+    @property
+    def most_replicas(self) -> int:
+        """The most pods it runs outside a rollout (autoscaling: its maximum)."""
+        if self.autoscaling is not None and self.replicas:
+            return self.autoscaling.max
+        return self.replicas
 
     @field_validator("volumes")
     @classmethod
@@ -574,7 +707,8 @@ _TYPE_RULES = {
 }
 
 
-_ITEM_DETAIL = re.compile(r"^\[\d+\](\.\w+)?: ")  # "[2].name: ...": a list item's field
+# "[2].name: ...": a list item's field; ".max: ...": a field the model's own rule names
+_ITEM_DETAIL = re.compile(r"^(\[\d+\](\.\w+)?|\.\w+): ")
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
@@ -595,7 +729,7 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
             message = "is required"
         if _ITEM_DETAIL.match(message):
             item, _, message = message.partition(": ")  # list item detail: "[2].name: ..."
-            loc = f"{loc}{item}"
+            loc = f"{loc}{item}".lstrip(".")
         field = f"{prefix}{loc}" if loc else prefix.rstrip(".")
         problems.append(FieldProblem(field, message))
     return problems
@@ -630,16 +764,25 @@ def parse_group(data: object) -> Group:
         raise InvalidRequest.of(_problems(exc)) from None
 
 
+_MERGED = ("resources", "health", "autoscaling")  # objects a merge patch merges into
+
+
 def merge_patch(
     spec: DeploymentSpec, patch: Mapping[str, Any], *, limits: Limits
 ) -> DeploymentSpec:
-    """Apply a JSON merge patch (RFC 7386 style, one level for resources) and re-validate."""
+    """Apply a JSON merge patch (RFC 7386 style, one level for resources, health and
+    autoscaling; ``null`` turns health and autoscaling off) and re-validate.
+
+    A patch of ``autoscaling`` alone keeps a running deployment running (its replicas become
+    the new minimum; turned off, the old minimum) and a stopped one stopped."""
     data = spec.model_dump()
     for key, value in patch.items():
-        if key == "resources" and isinstance(value, Mapping):
-            data["resources"] = {**data["resources"], **value}
+        if key in _MERGED and isinstance(value, Mapping) and isinstance(data.get(key), Mapping):
+            data[key] = {**data[key], **value}
         else:
             data[key] = value
+    if patch.get("autoscaling") is not None and "replicas" not in patch and data["replicas"]:
+        del data["replicas"]  # running: the (new) minimum
     return parse_deployment(data, limits=limits)
 
 
@@ -653,10 +796,22 @@ def spec_differences(before: DeploymentSpec | None, after: DeploymentSpec | None
     if after is None:
         return ["deleted"]
     changes = []
+    # running with autoscaling, replicas follows autoscaling.min: its change says nothing more
+    follows = after.autoscaling is not None and bool(before.replicas and after.replicas)
     for field in ("image", "replicas", "port", "expose"):
         old, new = getattr(before, field), getattr(after, field)
-        if old != new:
+        if old != new and not (field == "replicas" and follows):
             changes.append(f"{field} {_show(old)} -> {_show(new)}")
+    if before.health != after.health:
+        changes.append(f"health {_health(before.health)} -> {_health(after.health)}")
+    for field in ("command", "args"):
+        old_argv, new_argv = getattr(before, field), getattr(after, field)
+        if old_argv != new_argv:
+            changes.append(f"{field} {_argv_shown(old_argv)} -> {_argv_shown(new_argv)}")
+    if before.autoscaling != after.autoscaling:
+        changes.append(
+            f"autoscaling {_scaling(before.autoscaling)} -> {_scaling(after.autoscaling)}"
+        )
     for field in ("cpu", "memory"):
         old, new = getattr(before.resources, field), getattr(after.resources, field)
         if old != new:
@@ -706,6 +861,22 @@ def secret_differences(before: Deployment | None, after: Deployment | None) -> l
     return ["secret set " + ", ".join(set_now)] if set_now else []
 
 
+def _health(value: Health | None) -> str:
+    return f"http {value.path}" if value is not None else "tcp"
+
+
+def _argv_shown(value: list[str], *, width: int = 60) -> str:
+    """A command or args for a commit message: one line, long ones cut."""
+    if not value:
+        return "(image default)"
+    line = argv_line(value)
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _scaling(value: Autoscaling | None) -> str:
+    return value.describe() if value is not None else "off"
+
+
 def _show(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -733,6 +904,15 @@ def _flat(deployment: Deployment) -> dict[str, Any]:
         # mounts change together: a three-way merge of paths one by one could mount two
         # volumes at one path
         "volumes": tuple((m.volume, m.path, m.read_only) for m in spec.volumes),
+        "health": spec.health.path if spec.health is not None else None,
+        # a command changes as a whole: its words mean something only together
+        "command": tuple(spec.command),
+        "args": tuple(spec.args),
+        "autoscaling": (
+            (spec.autoscaling.min, spec.autoscaling.max, spec.autoscaling.cpu)
+            if spec.autoscaling is not None
+            else None
+        ),
     }
     for var in spec.env:
         # a secret compares by when it was last set: its value is not in this file
@@ -770,12 +950,16 @@ def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) ->
             merged[key] = new
     if conflicts:
         raise MergeConflict(conflicts)
+    scaling = merged.get("autoscaling")
+    replicas = merged["replicas"]
+    if scaling is not None and replicas:
+        replicas = scaling[0]  # running with autoscaling: replicas is the minimum
     env_order = [v.name for v in ours.spec.env] + [v.name for v in theirs.spec.env]
     names = [n for i, n in enumerate(env_order) if n not in env_order[:i] and f"env.{n}" in merged]
     spec = ours.spec.model_copy(
         update={
             "image": merged["image"],
-            "replicas": merged["replicas"],
+            "replicas": replicas,
             "port": merged["port"],
             "expose": merged["expose"],
             "resources": Resources.model_construct(
@@ -783,6 +967,14 @@ def merge_deployments(base: Deployment, ours: Deployment, theirs: Deployment) ->
             ),
             "env": [_env_entry(n, merged[f"env.{n}"]) for n in names],
             "volumes": [Mount(volume=v, path=p, readOnly=r) for v, p, r in merged["volumes"]],
+            "health": Health(path=merged["health"]) if merged.get("health") else None,
+            "command": list(merged.get("command") or ()),
+            "args": list(merged.get("args") or ()),
+            "autoscaling": (
+                Autoscaling.model_construct(min=scaling[0], max=scaling[1], cpu=scaling[2])
+                if scaling is not None
+                else None
+            ),
         }
     )
     secrets = {

@@ -1,9 +1,10 @@
 """Pure rules of mounting a group's volumes into a deployment, and the storage quota.
 
 A ReadWriteOnce volume is mounted read-write by one pod: a deployment using it runs at most
-one replica, no other deployment mounts it, and it rolls out with ``Recreate`` (the old pod
-lets go of the volume before the new one starts; no surge pod). ReadWriteMany volumes allow
-replicas and rolling updates; ReadOnlyMany ones are mounted read-only.
+one replica (autoscaling too), no other deployment mounts it, and it rolls out with
+``Recreate`` (the old pod lets go of the volume before the new one starts; no surge pod).
+ReadWriteMany volumes allow replicas and rolling updates; ReadOnlyMany ones are mounted
+read-only.
 
 The storage quota counts the volumes' requested sizes plus the group's registry images;
 a change that grows the volumes past it is refused, naming the numbers.
@@ -62,6 +63,15 @@ def check(
                     "replicas",
                     f"must be 0 or 1: volume {mount.volume!r} is ReadWriteOnce (one pod mounts "
                     "it); put the data on a ReadWriteMany class for more replicas",
+                )
+            )
+        if spec.autoscaling is not None and spec.autoscaling.max > 1:
+            problems.append(
+                FieldProblem(
+                    "autoscaling.max",
+                    f"must be 1: volume {mount.volume!r} is ReadWriteOnce (one pod mounts it), "
+                    f"got {spec.autoscaling.max}; turn autoscaling off or put the data on a "
+                    "ReadWriteMany class",
                 )
             )
         holders = sorted(

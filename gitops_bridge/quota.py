@@ -2,15 +2,16 @@
 
 A deployment's footprint is what it can occupy during a rolling update:
 ``(replicas + 1 surge pod) x (app container + sidecars)`` requests, and nothing
-when it is stopped (0 replicas). A change is refused when it would take a group
-over its quota *and* increases usage, so a group that is over quota (because an
-admin lowered it) can still scale down, stop and delete.
+when it is stopped (0 replicas). With autoscaling the replicas counted are its maximum: the
+autoscaler may run that many at any time, and a rollout then adds its surge pod. A change is
+refused when it would take a group over its quota *and* increases usage, so a group that is
+over quota (because an admin lowered it) can still scale down, stop and delete.
 
 A change that *replaces pods* (a new pod template: image, env, port, resources, expose,
-restart; or pods starting where there were none) is refused whenever the group's usage
-after it does not fit, increase or not: its rollout starts a surge pod first, and the
-ResourceQuota refuses that pod (``FailedCreate ... exceeded quota``), so the rollout
-would never happen.
+volumes, health checks, command or args, restart; or pods starting where there were none) is
+refused whenever the group's usage after it does not fit, increase or not: its rollout starts
+a surge pod first, and the ResourceQuota refuses that pod (``FailedCreate ... exceeded
+quota``), so the rollout would never happen.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def surge(deployment: Deployment) -> int:
 
 
 def footprint(spec: DeploymentSpec, *, sidecar: Sidecar, surge: int = SURGE_PODS) -> Usage:
-    """The most a deployment occupies, during a rollout."""
-    pods = spec.replicas + surge if spec.replicas else 0
+    """The most a deployment occupies, during a rollout (autoscaling: at its maximum)."""
+    pods = spec.most_replicas + surge if spec.replicas else 0
     cpu, memory = pod_requests(spec, sidecar=sidecar)
     return Usage(cpu=cpu * pods, memory=memory * pods, pods=pods, deployments=1)
 
@@ -99,7 +100,17 @@ def pod_template_changes(before: Deployment, after: Deployment) -> list[str]:
     """What differs in the pods' template (each difference makes a new ReplicaSet)."""
     changes = [
         field
-        for field in ("image", "port", "env", "resources", "expose", "volumes")
+        for field in (
+            "image",
+            "port",
+            "env",
+            "resources",
+            "expose",
+            "volumes",
+            "health",
+            "command",
+            "args",
+        )
         if getattr(before.spec, field) != getattr(after.spec, field)
     ]
     if before.restarted_at != after.restarted_at:
@@ -212,8 +223,15 @@ def _check(
         spec = explain.spec
         cpu, memory = pod_requests(spec, sidecar=sidecar)
         extra = surge(explain)
-        pods = spec.replicas + extra
-        counted = f"{spec.replicas} replicas + {extra} rolling-update pod = " if extra else ""
+        pods = spec.most_replicas + extra
+        most = (
+            f"autoscaling up to {spec.most_replicas} replicas"
+            if spec.autoscaling is not None
+            else f"{spec.replicas} replicas"
+        )
+        counted = f"{most} + {extra} rolling-update pod = " if extra else ""
+        if not extra and spec.autoscaling is not None:
+            counted = "autoscaling up to "
         explanation = (
             f" ({counted}{pods} pods "
             f"x {cpu.format_cpu()} cpu / {memory.human_memory()} memory per pod"

@@ -257,6 +257,20 @@ def limits_per_pod(
     return cpu, memory
 
 
+def desired_replicas(deployment: Deployment, cluster: Object | None) -> int:
+    """The pods that should run: the replicas in Git, or with autoscaling what the autoscaler
+    set on the cluster's Deployment, within the bounds in Git (its minimum before the cluster
+    has answered; the HorizontalPodAutoscaler objects themselves are not read)."""
+    spec = deployment.spec
+    scaling = spec.autoscaling
+    if scaling is None or not spec.replicas:
+        return spec.replicas
+    found = ((cluster or {}).get("spec") or {}).get("replicas")
+    if not isinstance(found, int) or isinstance(found, bool):
+        return scaling.min
+    return min(max(found, scaling.min), scaling.max)
+
+
 def interpret(
     deployment: Deployment,
     *,
@@ -275,6 +289,7 @@ def interpret(
         return DeploymentStatus(state="pending review", label="pending review", desired=desired)
     if view is None:
         return DeploymentStatus(state="not connected", label="not connected", desired=desired)
+    desired = desired_replicas(deployment, view.deployment)
     common: dict[str, Any] = {
         "desired": desired,
         "age": view.age,

@@ -176,7 +176,8 @@ TENANT_KINDS: tuple[Key, ...] = (
     PVC,
 )
 # Kinds a generic-app release can own.
-WORKLOAD_KINDS: tuple[Key, ...] = (DEPLOYMENT, ("v1", "Service"), ("v1", "ConfigMap"))
+HPA: Key = ("autoscaling/v2", "HorizontalPodAutoscaler")
+WORKLOAD_KINDS: tuple[Key, ...] = (DEPLOYMENT, ("v1", "Service"), ("v1", "ConfigMap"), HPA)
 CLUSTER_SCOPED = frozenset(
     {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 )
@@ -1236,11 +1237,19 @@ class FluxStandIn:
         release, target = _release_name(hr), _target_namespace(hr)
         rendered = self._helm_template(hr, chart)
         self._remove_workloads(target, release, keep={_ref(o) for o in rendered})
+        autoscaled = {o["spec"]["scaleTargetRef"]["name"] for o in rendered if _key(o) == HPA}
+        deployments = []
         for obj in rendered:
             self._authorize(account, "create", obj)
+            if _key(obj) == DEPLOYMENT and _ref(obj)[3] in autoscaled:
+                obj = _keep_replicas(obj, self.fake.get(*DEPLOYMENT, target, _ref(obj)[3]))
             stored = self.fake.apply(obj)
             if _key(stored) == DEPLOYMENT:
-                self.workloads.roll(stored, release=release, health=health)
+                deployments.append(stored)
+        # the controllers act once everything is applied (an autoscaler comes after its
+        # Deployment in helm's install order)
+        for stored in deployments:
+            self.workloads.roll(stored, release=release, health=health)
 
     def _remove_workloads(self, namespace: str, release: str, *, keep: set[Any]) -> None:
         for key in WORKLOAD_KINDS:
@@ -1468,6 +1477,17 @@ def _rollback(ref: str, chart: _Chart, deployed: Obj) -> str:
         f"Helm rollback to previous release {ref}.v{deployed['version']} with chart "
         f"{chart.name}@{deployed['chartVersion']} succeeded"
     )
+
+
+def _keep_replicas(rendered: Obj, live: Obj | None) -> Obj:
+    """A Deployment the chart leaves to its autoscaler (no spec.replicas) keeps the replicas the
+    autoscaler set: helm's three-way merge leaves a field neither manifest sets as the cluster
+    has it. (Not modelled: the upgrade that drops replicas, where the API server's default of 1
+    shows until the autoscaler raises it again.)"""
+    replicas = ((live or {}).get("spec") or {}).get("replicas")
+    if "replicas" in rendered["spec"] or replicas is None:
+        return rendered
+    return {**rendered, "spec": {**rendered["spec"], "replicas": replicas}}
 
 
 def _handled(obj: Obj, status: Obj, *, helm: bool = False) -> Obj:

@@ -57,7 +57,15 @@ FailedCreate the ReplicaSet controller retries). Pods someone else marked for de
 counted, kept or replaced here, while the fake's quota admission still charges them until
 their grace period ends (``pkg/quota/v1/evaluator/core/pods.go`` ``QuotaV1Pod``).
 
-Not modelled: ReplicaSet objects (names and uids only), progressDeadlineSeconds (no time
+- ``pkg/controller/podautoscaler/horizontal.go`` ``reconcileAutoscaler``, as far as it acts
+  without metrics (``Autoscalers``, run by ``roll`` first): a HorizontalPodAutoscaler brings
+  its target Deployment's replicas (1 when the Deployment has none: the API server's default)
+  below ``minReplicas`` up to it ("Current number of replicas below Spec.MinReplicas") and
+  above ``maxReplicas`` down to it, leaves a target at 0 alone ("scaling is disabled since
+  the replica count of the target is zero") and records currentReplicas/desiredReplicas.
+
+Not modelled: scaling on metrics (the autoscaler reads no PodMetrics), ReplicaSet objects
+(names and uids only), progressDeadlineSeconds (no time
 passes: a stuck rollout stays ``ReplicaSetUpdated``), minReadySeconds other than 0, Normal
 events (ScalingReplicaSet, SuccessfulCreate/Delete), revision history, terminatingReplicas.
 """
@@ -86,6 +94,7 @@ from tests.kubefake import (
 Obj = dict[str, Any]
 POD = ("v1", "Pod")
 DEPLOYMENT = ("apps/v1", "Deployment")
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
 PVC = ("v1", "PersistentVolumeClaim")
 PV = ("v1", "PersistentVolume")
 STORAGE_CLASS = ("storage.k8s.io/v1", "StorageClass")
@@ -170,11 +179,48 @@ class _Rollout:
         return [p for pods in self.sets.values() for p in pods]
 
 
-class Workloads:
-    """The Deployment and ReplicaSet controllers (and, through ``kubelet``, the node)."""
+class Autoscalers:
+    """The HorizontalPodAutoscaler controller without metrics (see the module docstring)."""
 
     def __init__(self, fake: FakeKube) -> None:
         self.fake = fake
+
+    def of(self, deployment: Obj) -> Obj | None:
+        """The autoscaler whose scaleTargetRef is the Deployment, if any."""
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        for hpa in self.fake.items(*HPA, namespace):
+            ref = hpa["spec"].get("scaleTargetRef") or {}
+            if ref.get("kind") == "Deployment" and ref.get("name") == name:
+                return hpa
+        return None
+
+    def scale(self, deployment: Obj) -> Obj:
+        """The Deployment after its autoscaler acted (through the scale subresource: a new
+        spec.replicas, the pod template untouched)."""
+        hpa = self.of(deployment)
+        if hpa is None:
+            return deployment
+        current = int(deployment["spec"].get("replicas", 1))
+        low, high = int(hpa["spec"].get("minReplicas", 1)), int(hpa["spec"]["maxReplicas"])
+        desired = 0 if current == 0 else min(max(current, low), high)
+        namespace, name = hpa["metadata"]["namespace"], hpa["metadata"]["name"]
+        self.fake.set_status(
+            *HPA, namespace, name, {"currentReplicas": current, "desiredReplicas": desired}
+        )
+        if desired == current:
+            return deployment
+        scaled = copy.deepcopy(deployment)
+        scaled["spec"]["replicas"] = desired
+        return self.fake.apply(scaled)
+
+
+class Workloads:
+    """The Deployment and ReplicaSet controllers (and, through ``kubelet``, the node), and
+    the HorizontalPodAutoscaler's (``Autoscalers``)."""
+
+    def __init__(self, fake: FakeKube) -> None:
+        self.fake = fake
+        self.autoscalers = Autoscalers(fake)
         self.kubelet = kubelet.Kubelet(fake)
         self.volumes = Volumes(fake)
         self.scheduler = Scheduler(fake, self.volumes)
@@ -195,6 +241,7 @@ class Workloads:
     def roll(self, deployment: Obj, *, release: str, health: str) -> bool:
         """Bring the Deployment's pods towards its template as far as they can go now; True
         when the rollout is complete (all replicas updated and available, no old pods)."""
+        deployment = self.autoscalers.scale(deployment)
         name = deployment["metadata"]["name"]
         replicas = int(deployment["spec"].get("replicas", 1))
         recreate = (deployment["spec"].get("strategy") or {}).get("type") == "Recreate"

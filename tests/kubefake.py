@@ -4,8 +4,9 @@
 ``kubernetes`` Python client (or any HTTP client) the way a real API server does, for
 the kinds gitops-bridge reads: core v1 namespaces/pods(+log)/services/configmaps/secrets/
 serviceaccounts/resourcequotas/limitranges/events/persistentvolumeclaims/persistentvolumes,
-storage.k8s.io/v1 storageclasses, apps/v1 deployments, coordination.k8s.io/v1
-leases, networking.k8s.io/v1 networkpolicies, rbac.authorization.k8s.io/v1 rolebindings,
+storage.k8s.io/v1 storageclasses, apps/v1 deployments, autoscaling/v2
+horizontalpodautoscalers, coordination.k8s.io/v1 leases, networking.k8s.io/v1
+networkpolicies, rbac.authorization.k8s.io/v1 rolebindings,
 the Flux kinds (HelmRelease v2, Kustomization v1, GitRepository v1, Receiver v1) and
 metrics.k8s.io/v1beta1 PodMetrics. Tests drive the state from Python (``apply``,
 ``set_status``, ``delete``, ``set_logs``, ``set_metrics``) and inject faults
@@ -52,8 +53,12 @@ what kube-apiserver checks, in its order; each rule names its Kubernetes source 
   their 256 KiB total, finalizer names; a Pod's containers and a Deployment's pod template
   (requests <= limits, no negative quantity; selector required, non-empty and matching the
   template labels; template labels and annotations; ``spec.strategy``: Recreate without
-  rollingUpdate, pkg/apis/apps/validation/validation.go ValidateDeploymentStrategy); a Secret's
-  ``data`` keys (config keys:
+  rollingUpdate, pkg/apis/apps/validation/validation.go ValidateDeploymentStrategy); a
+  HorizontalPodAutoscaler's spec (pkg/apis/autoscaling/validation/validation.go
+  validateHorizontalPodAutoscalerSpec: minReplicas and maxReplicas at least 1, maxReplicas >=
+  minReplicas, scaleTargetRef kind and name, Resource and ContainerResource metrics and their
+  targets; scale-to-zero, Object, Pods and External metrics and behavior are not checked); a
+  Secret's ``data`` keys (config keys:
   ``[-._a-zA-Z0-9]+``, at most 253, not ``.``/``..``/``..x``) and total size (1 MiB)
   (pkg/apis/core/validation/validation.go ``ValidateSecret``). A quantity that does not
   parse or a label that is not a string is 400, as when the body is decoded.
@@ -242,6 +247,14 @@ RESOURCES = (
     ),
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, short_names=("sc",)),
     Resource("apps", "v1", "deployments", "Deployment", subresources=("status",)),
+    Resource(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        subresources=("status",),
+        short_names=("hpa",),
+    ),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
@@ -1294,12 +1307,112 @@ def _strategy_errors(strategy: Any) -> list[FieldError]:
     return errors
 
 
+_METRIC_TYPES = ("ContainerResource", "External", "Object", "Pods", "Resource")
+_TARGET_TYPES = ("Utilization", "Value", "AverageValue")
+
+
+def hpa_errors(obj: Obj) -> list[FieldError]:
+    """pkg/apis/autoscaling/validation/validation.go validateHorizontalPodAutoscalerSpec (the
+    HPAScaleToZero feature gate off: minReplicas at least 1), ValidateCrossVersionObjectReference
+    and, for Resource and ContainerResource metrics, validateResourceSource,
+    validateContainerResourceSource and validateMetricTarget. Not checked: the other metric
+    sources and behavior."""
+    spec = _mapping(obj.get("spec"))
+    errors: list[FieldError] = []
+    low, high = spec.get("minReplicas"), spec.get("maxReplicas", 0)
+    if isinstance(low, int) and low < 1:
+        errors.append(_bad("spec.minReplicas", low, "must be greater than or equal to 1"))
+    if not isinstance(high, int) or high < 1:
+        errors.append(_bad("spec.maxReplicas", high, "must be greater than 0"))
+    elif isinstance(low, int) and high < low:
+        errors.append(
+            _bad("spec.maxReplicas", high, "must be greater than or equal to `minReplicas`")
+        )
+    ref = _mapping(spec.get("scaleTargetRef"))
+    for key in ("kind", "name"):
+        where = f"spec.scaleTargetRef.{key}"
+        value = str(ref.get(key) or "")
+        if not value:
+            errors.append(FieldError("FieldValueRequired", where))
+        errors += [_bad(where, value, m) for m in path_segment_name(value) if value]
+    for index, metric in enumerate(spec.get("metrics") or []):
+        errors += _metric_errors(_mapping(metric), f"spec.metrics[{index}]")
+    return errors
+
+
+def _metric_errors(metric: Obj, path: str) -> list[FieldError]:
+    kind = metric.get("type", "")
+    if kind not in _METRIC_TYPES:
+        supported = ", ".join(f'"{t}"' for t in _METRIC_TYPES)
+        return [
+            FieldError(
+                "FieldValueNotSupported", f"{path}.type", kind, f"supported values: {supported}"
+            )
+        ]
+    key = kind[0].lower() + kind[1:]
+    source = metric.get(key)
+    if not isinstance(source, dict):
+        return [
+            FieldError(
+                "FieldValueRequired",
+                f"{path}.{key}",
+                "",
+                "must populate information for the given metric source",
+            )
+        ]
+    if kind not in ("Resource", "ContainerResource"):
+        return []
+    where = f"{path}.{key}"
+    errors: list[FieldError] = []
+    if not source.get("name"):
+        errors.append(
+            FieldError("FieldValueRequired", f"{where}.name", "", "must specify a resource name")
+        )
+    if kind == "ContainerResource":
+        container = str(source.get("container") or "")
+        if not container:
+            errors.append(
+                FieldError(
+                    "FieldValueRequired", f"{where}.container", "", "must specify a container"
+                )
+            )
+        errors += [
+            _bad(f"{where}.container", container, m) for m in dns1123_label(container) if container
+        ]
+    target = _mapping(source.get("target"))
+    if target.get("type") not in _TARGET_TYPES:
+        errors.append(
+            _bad(
+                f"{where}.target.type",
+                target.get("type", ""),
+                "must be either Utilization, Value, or AverageValue",
+            )
+        )
+    utilization = target.get("averageUtilization")
+    if isinstance(utilization, int) and utilization < 1:
+        errors.append(
+            _bad(f"{where}.target.averageUtilization", utilization, "must be greater than 0")
+        )
+    if utilization is None and target.get("averageValue") is None:
+        errors.append(
+            FieldError(
+                "FieldValueRequired",
+                f"{where}.target.averageUtilization",
+                "",
+                "must set either a target raw value or a target utilization",
+            )
+        )
+    return errors
+
+
 def _validation_errors(resource: Resource, obj: Obj, old: Obj | None) -> list[FieldError]:
     errors = _meta_errors(resource, obj["metadata"], create=old is None)
     if resource.kind == "Pod" and isinstance(obj.get("spec"), dict):
         errors += _resources_errors(obj["spec"], "spec")
     if resource.kind == "Deployment":
         errors += _deployment_errors(obj)
+    if resource.kind == "HorizontalPodAutoscaler":
+        errors += hpa_errors(obj)
     if resource.kind == "Secret" and not resource.group:
         errors += _secret_errors(obj)
     if resource.kind == "PersistentVolumeClaim" and not resource.group:

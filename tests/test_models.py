@@ -710,6 +710,10 @@ def test_full_valid_body_round_trips() -> None:
         "resources": {"cpu": "250m", "memory": "256Mi"},
         "expose": True,
         "volumes": [{"volume": "data", "path": "/var/lib/web", "readOnly": False}],
+        "health": {"path": "/healthz"},
+        "command": ["gunicorn"],
+        "args": ["--bind", "0.0.0.0:80", "app:app"],
+        "autoscaling": {"min": 3, "max": 6, "cpu": 60},
     }
     spec = models.parse_deployment(data, limits=ONLY_LOCAL)
     assert spec.model_dump() == data

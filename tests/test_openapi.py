@@ -152,6 +152,33 @@ def test_the_description_states_the_rules_models_enforce() -> None:
         assert (value.fullmatch(char) is None) == refused, hex(code)
 
 
+def test_the_description_states_the_start_health_and_autoscaling_rules() -> None:
+    argv = _schema("Argv")
+    assert (argv["maxItems"], argv["items"]["maxLength"]) == (
+        models.MAX_ARGS,
+        models.MAX_ARG_LENGTH,
+    )
+    path = _schema("Health")["properties"]["path"]
+    assert (path["pattern"], path["maxLength"]) == (
+        models.HEALTH_PATH.pattern,
+        models.HEALTH_PATH_MAX,
+    )
+    scaling = _schema("Autoscaling")["properties"]
+    high = models.DEFAULT_LIMITS.max_replicas
+    assert (scaling["min"]["maximum"], scaling["max"]["maximum"]) == (high, high)
+    assert scaling["cpu"]["maximum"] == models.CPU_TARGET_MAX
+    for name in ("DeploymentCreate", "DeploymentPatch", "Deployment"):
+        assert {"health", "command", "args", "autoscaling"} <= set(_schema(name)["properties"])
+    # a word's pattern refuses exactly the characters models refuses
+    word = re.compile(argv["items"]["pattern"])
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        refused = models._ARG_CONTROL.fullmatch(char) is not None
+        assert (word.fullmatch(char) is None) == refused, hex(code)
+
+
 # ---- Schemathesis against the app ----------------------------------------------------------
 
 

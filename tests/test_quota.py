@@ -10,7 +10,16 @@ import pytest
 
 from gitops_bridge import quantity, quota
 from gitops_bridge.errors import QuotaExceeded
-from gitops_bridge.models import Deployment, DeploymentSpec, EnvVar, Group, QuotaSpec, Resources
+from gitops_bridge.models import (
+    Autoscaling,
+    Deployment,
+    DeploymentSpec,
+    EnvVar,
+    Group,
+    Health,
+    QuotaSpec,
+    Resources,
+)
 
 SIDECAR = quota.Sidecar(cpu=quantity.parse("10m"), memory=quantity.parse("32Mi"))
 
@@ -85,6 +94,49 @@ def test_replaces_pods(before: Deployment | None, after: Deployment | None, expe
 def test_pod_template_changes_are_named() -> None:
     after = changed(WEB, restarted_at="now", image="x/y:2", env=[EnvVar(name="A")], replicas=7)
     assert quota.pod_template_changes(WEB, after) == ["image", "env", "restart"]
+    started = changed(WEB, health=Health(path="/h"), command=["run"], args=["-x"])
+    assert quota.pod_template_changes(WEB, started) == ["health", "command", "args"]
+    # the autoscaler's bounds are not in the pods' template
+    scaled = changed(WEB, autoscaling=Autoscaling(min=2, max=4))
+    assert quota.pod_template_changes(WEB, scaled) == []
+
+
+# --- autoscaling: the maximum counts ------------------------------------------------------------
+
+
+def test_an_autoscaled_deployment_occupies_its_maximum_plus_the_surge_pod() -> None:
+    spec = DeploymentSpec(
+        name="web", image="nginx", expose=True, autoscaling=Autoscaling(min=2, max=5)
+    )
+    assert spec.replicas == 2
+    used = quota.footprint(spec, sidecar=SIDECAR)
+    assert (used.pods, used.cpu, used.memory) == (
+        6,
+        quantity.parse("660m"),  # 6 x (100m + 10m sidecar)
+        quantity.parse("960Mi"),  # 6 x (128Mi + 32Mi)
+    )
+    stopped = quota.footprint(spec.model_copy(update={"replicas": 0}), sidecar=SIDECAR)
+    assert (stopped.pods, stopped.cpu) == (0, quantity.Quantity(0))
+    # Recreate (a ReadWriteOnce volume; then max is 1): no surge pod
+    one = deployment(autoscaling=Autoscaling(min=1, max=1))
+    assert quota.occupies(one.model_copy(update={"recreate": True}), sidecar=SIDECAR).pods == 1
+
+
+def test_raising_the_autoscaling_maximum_over_the_quota_says_how_it_counts() -> None:
+    web = deployment(autoscaling=Autoscaling(min=1, max=3))  # 4 x 100m = 400m
+    wider = changed(web, autoscaling=Autoscaling(min=1, max=9))  # 10 x 100m = 1
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(group(cpu="800m"), [web], web, wider)
+    message = excinfo.value.message
+    assert message.startswith(
+        "quota of group team-a exceeded: cpu: used 400m, requested 600m, allowed 800m"
+    )
+    assert (
+        "(autoscaling up to 9 replicas + 1 rolling-update pod = 10 pods x 100m cpu / "
+        "128Mi memory per pod)"
+    ) in message
+    narrower = changed(web, autoscaling=Autoscaling(min=1, max=2))
+    assert check(group(cpu="100m"), [web], web, narrower).cpu == quantity.parse("300m")
 
 
 # --- a group over quota (an admin lowered it) ---------------------------------------------------

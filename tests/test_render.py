@@ -42,6 +42,22 @@ SPEC = models.parse_deployment(
     }
 )
 DEPLOYMENT = models.Deployment(group="team-a", id="k3x9q2", spec=SPEC, owner="alice")
+# health checks, a start command and autoscaling: the values the chart gets for them
+SCALED = models.Deployment(
+    group="team-a",
+    id="p4w7m1",
+    owner="alice",
+    spec=models.parse_deployment(
+        {
+            "name": "api",
+            "image": "registry:5000/team-a/api:2.0",
+            "health": {"path": "/healthz?probe=1"},
+            "command": ["gunicorn"],
+            "args": ["--bind", "0.0.0.0:8080", "--access-logformat", "$(h) '%(r)s'", "app:app"],
+            "autoscaling": {"min": 2, "max": 6, "cpu": 75},
+        }
+    ),
+)
 
 
 def _settings(**overrides: object) -> config.Settings:
@@ -59,6 +75,7 @@ def _cases() -> dict[str, str]:
         update={"spec": SPEC.model_copy(update={"replicas": 0, "expose": False})}
     )
     cases["helmrelease-stopped.yaml"] = render.helmrelease(stopped, settings=git_mode).text
+    cases["helmrelease-scaled.yaml"] = render.helmrelease(SCALED, settings=git_mode).text
     cases["helmrelease-oci.yaml"] = render.helmrelease(DEPLOYMENT, settings=oci_mode).text
     oci_files = render.group_files(GROUP, settings=oci_mode)
     cases["oci-source.yaml"] = next(m.text for m in oci_files if m.path.endswith("source.yaml"))
@@ -100,8 +117,9 @@ def test_rendering_twice_gives_identical_bytes() -> None:
 
 
 def test_helmrelease_parses_back_to_the_same_deployment() -> None:
-    text = render.helmrelease(DEPLOYMENT, settings=_settings()).text
-    assert render.parse_helmrelease(yamlio.load(text)) == DEPLOYMENT
+    for deployment in (DEPLOYMENT, SCALED):
+        text = render.helmrelease(deployment, settings=_settings()).text
+        assert render.parse_helmrelease(yamlio.load(text)) == deployment
 
 
 def test_group_parses_back_from_its_namespace() -> None:

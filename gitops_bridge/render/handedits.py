@@ -8,7 +8,9 @@ someone undid the tuning. The rules, per field of the rendered HelmRelease:
 
 - **owned** (identity, the bridge's labels and annotations, release name, service account,
   chart source, and the values the bridge models: image, replicas, port, env, expose,
-  requests and limits, frpc, restartedAt): the bridge's value, always. These are the
+  requests and limits, frpc, restartedAt, command, args, autoscaling, the type and path of
+  the probes): the bridge's value, always; when it stops rendering one (health checks,
+  command or autoscaling turned off), the file loses it too. These are the
   request itself or what the platform depends on (limits are 2x the requests, which is
   what the ResourceQuota's limits.* are sized for: a larger limit by hand would have the
   group's pods refused at admission); the deployment was read from the same file, so a
@@ -64,6 +66,14 @@ OWNED_OPTIONAL: frozenset[Path] = frozenset(
         ("spec", "chartRef"),
         ("spec", "values", "frpc"),
         ("spec", "values", "restartedAt"),
+        ("spec", "values", "command"),
+        ("spec", "values", "args"),
+        ("spec", "values", "autoscaling"),
+        # health checks: the bridge's type and path go; a person's delays and thresholds stay
+        ("spec", "values", "probes", "readiness", "type"),
+        ("spec", "values", "probes", "readiness", "path"),
+        ("spec", "values", "probes", "liveness", "type"),
+        ("spec", "values", "probes", "liveness", "path"),
     }
 )
 

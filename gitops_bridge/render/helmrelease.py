@@ -49,6 +49,24 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         result["volumes"] = [
             {"name": m.volume, "mountPath": m.path, "readOnly": m.read_only} for m in spec.volumes
         ]
+    if spec.health is not None:
+        # readiness and liveness GET the path on the app port (the chart's probe defaults for
+        # delays and thresholds); without it the chart connects to the port (tcp)
+        probe = {"type": "http", "path": spec.health.path}
+        result["probes"] = {"readiness": dict(probe), "liveness": dict(probe)}
+    if spec.command:
+        result["command"] = list(spec.command)
+    if spec.args:
+        result["args"] = list(spec.args)
+    if spec.autoscaling is not None:
+        # the chart leaves the Deployment's replicas to the HorizontalPodAutoscaler unless
+        # replicas is 0 (stopped: no autoscaler then)
+        result["autoscaling"] = {
+            "enabled": True,
+            "minReplicas": spec.autoscaling.min,
+            "maxReplicas": spec.autoscaling.max,
+            "targetCPUUtilizationPercentage": spec.autoscaling.cpu,
+        }
     if deployment.recreate:
         result["strategy"] = "Recreate"
     if deployment.restarted_at:
@@ -152,7 +170,7 @@ def document(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
         "metadata": metadata,
         "spec": {
             "interval": settings.helm_interval,
-            "timeout": timeout(deployment.spec.replicas),
+            "timeout": timeout(deployment.spec.most_replicas),
             "releaseName": deployment.name,
             "serviceAccountName": layout.SERVICE_ACCOUNT,
             **_chart(settings),
@@ -195,6 +213,8 @@ def parse_helmrelease(doc: Any) -> Deployment:
     labels = meta["labels"]
     vals = doc["spec"]["values"]
     resources = vals.get("resources") or {}
+    readiness = (vals.get("probes") or {}).get("readiness") or {}
+    scaling = vals.get("autoscaling") or {}
     spec = DeploymentSpec.model_validate(
         {
             "name": labels[layout.LABEL_APP],
@@ -208,6 +228,20 @@ def parse_helmrelease(doc: Any) -> Deployment:
                 {"volume": v["name"], "path": v["mountPath"], "readOnly": v.get("readOnly", False)}
                 for v in vals.get("volumes") or []
             ],
+            "health": (
+                {"path": readiness.get("path", "/")} if readiness.get("type") == "http" else None
+            ),
+            "command": vals.get("command") or [],
+            "args": vals.get("args") or [],
+            "autoscaling": (
+                {  # a key left out (by hand) is the chart's default
+                    "min": scaling.get("minReplicas", 1),
+                    "max": scaling.get("maxReplicas", 3),
+                    "cpu": scaling.get("targetCPUUtilizationPercentage", 70),
+                }
+                if scaling.get("enabled")
+                else None
+            ),
         }
     )
     return Deployment(

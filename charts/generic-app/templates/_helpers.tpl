@@ -107,6 +107,31 @@ periodSeconds: {{ .periodSeconds | int64 }}
 failureThreshold: {{ .failureThreshold | int64 }}
 {{- end -}}
 
+{{/*
+generic-app.argv: a list of strings (command, args) as YAML list items, each through
+generic-app.str with every $ written as $$: the kubelet expands $(VAR) in command and args as
+in env values (kubernetes/kubernetes pkg/kubelet/container/helpers.go
+ExpandContainerCommandAndArgs), so the process gets the words exactly as given.
+*/}}
+{{- define "generic-app.argv" -}}
+{{- $lines := list -}}
+{{- range . -}}
+{{- $lines = append $lines (printf "- %s" (include "generic-app.str" (. | replace "$" "$$"))) -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
+
+{{/*
+generic-app.autoscaled: "true" when a HorizontalPodAutoscaler sets the replicas (autoscaling
+enabled and replicas not 0). replicas 0 stops the app without an autoscaler: the HPA controller
+would not scale a target at 0 replicas anyway ("scaling is disabled since the replica count of
+the target is zero", kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go).
+*/}}
+{{- define "generic-app.autoscaled" -}}
+{{- $scaling := .Values.autoscaling | default dict -}}
+{{- if and $scaling.enabled (ne (.Values.replicas | int64) 0) }}true{{ end -}}
+{{- end -}}
+
 {{/* The frpc subdomain: frpc.subdomain or the release name. */}}
 {{- define "generic-app.subdomain" -}}
 {{- .Values.frpc.subdomain | default .Release.Name -}}
