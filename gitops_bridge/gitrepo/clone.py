@@ -27,6 +27,7 @@ from gitops_bridge.gitrepo.model import (
     CHANGES_PREFIX,
     Author,
     BranchTip,
+    Deletion,
     FileChange,
     LastChange,
     LogEntry,
@@ -337,6 +338,55 @@ class Clone:
             header, _, names = block.partition("\x02")
             entries.append(_log_entry(header, tuple(n for n in names.split("\n") if n)))
         return entries
+
+    def deletions(
+        self,
+        paths: list[str],
+        *,
+        commit: str | None = None,
+        base: str | None = None,
+        since: int | None = None,
+        limit: int = 200,
+    ) -> list[Deletion]:
+        """The files matching ``paths`` (glob pathspecs) that commits deleted, newest commit
+        first, each with its blob before: those of the last ``limit`` such commits of
+        ``commit``'s history (default: main), only those ``base`` lacks, only those committed
+        at ``since`` (Unix seconds) or later. One git process, which stops at ``limit``
+        commits, at ``base`` and at ``since``."""
+        commit = commit or self.head()
+        if commit is None:
+            return []
+        walk = [f"--max-count={limit}"]
+        if since is not None:
+            walk.append(f"--since=@{since}")
+        out = self.repo.git.log(
+            *walk,
+            "--diff-filter=D",
+            "--format=%x01%ct%x00%H%x00%P%x00%an%x00%ae%x00%at%x00%B%x02",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            f"{base}..{commit}" if base else commit,
+            "--",
+            *(f":(glob){path}" for path in paths),
+        )
+        found = []
+        for block in out.split("\x01")[1:]:
+            header, _, raw = block.partition("\x02")
+            when, _, header = header.partition("\x00")
+            entry = _log_entry(header, ())
+            for line in raw.split("\n"):
+                meta, _, path = line.partition("\t")
+                fields = meta.split(" ")
+                if meta.startswith(":") and len(fields) == 5 and fields[4] == "D":
+                    found.append(Deletion(entry=entry, time=int(when), path=path, blob=fields[2]))
+        return found
+
+    def last_commit(self, path: str, *, commit: str) -> str | None:
+        """The newest commit of ``commit``'s history (itself included) that changed ``path``,
+        as the file's log shows it; None when none did. One git process, which stops there."""
+        out = self.repo.git.log("--max-count=1", "--format=%H", commit, "--", f":(literal){path}")
+        return str(out).strip() or None
 
     def changed_paths(self, commit: str) -> list[str]:
         out = self.repo.git.diff_tree("--no-commit-id", "-r", "--name-only", "--root", commit)

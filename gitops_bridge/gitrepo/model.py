@@ -72,6 +72,17 @@ class FileChange:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """A file a commit deleted: the commit, when it was committed (``time``: the committer's
+    date, when it landed; ``entry.time`` is the author's), the path and its blob before."""
+
+    entry: LogEntry
+    time: int
+    path: str
+    blob: str
+
+
+@dataclass(frozen=True)
 class BranchTip:
     branch: str
     sha: str

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
-from gitops_bridge import history, jsonbody, storage
+from gitops_bridge import deletions, history, jsonbody, storage
 from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import apidoc, context, listing, streams, views
@@ -248,9 +248,38 @@ def list_deployments() -> Response:
     """A page of ``limit`` deployments by group, app and id (``after``: the cursor the
     ``Link: <...>; rel="next"`` header of the previous page names), filtered by ``group``,
     ``owner``, status ``state`` and ``q`` (text in the name, app or image). ``ETag``: a
-    matching ``If-None-Match`` answers 304 with no body."""
+    matching ``If-None-Match`` answers 304 with no body. ``deleted=1``: the deployments
+    deleted from main instead, newest first, paged the same way (``deletions``)."""
     group = request.args.get("group") or None
-    return _listing(".list_deployments", group, {"group": group} if group else {})
+    route = {"group": group} if group else {}
+    if _flag("deleted"):
+        return _deleted(group, route)
+    return _listing(".list_deployments", group, route)
+
+
+def _flag(name: str) -> bool:
+    text = request.args.get(name, "")
+    if text not in ("", "0", "1", "false", "true"):
+        raise InvalidRequest.field(name, f"must be 1 or 0 (true or false), got {text!r}")
+    return text in ("1", "true")
+
+
+def _deleted(group: str | None, route: dict[str, str]) -> Response:
+    """A page of the deleted deployments (the listing's filters do not apply to them)."""
+    for name in ("owner", "state", "q"):
+        if request.args.get(name):
+            raise InvalidRequest.field(name, "cannot be combined with deleted=1")
+    limit = _int_arg("limit", deletions.PAGE)
+    after = request.args.get("after") or None
+    page = deletions.page(context.svc(), context.user(), group=group, after=after, limit=limit)
+    items = [views.deleted(item) for item in page.items]
+    headers: dict[str, str] = {}
+    if page.next is not None:
+        query: dict[str, Any] = {**route, "deleted": 1, "limit": limit, "after": page.next}
+        link = url_for(".list_deployments", **query)
+        headers["Link"] = f'<{link}>; rel="next"'
+    text = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    return _tagged(items, headers, hashlib.sha256(text.encode()).hexdigest()[:32])
 
 
 def _listing(endpoint: str, group: str | None, route: dict[str, str]) -> Response:
@@ -273,12 +302,16 @@ def _listing(endpoint: str, group: str | None, route: dict[str, str]) -> Respons
         query: dict[str, Any] = {**route, **filters, "limit": limit, "after": page.next}
         link = url_for(endpoint, **query)
         headers["Link"] = f'<{link}>; rel="next"'
-    etag = _etag(page.items)
+    return _tagged(page.items, headers, _etag(page.items))
+
+
+def _tagged(items: list[dict[str, Any]], headers: dict[str, str], etag: str) -> Response:
+    """A page with its ``ETag``; 304 without a body when ``If-None-Match`` names it."""
     known = request.if_none_match  # "*" is no tag of a page: it never matches
     if not known.star_tag and known.contains_weak(etag):
         response = Response(status=304, headers=headers)
     else:
-        response = jsonify(page.items)
+        response = jsonify(items)
         response.headers.update(headers)
     response.set_etag(etag)
     return response

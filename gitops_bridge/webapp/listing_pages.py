@@ -9,6 +9,9 @@ user whose deployments fit on one page sees them all at once, as before.
 
 The live refresh asks for what the page shows only: the cards' page of the API, or the
 overview's rows (``?part=rows``); both answer 304 to a matching ``If-None-Match``.
+
+Recently deleted (``/deployments/deleted``) lists what was deleted from main lately, a group
+or all of the user's, each with a Restore of its last version.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from flask import make_response, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gitops_bridge import quantity
+from gitops_bridge import deletions, quantity
 from gitops_bridge.errors import BridgeError
 from gitops_bridge.quantity import Quantity
 from gitops_bridge.service import GroupView
@@ -243,3 +246,29 @@ def _overview_rows(start: str | None) -> Response:
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+# ---- recently deleted ---------------------------------------------------------------------
+
+
+@bp.get("/deployments/deleted")
+def deleted_deployments() -> str:
+    """The deployments deleted from main lately (``deletions``), newest first, each with a
+    Restore that asks first (a dialog; ``?confirm=<name>``: the same form on the page
+    without JavaScript) and posts to ``restore_deployment`` with its last version."""
+    svc, user = context.svc(), context.user()
+    group = request.args.get("group") or None
+    after = request.args.get("after") or None
+    found = deletions.page(svc, user, group=group, after=after, limit=CARDS)
+    names = sorted(listing.visible_groups(svc.state().groups, user))
+    older = found.next and url_for(".deleted_deployments", group=group, after=found.next)
+    return render_template(
+        "deleted.html",
+        items=found.items,
+        group=group,
+        choices=names if len(names) <= CHOICES else None,
+        confirm=request.args.get("confirm") or None,
+        days=deletions.DAYS,
+        next=older,
+        first_page=url_for(".deleted_deployments", group=group) if after else None,
+    )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitops_bridge import registry, storage
+from gitops_bridge.deletions import Deleted
 from gitops_bridge.history import Version
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment, Group
@@ -186,10 +187,10 @@ def cards(
 
 
 def _quantity(value: Quantity | None, *, kind: str) -> str | None:
-    """For people: 202m, 1.5 cores; 256Mi, 1.2Gi (rounded)."""
+    """For people: 4.4m, 1.5 cores; 256Mi, 1.2Gi (``units``: rounded to one decimal)."""
     if value is None:
         return None
-    return value.format_cpu() if kind == "cpu" else value.human_memory()
+    return value.human_cpu() if kind == "cpu" else value.human_memory()
 
 
 def _usage(usage: Usage | None, kind: str) -> dict[str, Any] | None:
@@ -297,6 +298,23 @@ def version(value: Version, *, diffs: bool = False) -> dict[str, Any]:
     if diffs:
         data["diff"] = value.diff
     return data
+
+
+def deleted(value: Deleted) -> dict[str, Any]:
+    """A deployment deleted from main, as it was last; ``restoreCommit``: the commit of that
+    version, for ``POST /deployments/<name>/restore``."""
+    return {
+        "name": value.name,
+        "group": value.group,
+        "app": value.app,
+        "image": value.image,
+        "replicas": value.replicas,
+        "deletedBy": value.deleted_by,
+        "deletedAt": value.deleted_at,
+        "deleteCommit": value.delete_commit,
+        "restoreCommit": value.restore_commit,
+        "problem": value.problem or None,
+    }
 
 
 def pending_creates(svc: Service, user: User, group: str | None = None) -> list[dict[str, Any]]:
