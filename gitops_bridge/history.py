@@ -8,6 +8,7 @@ rather than merged, so reverting an old change does not conflict with later ones
 from __future__ import annotations
 
 import base64
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,12 @@ def _parse(svc: Service, blob: str | None) -> tuple[Deployment | None, str]:
         parsed = (None, tenancy.describe(exc))
     _versions.put(blob, parsed, size=len(data))
     return parsed
+
+
+def deployment_at(svc: Service, blob: str) -> tuple[Deployment | None, str]:
+    """The deployment one version of a deployment's file (its blob) holds, or why that
+    version cannot be read; parsed once while it stays cached."""
+    return _parse(svc, blob)
 
 
 def _authorise(svc: Service, user: User, group: str, name: str) -> State:
@@ -218,8 +225,19 @@ def _entry(svc: Service, path: str, commit: str) -> LogEntry:
     return change.entry
 
 
-def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None = None) -> Written:
-    """Undo one change to the deployment, like `git revert`, on top of the current main."""
+@dataclass(frozen=True)
+class Preview:
+    """What a revert or restore would commit now: per file, the unified diff (a file of
+    secret values says only that its encrypted values change)."""
+
+    action: str
+    commit: str
+    message: str
+    files: list[tuple[str, str]]
+
+
+def _reverting(svc: Service, user: User, name: str, commit: str) -> tuple[str, Any, str, Any]:
+    """The group, the planner, the commit reverted and the request body of a revert."""
     path = _locate(svc, name)
     group = _group_of(path)
     _authorise(svc, user, group, name)
@@ -256,19 +274,11 @@ def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None 
         message = f'Revert "{entry.subject}"\n\nThis reverts commit {entry.sha}.'
         return plan_content(svc, snapshot, state, path, content, message, "revert", values=secret)
 
-    return svc.write(
-        user,
-        group=group,
-        action="revert",
-        plan=plan,
-        key=key,
-        body={"revert": entry.sha},
-        target=name,
-    )
+    return group, plan, entry.sha, {"revert": entry.sha}
 
 
-def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None = None) -> Written:
-    """A new commit that brings the deployment back to its content at that commit."""
+def _restoring(svc: Service, user: User, name: str, commit: str) -> tuple[str, Any, str, Any]:
+    """The group, the planner, the commit restored and the request body of a restore."""
     path = _locate(svc, name)
     group = _group_of(path)
     _authorise(svc, user, group, name)
@@ -284,15 +294,58 @@ def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None
         message = f"Restore {name} to its version of {entry.sha[:7]}\n\n({entry.subject})"
         return plan_content(svc, snapshot, state, path, content, message, "restore", values=secret)
 
+    return group, plan, entry.sha, {"restore": entry.sha}
+
+
+def revert(svc: Service, user: User, name: str, commit: str, *, key: str | None = None) -> Written:
+    """Undo one change to the deployment, like `git revert`, on top of the current main."""
+    group, plan, _, body = _reverting(svc, user, name, commit)
+    return svc.write(user, group=group, action="revert", plan=plan, key=key, body=body, target=name)
+
+
+def restore(svc: Service, user: User, name: str, commit: str, *, key: str | None = None) -> Written:
+    """A new commit that brings the deployment back to its content at that commit."""
+    group, plan, _, body = _restoring(svc, user, name, commit)
     return svc.write(
-        user,
-        group=group,
-        action="restore",
-        plan=plan,
-        key=key,
-        body={"restore": entry.sha},
-        target=name,
+        user, group=group, action="restore", plan=plan, key=key, body=body, target=name
     )
+
+
+def preview(svc: Service, user: User, name: str, commit: str, action: str) -> Preview:
+    """What ``revert``/``restore`` would commit on the newest main, without writing: the
+    same plan, checks included (a conflict or a quota refusal is raised here too)."""
+    making = _reverting if action == "revert" else _restoring
+    group, plan, sha, _ = making(svc, user, name, commit)
+    svc.repo.refresh()
+    snapshot = svc.repo.snapshot()
+    state = svc.state(snapshot)
+    svc.member_group(state, user, group)
+    change = plan(snapshot, state).change
+    files = [
+        (manifest.path, _diff(manifest.path, snapshot.read(manifest.path), manifest.data))
+        for manifest in change.writes
+    ]
+    files += [(path, _diff(path, snapshot.read(path), None)) for path in change.deletes]
+    return Preview(
+        action=action,
+        commit=sha,
+        message=change.message.split("\n", 1)[0],
+        files=[(path, text) for path, text in files if text],
+    )
+
+
+def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
+    if old == new:
+        return ""
+    if path.endswith(layout.SECRET_SUFFIX):
+        return "(secret values: the encrypted file changes; its values are never shown)"
+    lines = difflib.unified_diff(
+        (old or b"").decode().splitlines(keepends=True),
+        (new or b"").decode().splitlines(keepends=True),
+        fromfile=f"a/{path}" if old is not None else "/dev/null",
+        tofile=f"b/{path}" if new is not None else "/dev/null",
+    )
+    return "".join(lines)
 
 
 def three_way(

@@ -250,7 +250,10 @@ def test_restart_commits_a_restarted_at_stamp_and_nothing_else(
     alice = open_as("alice")
     alice.goto(f"{live_server.url}/deployments")
 
-    assert click_and_land(alice, card(alice, name).get_by_role("button", name="Restart")) == 200
+    card(alice, name).get_by_role("link", name="Restart…").click()
+    dialog = alice.locator(f"#restart-{name}")
+    expect(dialog).to_be_visible()
+    assert click_and_land(alice, dialog.get_by_role("button", name=f"Restart {name}")) == 200
     sha7 = flash_sha(alice, f"Restarted {name}")
 
     assert head(remote).startswith(sha7)
@@ -307,9 +310,17 @@ def test_delete_after_a_confirm_step_then_restore_it_from_its_history(
     deletion, created = versions.nth(0), versions.nth(1)
     expect(deletion).to_have_attribute("data-commit", re.compile(f"^{sha7}"))
     expect(deletion.locator(".summary")).to_have_text("deleted")
-    expect(deletion.get_by_role("button", name="Restore this version")).to_have_count(0)
+    expect(deletion.get_by_role("link", name="Restore this version…")).to_have_count(0)
     version = (created.get_attribute("data-commit") or "")[:7]
-    assert click_and_land(alice, created.get_by_role("button", name="Restore this version")) == 200
+    # the confirm step shows what the restore will commit: the file back, whole
+    created.get_by_role("link", name="Restore this version…").click()
+    expect(alice.get_by_role("heading", level=1)).to_have_text(f"Restore {name}?")
+    preview = alice.get_by_test_id("diff")
+    expect(preview).to_be_visible()
+    expect(preview.locator(".meta").first).to_have_text("--- /dev/null")
+    expect(preview.locator(".add").filter(has_text="kind: HelmRelease")).to_have_count(1)
+    assert head(remote).startswith(sha7)  # nothing committed by looking
+    assert click_and_land(alice, alice.get_by_test_id("confirm")) == 200
     expect(alice).to_have_url(re.compile(r"/deployments$"))
     restored = flash_sha(alice, f"Restored {name} to its version of {version}")
     expect(card(alice, name)).to_have_count(1)
@@ -349,8 +360,8 @@ def test_history_reverts_a_scale_and_refuses_a_conflicting_revert(
         re.compile(r"\(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)")
     )
     expect(to3).to_contain_text("current version")
-    expect(to3.get_by_role("button", name="Restore this version")).to_have_count(0)
-    expect(to2.get_by_role("button", name="Restore this version")).to_have_count(1)
+    expect(to3.get_by_role("link", name="Restore this version…")).to_have_count(0)
+    expect(to2.get_by_role("link", name="Restore this version…")).to_have_count(1)
     expect(created.locator(".summary")).to_have_text(f"created with image {IMAGE}, 1 replicas")
     # the diff: collapsed, then coloured lines
     diff = to3.get_by_test_id("diff")
@@ -364,8 +375,8 @@ def test_history_reverts_a_scale_and_refuses_a_conflicting_revert(
     # reverting 1 -> 2 conflicts with the later 2 -> 3: the message on top, nothing committed
     before = head(remote)
     sha_to2 = (to2.get_attribute("data-commit") or "")[:7]
-    assert click_and_land(alice, to2.get_by_role("button", name="Revert this change")) == 409
-    expect(alice).to_have_url(re.compile(rf"/deployments/{name}/revert$"))
+    assert click_and_land(alice, to2.get_by_role("link", name="Revert this change…")) == 409
+    expect(alice).to_have_url(re.compile(rf"/deployments/{name}/revert\?commit="))
     expect(alice.get_by_test_id("action-error")).to_have_text(
         re.compile(
             rf"^reverting {sha_to2} conflicts with later changes .*{re.escape(app_path(name))}"
@@ -376,10 +387,16 @@ def test_history_reverts_a_scale_and_refuses_a_conflicting_revert(
     assert head(remote) == before
 
     # reverting 2 -> 3 brings back 2
-    versions.nth(0).locator("summary").click()
     sha_to3 = (versions.nth(0).get_attribute("data-commit") or "")[:7]
-    button = versions.nth(0).get_by_role("button", name="Revert this change")
-    assert click_and_land(alice, button) == 200
+    versions.nth(0).get_by_role("link", name="Revert this change…").click()
+    # the preview: the diff the revert commits, before anything is written
+    expect(alice.get_by_role("heading", level=1)).to_have_text(f"Revert {name}?")
+    preview = alice.get_by_test_id("diff")
+    expect(preview.locator(".del")).to_have_text(re.compile(r"^-\s+replicas: 3$"))
+    expect(preview.locator(".add")).to_have_text(re.compile(r"^\+\s+replicas: 2$"))
+    alice.screenshot(path=str(artifacts / "revert-preview.png"), full_page=True)
+    assert head(remote) == before
+    assert click_and_land(alice, alice.get_by_test_id("confirm")) == 200
     expect(alice).to_have_url(re.compile(r"/deployments$"))
     sha7 = flash_sha(alice, f"Reverted {sha_to3} of {name}")
     expect(field(card(alice, name), "Replicas")).to_have_text("2")
@@ -503,7 +520,8 @@ def test_review_mode_closing_a_change_drops_its_branch_and_commits_nothing(
 
     bob.goto(f"{review_server.url}/changes/{branch.removeprefix('changes/')}")
     expect(bob.get_by_role("heading", level=2)).to_have_text(f"Scale {name} to 4 replicas")
-    assert click_and_land(bob, bob.get_by_role("button", name="Close")) == 200
+    bob.get_by_role("link", name="Close…").click()
+    assert click_and_land(bob, bob.get_by_role("button", name="Close it")) == 200
     expect(bob).to_have_url(re.compile(r"/changes$"))
     expect(bob.locator(".flash.success")).to_have_text(
         f"Closed “Scale {name} to 4 replicas”: nothing committed"

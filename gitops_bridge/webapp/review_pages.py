@@ -44,6 +44,29 @@ def _on_version(name: str, act: Action) -> Page:
     )
 
 
+@bp.get("/deployments/<name>/revert")
+def confirm_revert(name: str) -> Page:
+    return _confirm_version(name, "revert")
+
+
+@bp.get("/deployments/<name>/restore")
+def confirm_restore(name: str) -> Page:
+    return _confirm_version(name, "restore")
+
+
+def _confirm_version(name: str, action: str) -> Page:
+    """The diff a revert or restore would commit now, and the button that commits it; a
+    refusal (a conflict, the quota) is said here, before anyone confirms."""
+    commit = request.args.get("commit", "")
+    try:
+        found = history.preview(context.svc(), context.user(), name, commit, action)
+    except BridgeError as exc:
+        if exc.status == 404:
+            raise
+        return _history_page(name, error=exc), exc.status
+    return render_template("confirm_version.html", name=name, preview=found), 200
+
+
 @bp.post("/deployments/<name>/revert")
 def revert_deployment(name: str) -> Page:
     commit = request.form.get("commit", "")
@@ -111,6 +134,13 @@ def approve_change(change_id: str) -> Page:
         return _decision_failed(change_id, exc)
     flash_commit(f"Approved “{written.change.subject}” by {written.change.author}", written.commit)
     return redirect(url_for(".changes"))
+
+
+@bp.get("/changes/<path:change_id>/close")
+def confirm_close(change_id: str) -> Page:
+    """The confirm step without JavaScript (with it, the page opens the same form in a dialog)."""
+    found = context.svc().review.get(context.user(), change_id)
+    return render_template("close_confirm.html", change=found), 200
 
 
 @bp.post("/changes/<path:change_id>/close")
