@@ -261,6 +261,28 @@ class ApiToken(BaseModel):
         return [models.fold_name(group) for group in value]
 
 
+class DefaultQuota(BaseModel):
+    """The quota the Groups page offers for a new group (the specification's example); an
+    admin may change it in the form before creating the group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str = "10"
+    memory: str = "20Gi"
+    storage: str = "50Gi"
+    deployments: int = Field(default=10, ge=0, le=10_000)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> str:
+        return models.check_quantity(value, kind="cpu")
+
+    @field_validator("memory", "storage", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str:
+        return models.check_quantity(value, kind="memory")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GITOPS_BRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -282,6 +304,9 @@ class Settings(BaseSettings):
     admins: list[str] = Field(default_factory=lambda: ["admin"])
     api_tokens: dict[str, ApiToken] = Field(default_factory=dict)  # name -> token
     admin_group: str = "platform-admins"
+    # the quota the Groups page offers for a new group (the specification's example)
+    default_quota: DefaultQuota = Field(default_factory=DefaultQuota)
+    workspaces_url: str = ""  # code-hub's Workspaces tab, linked in the nav; empty: no link
     secret_key: str | None = None
     committer_name: str = "gitops-bridge"
     committer_email: str = "gitops-bridge@code-hub.com"
@@ -335,6 +360,14 @@ class Settings(BaseSettings):
     @classmethod
     def _admin_group(cls, value: str) -> str:
         return models.fold_name(value)
+
+    @field_validator("workspaces_url")
+    @classmethod
+    def _workspaces_url(cls, value: str) -> str:
+        # a link in every page's nav: a web address or a path on this site, nothing else
+        if value and not value.startswith(("https://", "http://", "/")):
+            raise ValueError(f"must be an http(s) URL or a path starting with /, got {value!r}")
+        return value
 
     @field_validator("api_tokens")
     @classmethod

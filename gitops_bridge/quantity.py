@@ -13,6 +13,8 @@ import re
 from fractions import Fraction
 from functools import total_ordering
 
+from gitops_bridge import units
+
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
     "n": Fraction(1, 10**9),
@@ -119,12 +121,12 @@ class Quantity:
         return str(n)
 
     def human_memory(self) -> str:
-        """Rounded for people: 1.5Gi, 300Mi (not for manifests)."""
-        n = float(self.value)
-        for suffix in ("Ti", "Gi", "Mi", "Ki"):
-            if abs(n) >= _BINARY[suffix]:
-                return f"{n / _BINARY[suffix]:.4g}{suffix}"
-        return f"{n:.4g}"
+        """Rounded for people: 1.1Ki, 300Mi, 1.5Gi (``units.memory``; not for manifests)."""
+        return units.memory(self.value)
+
+    def human_cpu(self) -> str:
+        """Rounded for people: 4.4m, 250m, 1.5 cores (``units.cpu``; not for manifests)."""
+        return units.cpu(self.value)
 
 
 def _ceil(value: Fraction) -> int:

@@ -590,7 +590,8 @@ class Service:
     def update_deployment(
         self, user: User, name: str, patch: object, *, key: str | None = None
     ) -> Written:
-        """Change image, replicas, port, env, resources or expose (a JSON merge patch)."""
+        """Change image, replicas, port, env, resources, expose, volumes, health, command, args
+        or autoscaling (a JSON merge patch)."""
         if not isinstance(patch, dict):
             raise InvalidRequest.field("", "the body must be a JSON object")
         fixed = sorted({"name", "id", "group"} & set(patch))
@@ -977,6 +978,15 @@ def _summary(spec: DeploymentSpec) -> str:
         f"env: {', '.join(v.name for v in spec.env) or '-'}",
         f"expose: {'yes' if spec.expose else 'no'}",
     ]
+    # only when set: the messages of deployments without them stay as they were
+    if spec.health is not None:
+        parts.append(f"health: http {spec.health.path}")
+    if spec.command:
+        parts.append(f"command: {models.argv_line(spec.command)}")
+    if spec.args:
+        parts.append(f"args: {models.argv_line(spec.args)}")
+    if spec.autoscaling is not None:
+        parts.append(f"autoscaling: {spec.autoscaling.describe()}")
     return "\n".join(parts)
 
 

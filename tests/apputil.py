@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge import config, webapp
+from gitops_bridge.webapp import forgery
 
 TEAM_A: dict[str, Any] = {
     "name": "team-a",
@@ -22,6 +23,16 @@ def make_app(data_dir: Path, **overrides: Any) -> Flask:
     app = webapp.create_app(settings)
     app.config["TESTING"] = True
     return app
+
+
+def session_token(client: FlaskClient, user: str) -> str:
+    """The CSRF token a form of ``user`` would carry in ``client``'s session. For callers no
+    page gives a form (someone in no group is told how to get access instead), so a test of
+    their refusals reaches the check it means, not the missing token."""
+    with client.session_transaction() as session:
+        nonce = session.setdefault(forgery.NONCE, "test-nonce-" + user)
+    with client.application.app_context():
+        return forgery._token(user, nonce)
 
 
 def as_user(name: str, groups: str = "") -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.apputil import make_app
+from tests.apputil import make_app, session_token
 from tests.gitutil import git
 
 PROXY = "10.1.2.7"
@@ -137,11 +137,18 @@ class World:
         )
 
     def form_token(self, who: str) -> str:
-        """The CSRF token of this caller's own session (empty for those without pages)."""
+        """The CSRF token of this caller's own session (empty for those without pages).
+
+        Someone in no group gets no form anywhere (the pages say how to get access), so the
+        token their session would carry is made here, as a form of theirs would have it: the
+        refusals checked are then the service's, not the missing token's."""
         if who not in self.csrf:
             page = self.call(who, "GET", "/deployments/new").get_data(as_text=True)
             match = re.search(r'name="csrf_token" value="([^"]+)"', page)
             self.csrf[who] = match.group(1) if match else ""
+            user = PRINCIPALS[who].user
+            if not match and user and 'data-testid="no-access"' in page:
+                self.csrf[who] = session_token(self.clients[who], user)
         return self.csrf[who]
 
     def propose(self) -> str:
@@ -200,6 +207,15 @@ def world(tmp_path: Path) -> World:
         "name": "secret", "image": "registry:5000/team-b/secret:1.0", "env": env_b
     })["name"]  # fmt: skip
     _as(app, "alice", "POST", "/api/v1/groups/team-a/volumes", {"name": "data", "size": "1Gi"})
+    # one deleted deployment a group (Recently deleted): only the group's members see it
+    gone = _as(app, "alice", "POST", "/api/v1/groups/team-a/deployments", {
+        "name": "gone", "image": "registry:5000/team-a/gone:1.0"
+    })["name"]  # fmt: skip
+    lost = _as(app, "bob", "POST", "/api/v1/groups/team-b/deployments", {
+        "name": "lost", "image": "registry:5000/team-b/lost:1.0"
+    })["name"]  # fmt: skip
+    _as(app, "alice", "DELETE", f"/api/v1/deployments/{gone}", None)
+    _as(app, "bob", "DELETE", f"/api/v1/deployments/{lost}", None)
     _as(app, "root", "PATCH", "/api/v1/groups/team-a", {"review": "pull-request"})
     world = World(
         app=app,
@@ -212,8 +228,8 @@ def world(tmp_path: Path) -> World:
     )
     world.standing = world.propose()
     world.secrets = {
-        "team-a": {MARK_A, "team-a", web, "gina", "carl"},
-        "team-b": {MARK_B, "team-b", secret, "bob"},
+        "team-a": {MARK_A, "team-a", web, "gina", "carl", gone},
+        "team-b": {MARK_B, "team-b", secret, "bob", lost},
     }
     return world
 
@@ -339,6 +355,9 @@ MATRIX: dict[str, list[Entry]] = {
     "api.list_deployments": [
         Entry("GET", f"{API}/deployments", signed_in(200, ui=False)),
         Entry("GET", f"{API}/deployments?group=team-a", members(200, ui=False)),
+        # recently deleted: each caller sees its groups' only
+        Entry("GET", f"{API}/deployments?deleted=1", signed_in(200, ui=False)),
+        Entry("GET", f"{API}/deployments?deleted=1&group=team-a", members(200, ui=False)),
     ],
     "api.get_deployment": [Entry("GET", f"{API}{WEB}", members(200, ui=False))],
     "api.update_deployment": [
@@ -399,6 +418,10 @@ MATRIX: dict[str, list[Entry]] = {
         # the group overview's rows alone (its live refresh)
         Entry("GET", "/deployments?part=rows", signed_in(200, ui=True)),
     ],
+    "ui.deleted_deployments": [
+        Entry("GET", "/deployments/deleted", signed_in(200, ui=True)),
+        Entry("GET", "/deployments/deleted?group=team-a", members(200, ui=True)),
+    ],
     "ui.new_deployment": [Entry("GET", "/deployments/new", signed_in(200, ui=True))],
     "ui.create_deployment": [
         Entry(
@@ -418,10 +441,19 @@ MATRIX: dict[str, list[Entry]] = {
     ],
     "ui.deployment_history": [Entry("GET", f"{WEB}/history", members(200, ui=True))],
     "ui.deployment_logs": [Entry("GET", f"{WEB}/logs", members(200, ui=True))],
+    "ui.confirm_restart": [Entry("GET", f"{WEB}/restart", members(200, ui=True))],
+    "ui.confirm_close": [Entry("GET", "/changes/{change}/close", members(200, ui=True))],
     "ui.restart_deployment": [Entry("POST", f"{WEB}/restart", members(302, ui=True), form={})],
     "ui.retry_deployment": [Entry("POST", f"{WEB}/retry", members(503, ui=True), form={})],
     "ui.scale_deployment": [
         Entry("POST", f"{WEB}/scale", members(302, ui=True), form={"replicas": "2"}),
+    ],
+    # the confirm steps: what a revert or restore would commit, nothing written
+    "ui.confirm_revert": [
+        Entry("GET", f"{WEB}/revert?commit={{commit}}", members(200, ui=True)),
+    ],
+    "ui.confirm_restore": [
+        Entry("GET", f"{WEB}/restore?commit={{created}}", members(200, ui=True)),
     ],
     "ui.revert_deployment": [
         Entry("POST", f"{WEB}/revert", members(302, ui=True), form={"commit": "{commit}"}),

@@ -224,9 +224,9 @@ def test_group_created_by_admin_is_usable_by_its_member(
     card = page.locator("[data-testid=group-card][data-name=team-a]")
     expect(card).to_contain_text("group-team-a")
     expect(card.locator("dt:text-is('Members') + dd")).to_have_text("alice")
-    expect(card.locator("dt:text-is('CPU') + dd")).to_have_text("0 of 2")
-    expect(card.locator("dt:text-is('Memory') + dd")).to_have_text(re.compile(r" of 4Gi$"))
-    expect(card.locator("dt:text-is('Deployments') + dd")).to_have_text("0 of 3")
+    expect(card.locator("dt:text-is('CPU') + dd")).to_have_text("0 of 2 cores · 2 cores free")
+    expect(card.locator("dt:text-is('Memory') + dd")).to_have_text("0 of 4Gi · 4Gi free")
+    expect(card.locator("dt:text-is('Deployments') + dd")).to_have_text("0 of 3 · 3 left")
     assert last_commit(remote) == ("admin", "Create group team-a")
 
     context = browser.new_context(extra_http_headers={"X-Forwarded-User": "alice"})
@@ -238,7 +238,9 @@ def test_group_created_by_admin_is_usable_by_its_member(
         cards = alice.get_by_test_id("group-card")
         expect(cards).to_have_count(1)
         expect(cards.first).to_have_attribute("data-name", "team-a")
-        expect(cards.first.locator("dt:text-is('CPU') + dd")).to_have_text("0 of 2")
+        expect(cards.first.locator("dt:text-is('CPU') + dd")).to_have_text(
+            re.compile("^0 of 2 cores")
+        )
         expect(alice.locator("[data-testid=group-card][data-name=demo]")).to_have_count(0)
         expect(alice.get_by_role("button", name="Create group")).to_have_count(0)
 
@@ -259,7 +261,7 @@ def test_group_created_by_admin_is_usable_by_its_member(
         # usage now counts 2 pods (1 replica + 1 surge) x (100m app + 10m frpc)
         alice.goto(f"{live_server.url}/groups")
         expect(alice.locator("[data-testid=group-card] dt:text-is('CPU') + dd")).to_have_text(
-            "220m of 2"
+            "220m of 2 cores · 1.8 cores free"
         )
         alice.screenshot(path=str(artifacts / "groups-alice.png"), full_page=True)
     finally:

@@ -239,9 +239,10 @@ def test_form_commit_flux_then_the_card_runs_live_with_usage_and_url(
     limit_cpu, limit_memory = pod_limits(stack, name)
     assert 0 < used_cpu.value < limit_cpu.value and 0 < used_memory.value < limit_memory.value
     for field, used, limit in (("cpu", used_cpu, limit_cpu), ("memory", used_memory, limit_memory)):
-        shown = card(page, name).locator(f"[data-field={field}]")
-        expect(shown).to_have_text(re.compile(r"^\S+ / \S+$"))
-        shown_used, shown_limit = (quantity.parse(q) for q in shown.inner_text().split(" / "))
+        shown = card(page, name).locator(f"[data-field={field}]")  # what the pods use now
+        expect(shown).to_have_text(re.compile(r"^using \S+ of \S+ limit$"))
+        reading = shown.inner_text().removeprefix("using ").removesuffix(" limit")
+        shown_used, shown_limit = (quantity.parse(q) for q in reading.split(" of "))
         assert shown_limit == limit, f"{field}: {shown.inner_text()}, limit {limit}"
         assert abs(shown_used.value - used.value) <= used.value / 100, f"{field}: {used}"
     url = f"https://{name}.code-hub.com"

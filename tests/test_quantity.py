@@ -387,7 +387,7 @@ def test_exact_decimal(value: Fraction, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1536Mi", "1.5Gi"), ("300Mi", "300Mi"), ("1Ki", "1Ki"), ("100", "100"), ("2Ti", "2Ti")],
+    [("1536Mi", "1.5Gi"), ("300Mi", "300Mi"), ("1Ki", "1Ki"), ("100", "100 B"), ("2Ti", "2Ti")],
 )
 def test_human_memory(text: str, expected: str) -> None:
     assert quantity.parse(text).human_memory() == expected

@@ -264,8 +264,9 @@ def test_groups_page_and_api_show_storage_used(
 
     page = client.get("/groups", headers=as_user("alice"))
     assert page.status_code == 200
-    shown = f'<dd data-field="storage">{Quantity(used).human_memory()} of 10Gi</dd>'
-    assert shown in page.get_data(as_text=True)
+    free = Quantity(10 * 2**30 - used).human_memory()
+    shown = f'<dd data-field="storage">{Quantity(used).human_memory()} of 10Gi '
+    assert shown + f'<span class="muted">· {free} free</span></dd>' in page.get_data(as_text=True)
 
 
 def test_the_form_offers_the_groups_images_in_a_datalist(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.apputil import as_user, make_app
+from tests.apputil import as_user, make_app, session_token
 from tests.gitutil import git, head
 from tests.registryutil import (
     OCI_MANIFEST,
@@ -115,9 +115,11 @@ class Browser:
 
     def token(self) -> str:
         if not self._token:
-            match = re.search(
-                r'name="csrf_token" value="([^"]+)"', self.get("/deployments/new").text
-            )
+            page = self.get("/deployments/new").text
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            if match is None and 'data-testid="no-access"' in page:  # in no group: no form
+                self._token = session_token(self.client, self.headers["X-Forwarded-User"])
+                return self._token
             assert match, "no form on the page"
             self._token = match.group(1)
         return self._token
@@ -177,8 +179,8 @@ def test_members_see_their_groups_storage_and_others_get_404(
     assert page.status == 200
     assert "<title>Storage of team-a" in page.text
     assert 'aria-current="page">Storage</a>' in page.text
-    assert page.testid("usage-volumes") == ["0 B"]
-    assert page.testid("usage-free") == ["10.0Gi"] and page.testid("usage-quota") == ["10.0Gi"]
+    assert page.testid("usage-volumes") == ["0"]
+    assert page.testid("usage-free") == ["10Gi"] and page.testid("usage-quota") == ["10Gi"]
     assert page.testid("no-volumes") == ["No volumes in team-a yet."]
     assert page.testid("images-note") == [
         "No registry is configured: there are no images to list or count."
@@ -224,13 +226,13 @@ def test_a_volume_is_created_grown_and_deleted_through_the_forms(
         "alice|Create volume data in team-a"
     )
     assert page.rows("volume") == ["data"]
-    assert page.testid("usage-volumes") == ["2.0Gi"] and page.testid("usage-free") == ["8.0Gi"]
+    assert page.testid("usage-volumes") == ["2Gi"] and page.testid("usage-free") == ["8Gi"]
     row = page.text.split('data-testid="volume-row" data-name="data"')[1].split("</tr>")[0]
     assert "standard" in row and "ReadWriteOnce" in row and "not read" in row  # no cluster
 
     page = alice.follow("/storage/team-a/volumes/data/resize", {"size": "3Gi"})
     assert re.fullmatch(r"Volume data is 3Gi: committed [0-9a-f]{7}", page.flashes()[0])
-    assert page.testid("usage-volumes") == ["3.0Gi"]
+    assert page.testid("usage-volumes") == ["3Gi"]
     page = alice.follow("/storage/team-a/volumes/data/resize", {"size": "3Gi"})
     assert page.flashes() == ["Volume data is 3Gi: nothing to change, main has it already"]
 
@@ -248,7 +250,7 @@ def test_a_volume_is_created_grown_and_deleted_through_the_forms(
         r"Deleted volume data: committed [0-9a-f]{7}; Flux deletes the claim and its data",
         page.flashes()[0],
     )
-    assert page.rows("volume") == [] and page.testid("usage-volumes") == ["0 B"]
+    assert page.rows("volume") == [] and page.testid("usage-volumes") == ["0"]
     assert git(remote, "log", "-1", "--format=%s", "main").strip() == (
         "Delete volume data of team-a and its data"
     )

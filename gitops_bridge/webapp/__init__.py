@@ -11,6 +11,7 @@ from gitops_bridge.webapp import (  # noqa: F401
     api,
     auth,
     errors,
+    figures,
     forgery,
     ops,
     pages,

@@ -26,7 +26,13 @@ Action = Callable[[], tuple[str, Written]]  # -> (what was done, for the flash; 
 
 @bp.app_context_processor
 def _globals() -> dict[str, Any]:
-    return {"domain": context.settings().domain, "open_change_count": _open_change_count}
+    settings = context.settings()
+    return {
+        "domain": settings.domain,
+        "open_change_count": _open_change_count,
+        "workspaces_url": settings.workspaces_url,  # the nav's Workspaces tab (empty: none)
+        "admin_group": settings.admin_group,  # whom a user without a group asks for access
+    }
 
 
 def _open_change_count() -> int:

@@ -15,24 +15,20 @@ from typing import Any
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from gitops_bridge import models, registry, storage
+from gitops_bridge import models, registry, storage, units
 from gitops_bridge.errors import BridgeError, Conflict
 from gitops_bridge.webapp import context
 from gitops_bridge.webapp.pages import Page, bp, flash_commit, my_groups, numbers
 
-UNITS = (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024))
 BAR = 1000  # the usage bar's width in SVG units
 
 
 @bp.app_template_filter("bytes")
 def human(size: int | None) -> str:
-    """Bytes for people, one decimal: 1.5Gi, 300.0Mi, 12.3Ki, 512 B."""
+    """Bytes for people, by the one rule of every page (``units``): 1.5Gi, 300Mi, 512 B."""
     if size is None:
         return "not known"
-    for suffix, unit in UNITS:
-        if abs(size) >= unit:
-            return f"{size / unit:.1f}{suffix}"
-    return f"{size} B"
+    return units.memory(size)
 
 
 @bp.app_template_global()

@@ -8,6 +8,7 @@ renders its page again with the message, keeping the error's status code.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
-from gitops_bridge.models import Deployment, EnvVar
+from gitops_bridge.models import Deployment, EnvVar, argv_line
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import context, listing_pages, storage_pages, views
 from gitops_bridge.webapp.pages import (
@@ -95,6 +96,14 @@ def deployment_logs(name: str) -> str:
         connected=monitor.connected,
         containers=["app", "frpc"] if deployment.spec.expose else ["app"],
     )
+
+
+@bp.get("/deployments/<name>/restart")
+def confirm_restart(name: str) -> str:
+    """The confirm step without JavaScript (with it, the card opens the same form in a dialog)."""
+    svc = context.svc()
+    card = views.deployment(svc, svc.deployment(context.user(), name))
+    return render_template("restart_confirm.html", card=card)
 
 
 @bp.get("/deployments/<name>/delete")
@@ -257,6 +266,13 @@ def _form_defaults(groups: list[str]) -> dict[str, Any]:
         "expose": True,
         "env": [],
         "volumes": [],
+        "health_path": "",
+        "command": "",
+        "args": "",
+        "autoscale": False,
+        "autoscale_min": "1",
+        "autoscale_max": "3",
+        "autoscale_cpu": "70",
     }
 
 
@@ -277,6 +293,13 @@ def _form_of(deployment: Deployment) -> dict[str, Any]:
             MountRow(f"{deployment.group}/{m.volume}", m.path, m.read_only).shown()
             for m in spec.volumes
         ],
+        "health_path": spec.health.path if spec.health is not None else "",
+        "command": argv_line(spec.command),
+        "args": argv_line(spec.args),
+        "autoscale": spec.autoscaling is not None,
+        "autoscale_min": str(spec.autoscaling.min if spec.autoscaling else 1),
+        "autoscale_max": str(spec.autoscaling.max if spec.autoscaling else 3),
+        "autoscale_cpu": str(spec.autoscaling.cpu if spec.autoscaling else 70),
     }
 
 
@@ -293,7 +316,41 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
         "expose": form.get("expose") == "on",
         "env": [row.shown() for row in _env_rows(form)],
         "volumes": [row.shown() for row in _mount_rows(form)],
+        "health_path": form.get("health_path", "").strip(),
+        "command": form.get("command", ""),
+        "args": form.get("args", ""),
+        "autoscale": form.get("autoscale") == "on",
+        "autoscale_min": form.get("autoscale_min", ""),
+        "autoscale_max": form.get("autoscale_max", ""),
+        "autoscale_cpu": form.get("autoscale_cpu", ""),
     }
+
+
+def _argv_field(values: dict[str, Any], key: str, problems: list[FieldProblem]) -> list[str]:
+    """A command or args line split like a shell splits words (quotes group, a backslash
+    escapes; nothing is expanded): what people type in a terminal, a Dockerfile's shell form or
+    a Procfile, and ``argv_line`` shows a stored list back in the same form, exactly."""
+    try:
+        return shlex.split(values[key])
+    except ValueError as exc:
+        problems.append(
+            FieldProblem(
+                key,
+                f"cannot be split into words like a shell line ({exc}): close the quote, or "
+                "escape the character with \\",
+            )
+        )
+        return []
+
+
+def _number(form: MultiDict[str, str], key: str, name: str, problems: list[FieldProblem]) -> Any:
+    """A whole number typed into ``key``, its problem reported as the API's field ``name``."""
+    text = form.get(key, "").strip()
+    try:
+        return int(text)
+    except ValueError:
+        problems.append(FieldProblem(name, f"must be a whole number, got {text!r}"))
+        return None
 
 
 def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[str, Any]:
@@ -303,6 +360,17 @@ def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[
     problems: list[FieldProblem] = []
     replicas = int_field(form, "replicas", problems)
     port = int_field(form, "port", problems)
+    command = _argv_field(values, "command", problems)
+    args = _argv_field(values, "args", problems)
+    scaling = None
+    if values["autoscale"]:
+        scaling = {
+            "min": _number(form, "autoscale_min", "autoscaling.min", problems),
+            "max": _number(form, "autoscale_max", "autoscaling.max", problems),
+            "cpu": _number(form, "autoscale_cpu", "autoscaling.cpu", problems),
+        }
+        if replicas and isinstance(scaling["min"], int):
+            replicas = scaling["min"]  # running: the autoscaler sets the number of pods
     mounts = _mount_rows(form)
     for i, row in enumerate(mounts):
         if row.group and row.group != values["group"]:
@@ -324,7 +392,17 @@ def _deployment_body(values: dict[str, Any], form: MultiDict[str, str]) -> dict[
         "resources": {"cpu": values["cpu"], "memory": values["memory"]},
         "expose": values["expose"],
         "volumes": [row.body() for row in mounts],
+        "health": {"path": values["health_path"]} if values["health_path"] else None,
+        "command": command,
+        "args": args,
+        "autoscaling": scaling,
     }
+
+
+@bp.app_template_filter("argv")
+def _argv(value: list[str]) -> str:
+    """A command or args as the form takes it: one shell-like line."""
+    return argv_line(value)
 
 
 @bp.app_template_filter("stamp")
@@ -405,7 +483,10 @@ def _image_choices(group: str) -> dict[str, Any] | None:
 
 @bp.get("/deployments/new")
 def new_deployment() -> str:
-    return _form_page(_form_defaults(my_groups()))
+    groups = my_groups()
+    if not groups:  # nowhere to deploy to: how to get access, not a form that cannot work
+        return render_template("no_access.html")
+    return _form_page(_form_defaults(groups))
 
 
 @bp.post("/deployments/new")
@@ -451,7 +532,14 @@ def groups() -> str:
     svc = context.svc()
     found = svc.groups(context.user(), storage=True)
     listed = views.groups(found, monitor=context.monitor())
-    return render_template("groups.html", groups=listed, form={})
+    return render_template("groups.html", groups=listed, form={}, **_group_defaults())
+
+
+def _group_defaults() -> dict[str, Any]:
+    """What the group forms offer: the configured quota of a new group, and the review mode
+    of a group that has none of its own."""
+    settings = context.settings()
+    return {"quota_defaults": settings.default_quota, "review_default": settings.review.mode}
 
 
 def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -472,7 +560,7 @@ def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, An
         "quota": {
             "cpu": values["cpu"],
             "memory": values["memory"],
-            "storage": values["storage"] or "10Gi",
+            "storage": values["storage"] or context.settings().default_quota.storage,
             "deployments": deployments,
         },
         "review": values["review"] or None,
@@ -491,6 +579,7 @@ def _groups_page(
         error=error,
         errors={p.field: p.message for p in error.problems} if error else {},
         failed=failed,
+        **_group_defaults(),
     )
     return page, error.status if error else 200
 

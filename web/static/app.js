@@ -153,8 +153,10 @@
   const toolbar = document.querySelector("[data-live]");
   if (!toolbar) return;
   const source = toolbar.dataset.live;
-  function usage(u, fallback) {
-    return u && u.used ? u.used + " / " + u.limit : fallback;
+  function reading(el, u) {  // what the pods use now against their limits; none: hidden
+    const known = Boolean(u && u.used);
+    el.textContent = known ? "using " + u.used + " of " + u.limit + " limit" : "";
+    el.classList.toggle("hidden", !known);
   }
   function appliedText(item, elapsed) {
     const st = item.status || {};
@@ -188,6 +190,7 @@
         detail.append(document.createElement("br"), note);
       }
       detail.classList.toggle("hidden", !(st.reason || st.message));
+      detail.dataset.state = st.state || "";  // its colour: a failure's, or a neutral one
     }
     const problems = card.querySelector("[data-field=problems]");
     if (problems) {  // what to fix outside the deployment (a missing frp Secret...)
@@ -200,9 +203,9 @@
       problems.classList.toggle("hidden", notes.length === 0);
     }
     const cpu = card.querySelector("[data-field=cpu]");
-    if (cpu) cpu.textContent = usage(st.cpu, item.resources.cpu + " per pod");
+    if (cpu) reading(cpu, st.cpu);
     const memory = card.querySelector("[data-field=memory]");
-    if (memory) memory.textContent = usage(st.memory, item.resources.memory + " per pod");
+    if (memory) reading(memory, st.memory);
     const applied = card.querySelector("[data-field=applied]");
     if (applied) applied.textContent = appliedText(item, 0);
     const retry = card.querySelector("[data-field=retry]");
