@@ -127,6 +127,22 @@ def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def lint_strict(helm: str, chart_dir: Path, tmp_path: Path, values: dict[str, Any]) -> None:
+    """``helm lint --strict`` of the chart with these values: no error, no warning."""
+    given = tmp_path / "values.json"
+    given.write_text(values_json(values), encoding="utf-8")
+    result = subprocess.run(
+        [helm, "lint", "--strict", str(chart_dir), "-f", str(given)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "[WARNING]" not in output and "[ERROR]" not in output, output
+
+
 def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in items}
 

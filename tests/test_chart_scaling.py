@@ -9,7 +9,6 @@ Proved with the real helm binary (``helm template``, ``helm lint --strict``).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,8 @@ from tests.test_chart import (
     by_name,
     helm_template,
     k8s_version,
+    lint_strict,
     render,
-    values_json,
 )
 
 # what people type, each word to reach the process exactly
@@ -88,18 +87,7 @@ def fake() -> Iterator[FakeKube]:
 
 
 def test_helm_lint_strict_with_autoscaling(helm: str, chart_dir: Path, tmp_path: Path) -> None:
-    values = tmp_path / "values.json"
-    values.write_text(values_json(SCALED), encoding="utf-8")
-    result = subprocess.run(
-        [helm, "lint", "--strict", str(chart_dir), "-f", str(values)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "[WARNING]" not in output and "[ERROR]" not in output, output
+    lint_strict(helm, chart_dir, tmp_path, SCALED)
 
 
 def test_every_object_is_valid_kubernetes(scaled: dict[str, dict[str, Any]]) -> None:

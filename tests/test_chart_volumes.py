@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from tests.test_chart import (
     by_name,
     helm_template,
     k8s_version,
+    lint_strict,
     render,
-    values_json,
 )
 
 VOLUMES: list[dict[str, Any]] = [
@@ -66,18 +65,7 @@ def fake() -> Iterator[FakeKube]:
 
 
 def test_helm_lint_strict_with_volumes(helm: str, chart_dir: Path, tmp_path: Path) -> None:
-    values = tmp_path / "values.json"
-    values.write_text(values_json(WITH_VOLUMES), encoding="utf-8")
-    result = subprocess.run(
-        [helm, "lint", "--strict", str(chart_dir), "-f", str(values)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "[WARNING]" not in output and "[ERROR]" not in output, output
+    lint_strict(helm, chart_dir, tmp_path, WITH_VOLUMES)
 
 
 def test_the_deployment_mounts_the_claims(mounted: dict[str, dict[str, Any]]) -> None:
