@@ -50,6 +50,7 @@ class Version:
     exists: bool  # the deployment exists after this commit
     diff: str = ""
     problem: str = ""  # the file at this commit cannot be read (a hand edit broke it)
+    approved_by: str = ""  # review mode: who approved the change request it came from
 
 
 def _locate(svc: Service, name: str) -> str:
@@ -171,6 +172,7 @@ def _version(svc: Service, change: FileChange, diff: str) -> Version:
         exists=new is not None or bool(problem),
         diff=diff,
         problem=problem,
+        approved_by=entry.trailer("Approved-by") or "",
     )
 
 

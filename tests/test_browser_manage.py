@@ -22,6 +22,7 @@ from tests.apputil import TEAM_A
 from tests.conftest import LiveServer
 from tests.gitutil import files, git, head, show
 
+WAITS = "; nothing changes until another member approves it · View the change"
 IMAGE = "registry:5000/team-a/web:1.0"
 NEW_IMAGE = "registry:5000/team-a/web:2.0"
 MULTILINE = "line one\nline two: {{ not a template }}"
@@ -424,7 +425,10 @@ def test_review_mode_edit_waits_until_another_member_approves_it(
     assert click_and_land(alice, alice.get_by_role("button", name="Deploy")) == 200
     flash = alice.locator(".flash.info")
     expect(flash).to_have_text(
-        re.compile(r"^Deployed web-\w{6}: waiting for review · View the change$")
+        re.compile(
+            r"^Waiting for review: “Deploy web-\w{6} to team-a”; nothing changes until another "
+            r"member approves it · View the change$"
+        )
     )
     name = (re.search(r"web-\w{6}", flash.inner_text()) or [""])[0]
     web = card(alice, name)
@@ -437,7 +441,7 @@ def test_review_mode_edit_waits_until_another_member_approves_it(
     create = bob.get_by_test_id("change")
     expect(create).to_have_count(1)
     assert click_and_land(bob, create.get_by_role("button", name="Approve")) == 200
-    flash_sha(bob, f"Approved “Deploy {name} to team-a” by alice")
+    flash_sha(bob, f"You approved “Deploy {name} to team-a” (proposed by alice)")
     assert last_commit(remote) == ("alice", f"Deploy {name} to team-a")
 
     # alice edits: the card says pending review (linking to the change), main stays as is
@@ -446,7 +450,7 @@ def test_review_mode_edit_waits_until_another_member_approves_it(
     alice.fill("input[name=image]", NEW_IMAGE)
     assert click_and_land(alice, alice.get_by_role("button", name="Save changes")) == 200
     expect(alice.locator(".flash.info")).to_have_text(
-        f"Updated {name}: waiting for review · View the change"
+        f"Waiting for review: “Update {name}: image {IMAGE} -> {NEW_IMAGE}”{WAITS}"
     )
     expect(web.locator(".status.committed")).to_have_text(f"committed {main[:7]}")
     badge = web.locator(".status.pending")
@@ -459,15 +463,18 @@ def test_review_mode_edit_waits_until_another_member_approves_it(
     expect(badge).to_have_attribute("href", f"/changes/{change_id}")
     alice.screenshot(path=str(artifacts / "manage-pending.png"), full_page=True)
 
-    # alice cannot approve her own change
+    # alice is not offered to approve her own change (the server refuses it too: 403)
     badge.click()
     expect(alice).to_have_url(re.compile(rf"/changes/{change_id}$"))
     mine = alice.get_by_test_id("change")
     expect(mine).to_contain_text(f"image {IMAGE} -> {NEW_IMAGE}")
-    assert click_and_land(alice, mine.get_by_role("button", name="Approve")) == 403
-    expect(alice.get_by_test_id("change-error")).to_have_text(
-        "alice wrote this change: another member must approve it"
+    expect(mine.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(mine.get_by_test_id("own-change")).to_have_text(
+        "You proposed this: another member approves it."
     )
+    refused = alice.request.post(f"{review_server.url}/api/v1/changes/{change_id}/approve", data={})
+    assert refused.status == 403
+    assert refused.json()["message"] == "alice wrote this change: another member must approve it"
     assert head(remote) == main
     assert change_branches(remote) == [branch]
 
@@ -485,9 +492,15 @@ def test_review_mode_edit_waits_until_another_member_approves_it(
     bob.screenshot(path=str(artifacts / "changes.png"), full_page=True)
     assert click_and_land(bob, item.get_by_role("button", name="Approve")) == 200
     expect(bob).to_have_url(re.compile(r"/changes$"))
-    sha7 = flash_sha(bob, f"Approved “Update {name}: image {IMAGE} -> {NEW_IMAGE}” by alice")
+    sha7 = flash_sha(
+        bob, f"You approved “Update {name}: image {IMAGE} -> {NEW_IMAGE}” (proposed by alice)"
+    )
     expect(bob.get_by_test_id("change")).to_have_count(0)
     expect(bob.get_by_test_id("changes-count")).to_have_count(0)
+    # the history says who approved it
+    bob.goto(f"{review_server.url}/deployments/{name}/history")
+    newest = bob.get_by_test_id("version").first
+    expect(newest.get_by_test_id("approved-by")).to_have_text("approved by bob")
 
     assert head(remote).startswith(sha7)
     assert git(remote, "rev-parse", "main~1") == main
@@ -513,7 +526,7 @@ def test_review_mode_closing_a_change_drops_its_branch_and_commits_nothing(
     card(alice, name).get_by_label(f"Replicas of {name}").fill("4")
     assert click_and_land(alice, card(alice, name).get_by_role("button", name="Scale")) == 200
     expect(alice.locator(".flash.info")).to_have_text(
-        f"Scaled {name} to 4 replicas: waiting for review · View the change"
+        f"Waiting for review: “Scale {name} to 4 replicas”{WAITS}"
     )
     (branch,) = change_branches(remote)
     assert values(remote, name, branch)["replicas"] == 4

@@ -289,7 +289,7 @@ def test_a_secret_set_in_a_change_request_is_shown_nowhere_until_and_after_appro
     fill_row(alice, 0, name=KEY, kind="secret", secret_value=secret)
     assert click_and_land(alice, alice.get_by_role("button", name="Deploy")) == 200
     flash = alice.locator(".flash.info")
-    expect(flash).to_have_text(re.compile(r"^Deployed web-\w{6}: waiting for review"))
+    expect(flash).to_have_text(re.compile(r"^Waiting for review: “Deploy web-\w{6} to team-a”"))
     name = (re.search(r"web-[a-z0-9]{6}", flash.inner_text()) or [""])[0]
     assert_not_shown(alice, secret)
     bob.goto(f"{live_server.url}/changes")
@@ -310,7 +310,7 @@ def test_a_secret_set_in_a_change_request_is_shown_nowhere_until_and_after_appro
     row(alice, 0).get_by_label("secret value", exact=True).fill(new_secret)
     assert click_and_land(alice, alice.get_by_role("button", name="Save changes")) == 200
     expect(alice.locator(".flash.info")).to_have_text(
-        f"Updated {name}: waiting for review · View the change"
+        re.compile(rf"^Waiting for review: “Update {name}: secret set DATABASE_URL by alice”")
     )
     expect(card(alice, name).locator(".status.pending")).to_have_text("pending review")
     assert_not_shown(alice, secret, new_secret)

@@ -13,6 +13,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from gitops_bridge import models
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
 from gitops_bridge.gitrepo import CommitResult
 from gitops_bridge.service import Written
@@ -32,7 +33,17 @@ def _globals() -> dict[str, Any]:
         "open_change_count": _open_change_count,
         "workspaces_url": settings.workspaces_url,  # the nav's Workspaces tab (empty: none)
         "admin_group": settings.admin_group,  # whom a user without a group asks for access
+        "may_approve": _may_approve,
     }
+
+
+def _may_approve(author: str) -> bool:
+    """Offer Approve to this user? Not to the change's author unless self-approval is on
+    (the service refuses it anyway: the button would only lead to a 403)."""
+    user = g.get("user")
+    if user is None:
+        return False
+    return context.settings().review.self_approval or user.name != models.fold_name(author)
 
 
 def _open_change_count() -> int:
@@ -113,7 +124,12 @@ def flash_written(text: str, written: Written, *, link: tuple[str, str] | None =
     change = written.change
     if change is not None and change.state == "open":
         href = url_for(".change", change_id=change.id)
-        flash_link(f"{text}: waiting for review", "info", (href, "View the change"))
+        flash_link(
+            f"Waiting for review: “{change.subject}”; nothing changes until another member "
+            "approves it",
+            "info",
+            (href, "View the change"),
+        )
     else:
         flash_commit(text, written.commit, link=link)
 

@@ -132,7 +132,10 @@ def approve_change(change_id: str) -> Page:
         written = context.svc().review.approve(context.user(), change_id)
     except BridgeError as exc:
         return _decision_failed(change_id, exc)
-    flash_commit(f"Approved “{written.change.subject}” by {written.change.author}", written.commit)
+    flash_commit(
+        f"You approved “{written.change.subject}” (proposed by {written.change.author})",
+        written.commit,
+    )
     return redirect(url_for(".changes"))
 
 
