@@ -60,6 +60,25 @@ def test_the_image_field_offers_pushed_images_and_a_picked_one_deploys(
     page.select_option("select[name=group]", "demo")
     expect(page.locator("#image-choices option")).to_have_count(2)
 
+    # the group's recent images show without focusing the field, with age and size; a click
+    # fills the field in
+    recent = page.get_by_test_id("recent-images")
+    expect(recent).to_be_visible()
+    expect(recent.locator("li")).to_have_count(1)
+    expect(recent.locator("li").first).to_contain_text("registry:5000/demo/web:1.1")
+    expect(recent.locator("li").first).to_contain_text(
+        re.compile(r"built \S.* · [\d.]+ ?(B|Ki|Mi)")
+    )
+    recent.get_by_role("button", name="registry:5000/demo/web:1.1").click()
+    expect(image).to_have_value("registry:5000/demo/web:1.1")
+    image.fill("")
+    page.select_option("select[name=group]", "team-a")  # fetched: the same words
+    expect(recent.locator("li").first).to_contain_text(
+        re.compile(r"registry:5000/team-a/api:3\.0 built (\d+ \w+ ago|just now) · ")
+    )
+    page.select_option("select[name=group]", "demo")
+    expect(recent.locator("li").first).to_contain_text("registry:5000/demo/web:1.1")
+
     # pick the newest suggestion: Chromium's suggestion popup is native UI that Playwright
     # cannot click, so put the option's value in the field as choosing it does
     page.fill("input[name=name]", "web")

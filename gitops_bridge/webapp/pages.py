@@ -72,7 +72,7 @@ def _isotime(timestamp: int) -> str:
 
 
 @bp.app_template_filter("ago")
-def _ago(timestamp: int) -> str:
+def ago(timestamp: int) -> str:
     seconds = int(datetime.now(UTC).timestamp()) - timestamp
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds >= size:

@@ -24,6 +24,7 @@ from gitops_bridge.webapp import context, listing_pages, storage_pages, views
 from gitops_bridge.webapp.pages import (
     Action,
     Page,
+    ago,
     bp,
     flash_link,
     flash_written,
@@ -449,6 +450,20 @@ def _form_page(
     )
 
 
+RECENT_IMAGES = 5
+
+
+def _age(created: str | None) -> str:
+    """How long ago an image was built ("" when its config says nothing)."""
+    if not created:
+        return ""
+    try:
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return ago(int(moment.timestamp()))
+
+
 def _image_choices(group: str) -> dict[str, Any] | None:
     """The image picker: the group's images in the registry, newest tag first; a note instead
     when the registry does not answer (the form works without it); None without a registry."""
@@ -460,6 +475,7 @@ def _image_choices(group: str) -> dict[str, Any] | None:
         "host": host,
         "source": url_for("api.list_group_images", group="GROUP"),
         "options": [],
+        "recent": [],
         "note": "",
         "detail": "",
     }
@@ -475,6 +491,16 @@ def _image_choices(group: str) -> dict[str, Any] | None:
         for index, tag in enumerate(repo.tags[:MAX_TAGS]):
             value = svc.registry.reference(repo.name, tag)
             picker["options"].append({"value": value, "label": "newest" if index == 0 else ""})
+    # shown without focusing the field: the newest image of each repository, newest first
+    newest = sorted(found, key=lambda repo: repo.newest.created or "", reverse=True)
+    picker["recent"] = [
+        {
+            "reference": repo.newest.reference,
+            "created": _age(repo.newest.created),
+            "size": repo.newest.size,
+        }
+        for repo in newest[:RECENT_IMAGES]
+    ]
     if not found:
         prefix = context.settings().registry.prefix(group)
         picker["note"] = f"No images under {host}/{prefix} yet."
