@@ -7,7 +7,6 @@ rather than merged, so reverting an old change does not conflict with later ones
 
 from __future__ import annotations
 
-import base64
 import difflib
 from dataclasses import dataclass
 from typing import Any
@@ -438,14 +437,9 @@ def values_three_way(
         return None
     template = opened["ours"] or opened["theirs"]
     assert template is not None
-    document = dict(template.document)
-    document.pop("stringData", None)
-    document["data"] = {
-        key: base64.b64encode(value.encode()).decode() for key, value in merged.items()
-    }
     return secretfiles.encrypted(
         path,
-        document,
+        secretfiles.with_values(template.document, merged),
         sops.recipients_of(yamlio.load(ours))
         if ours is not None
         else svc.secrets.platform_recipients(),

@@ -139,8 +139,7 @@ class Monitor:
     def volume_status(self, volume: Volume) -> dict[str, Any] | None:
         """The claim as the cluster has it: phase and capacity (None: no reading of it)."""
         reading = self.poller.state.reading if self.poller is not None else None
-        claims = getattr(reading, "claims", None) if reading is not None else None
-        claim = (claims or {}).get((volume.namespace, volume.name))
+        claim = reading.claims.get((volume.namespace, volume.name)) if reading else None
         if claim is None:
             return None
         status = claim.get("status") or {}

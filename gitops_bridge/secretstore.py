@@ -9,7 +9,6 @@ holds one: entries read back say ``secret: true`` and when which key was set, by
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -19,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from gitops_bridge import sops
 from gitops_bridge.cache import Bounded
@@ -307,18 +305,13 @@ class SecretStore:
         same = set(sops.recipients_of(document)) == set(recipients)
         opened = self.open(data, path)
         if frp and token:
-            content = _with_value(opened.document, self.settings.frp.token_key, token)
+            values = {**files.values_of(opened), self.settings.frp.token_key: token}
+            content = files.with_values(opened.document, values)
         else:
             content = opened.document
         if same and not force and content == opened.document:
             return None
         return files.encrypted(path, content, recipients, previous=None, kept=None, now=_now())
-
-
-def _with_value(document: dict[str, Any], key: str, value: str) -> dict[str, Any]:
-    data = dict(document.get("data") or {})
-    data[key] = base64.b64encode(value.encode()).decode()
-    return {**document, "data": data}
 
 
 def _stripped(deployment: Deployment) -> Deployment:

@@ -267,7 +267,7 @@ class Service:
         for group in sorted(state.groups.values(), key=lambda g: g.name):
             if not user.member_of(group.name, group.members):
                 continue
-            used, note = self._storage(group.name) if storage else (None, "")
+            used, note = self.image_storage(group.name) if storage else (None, "")
             views.append(
                 GroupView(
                     group=group,
@@ -283,7 +283,9 @@ class Service:
             )
         return views
 
-    def _storage(self, group: str) -> tuple[int | None, str]:
+    def image_storage(self, group: str) -> tuple[int | None, str]:
+        """Bytes of the group's registry images (shared blobs once); None with a note when the
+        registry does not answer, None alone when there is none."""
         if self.registry is None:
             return None, ""
         try:
@@ -867,7 +869,7 @@ class Service:
         own = f"{registry_settings.host}/{registry_settings.prefix(group.name)}"
         if not deployment.spec.image.startswith(own):
             return
-        images, _ = self._storage(group.name)
+        images, _ = self.image_storage(group.name)
         over = mounts.over_quota(
             group, volumes=mounts.volume_bytes(state.volumes_in(group.name)), images=images
         )

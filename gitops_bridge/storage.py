@@ -78,7 +78,7 @@ def _member_state(svc: Service, user: User, group: str) -> tuple[State, Group]:
 
 def summary(svc: Service, user: User, group: str) -> Summary:
     state, record = _member_state(svc, user, group)
-    images, note = svc._storage(group)
+    images, note = svc.image_storage(group)
     return Summary(
         group=group,
         quota=int(quantity.parse(record.quota.storage).value),
@@ -369,7 +369,7 @@ def _volume(spec: VolumeSpec) -> Volume:
 def _check_storage(
     svc: Service, state: State, record: Group, *, before: list[Volume], after: list[Volume]
 ) -> None:
-    images, _ = svc._storage(record.name) if svc.registry is not None else (0, "")
+    images, _ = svc.image_storage(record.name) if svc.registry is not None else (0, "")
     mounts.check_storage(
         record,
         volumes_before=mounts.volume_bytes(before),

@@ -37,13 +37,22 @@ def secret_name(name: str) -> str:
 
 
 def _secret(name: str, namespace: str, labels: dict[str, str], data: Mapping[str, str]) -> Any:
-    return {
+    document = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "type": "Opaque",
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
+    return with_values(document, data)
+
+
+def with_values(document: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """The Secret holding exactly ``values`` (in ``data``, base64; no ``stringData``)."""
+    found = {key: value for key, value in document.items() if key != "stringData"}
+    found["data"] = {
+        key: base64.b64encode(value.encode()).decode() for key, value in values.items()
+    }
+    return found
 
 
 def values_of(opened: sops.Opened) -> dict[str, str]:
