@@ -441,6 +441,7 @@ MATRIX: dict[str, list[Entry]] = {
     ],
     "ui.deployment_history": [Entry("GET", f"{WEB}/history", members(200, ui=True))],
     "ui.deployment_logs": [Entry("GET", f"{WEB}/logs", members(200, ui=True))],
+    "ui.deployment_page": [Entry("GET", WEB, members(200, ui=True))],
     "ui.confirm_restart": [Entry("GET", f"{WEB}/restart", members(200, ui=True))],
     "ui.confirm_close": [Entry("GET", "/changes/{change}/close", members(200, ui=True))],
     "ui.restart_deployment": [Entry("POST", f"{WEB}/restart", members(302, ui=True), form={})],

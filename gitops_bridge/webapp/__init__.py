@@ -10,6 +10,7 @@ from gitops_bridge import assets, config, metrics, runtime
 from gitops_bridge.webapp import (  # noqa: F401
     api,
     auth,
+    detail,
     errors,
     figures,
     forgery,
