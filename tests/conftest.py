@@ -17,6 +17,7 @@ from flask import Flask
 
 from gitops_bridge import tools
 from tests.apputil import make_app
+from tests.e2eutil import stack  # noqa: F401 (a fixture: the browser end-to-end stack)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
