@@ -17,7 +17,7 @@ from gitops_bridge.errors import Conflict, InvalidRequest, NotFound
 from gitops_bridge.gitrepo import FileChange, LogEntry, Snapshot
 from gitops_bridge.identity import User
 from gitops_bridge.models import Deployment
-from gitops_bridge.render import layout, tenancy, yamlio
+from gitops_bridge.render import digest, layout, tenancy, yamlio
 from gitops_bridge.render import secrets as secretfiles
 from gitops_bridge.service import (
     TRAILER_ACTION,
@@ -139,6 +139,7 @@ def page(
     changes = svc.repo.file_log(path, commit=start, limit=limit + 1)
     more, changes = len(changes) > limit, changes[:limit]
     texts = svc.repo.diffs([change.entry.sha for change in changes], path) if diffs else {}
+    texts = {sha: digest.hide(text) for sha, text in texts.items()}  # bookkeeping, not a change
     versions = [_version(svc, change, texts.get(change.entry.sha, "")) for change in changes]
     if not more:
         return Page(versions=versions, next=None)
@@ -346,7 +347,7 @@ def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
         fromfile=f"a/{path}" if old is not None else "/dev/null",
         tofile=f"b/{path}" if new is not None else "/dev/null",
     )
-    return "".join(lines)
+    return digest.hide("".join(lines))
 
 
 def three_way(

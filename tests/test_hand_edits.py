@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gitops_bridge import config, models, render
-from gitops_bridge.render import yamlio
+from gitops_bridge.render import digest, yamlio
 from tests.apputil import TEAM_A, as_user, create_group, deploy, make_app, web
 from tests.bridgeutil import KS, Bridge, edit_by_hand, ready
 from tests.gitutil import files, git, head, show
@@ -85,8 +85,11 @@ def test_hand_edits_survive_the_bridges_writes_and_repeats_make_no_commit(
     assert text.startswith(yamlio.HEADER)
     release = yamlio.load(text)
     assert release["spec"]["values"]["replicas"] == 3
-    # only the replicas line changed: the person's work, and its layout, are untouched
+    # only the replicas line changed (and the digest of the settings, which is not shown as
+    # a change): the person's work, and its layout, are untouched
     diff = git(remote, "diff", "--unified=0", "main~1", "main", "--", path)
+    assert any(line.startswith("+    specDigest: ") for line in diff.splitlines()), diff
+    diff = digest.hide(diff)
     assert [
         line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"
     ] == [

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge import models, render
-from gitops_bridge.render import tenancy, yamlio
+from gitops_bridge.render import digest, tenancy, yamlio
 from gitops_bridge.service import TRAILER_ACTION, Service
 from tests.apputil import create_group, deploy, make_app
 from tests.gitutil import git, head
@@ -142,7 +142,9 @@ def reference(long: Long, commit: str) -> dict[str, Any]:
         "action": trailers.get(TRAILER_ACTION, ""),
         "summary": summary,
         "exists": new is not None or bool(problem),
-        "diff": diff.stdout.strip("\n"),
+        "live": False,  # no cluster: nothing runs
+        # as git shows it, without the settings digest (tests/test_running.py proves hide)
+        "diff": digest.hide(diff.stdout.strip("\n")),
     }
 
 

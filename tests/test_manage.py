@@ -78,6 +78,8 @@ def test_restart_changes_only_the_restart_annotation(client: FlaskClient, remote
     after = release(remote, name)
     stamp = after["spec"]["values"].pop("restartedAt")
     assert stamp.endswith("Z") and response.json["restartedAt"] == stamp
+    # and the digest of the values, which follows them (render.digest)
+    assert after["spec"]["values"].pop("specDigest") != before["spec"]["values"].pop("specDigest")
     assert after == before
     assert last_commit(remote) == f"alice|Restart {name}"
 

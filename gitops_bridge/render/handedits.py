@@ -9,7 +9,8 @@ someone undid the tuning. The rules, per field of the rendered HelmRelease:
 - **owned** (identity, the bridge's labels and annotations, release name, service account,
   chart source, and the values the bridge models: image, replicas, port, env, expose,
   requests and limits, frpc, restartedAt, command, args, autoscaling, the type and path of
-  the probes): the bridge's value, always; when it stops rendering one (health checks,
+  the probes, and ``specDigest``, the digest of those values: ``render.digest``): the
+  bridge's value, always; when it stops rendering one (health checks,
   command or autoscaling turned off), the file loses it too. These are the
   request itself or what the platform depends on (limits are 2x the requests, which is
   what the ResourceQuota's limits.* are sized for: a larger limit by hand would have the

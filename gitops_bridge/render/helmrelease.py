@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from gitops_bridge import quantity
 from gitops_bridge.config import Settings
 from gitops_bridge.models import Deployment, DeploymentSpec, SecretChange
-from gitops_bridge.render import handedits, layout
+from gitops_bridge.render import digest, handedits, layout
 from gitops_bridge.render.manifest import Manifest
 from gitops_bridge.render.tenant import LIMIT_FACTOR
 from gitops_bridge.render.yamlio import dump
@@ -96,6 +96,8 @@ def values(deployment: Deployment, *, settings: Settings) -> dict[str, Any]:
                 },
             },
         }
+    # last: which settings these are, for the Deployment's annotation (render.digest)
+    result[digest.KEY] = digest.of(result)
     return result
 
 
