@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gitops_bridge import quantity
-from gitops_bridge.errors import QuotaExceeded
+from gitops_bridge import quantity, units
+from gitops_bridge.errors import FieldProblem, QuotaExceeded
 from gitops_bridge.models import Deployment, DeploymentSpec, Group
 from gitops_bridge.quantity import Quantity
 
@@ -196,15 +196,18 @@ def _check(
     limit_memory = quantity.parse(group.quota.memory)
     delta = total - used
     problems = []
+    over: list[str] = []  # the resources refused, for ``_fixes``
     grows = False  # a refused resource is one the change increases
     if total.cpu > limit_cpu and (total.cpu > used.cpu or replacing):
         grows = grows or total.cpu > used.cpu
+        over.append("cpu")
         requested = f", requested {_delta_cpu(delta.cpu)}" if delta.cpu.value else ""
         problems.append(
             f"cpu: used {used.cpu.format_cpu()}{requested}, allowed {limit_cpu.format_cpu()}"
         )
     if total.memory > limit_memory and (total.memory > used.memory or replacing):
         grows = grows or total.memory > used.memory
+        over.append("memory")
         requested = f", requested {delta.memory.human_memory()}" if delta.memory.value else ""
         problems.append(
             f"memory: used {used.memory.human_memory()}{requested}, "
@@ -212,12 +215,14 @@ def _check(
         )
     if total.deployments > group.quota.deployments and total.deployments > used.deployments:
         grows = True
+        over.append("deployments")
         problems.append(
             f"deployments: used {used.deployments}, requested {delta.deployments}, "
             f"allowed {group.quota.deployments}"
         )
     if not problems:
         return total
+    fixes = _fixes(group, over, total=total, used=used, explain=explain, sidecar=sidecar)
     explanation = ""
     if grows and explain is not None and explain.spec.replicas:
         spec = explain.spec
@@ -246,8 +251,107 @@ def _check(
         + "; ".join(problems)
         + explanation
         + f"; to make room, scale down or stop a deployment of {group.name}, "
-        "or ask a platform admin to raise the quota"
+        "or ask a platform admin to raise the quota",
+        problems=fixes,
     )
+
+
+def _fixes(
+    group: Group,
+    over: list[str],
+    *,
+    total: Usage,
+    used: Usage,
+    explain: Deployment | None,
+    sidecar: Sidecar,
+) -> list[FieldProblem]:
+    """The refusal of one deployment's change for people, at the field that can fix it: a
+    form shows each next to its input (replicas, CPU or memory per pod, the group for the
+    deployment count), in rounded units. A change of several deployments (a replayed
+    commit) has no form field: none."""
+    if explain is None:
+        return []
+    fixes = []
+    mine = occupies(explain, sidecar=sidecar)
+    others = total - mine
+    per_pod = pod_requests(explain.spec, sidecar=sidecar)
+    for kind, what, limit in (
+        ("cpu", "CPU", quantity.parse(group.quota.cpu)),
+        ("memory", "memory", quantity.parse(group.quota.memory)),
+    ):
+        if kind not in over:
+            continue
+        fixes.append(
+            _fix(
+                explain,
+                kind=kind,
+                what=what,
+                limit=limit,
+                mine=getattr(mine, kind),
+                others=getattr(others, kind),
+                per_pod=per_pod[0] if kind == "cpu" else per_pod[1],
+            )
+        )
+    if "deployments" in over:
+        fixes.append(
+            FieldProblem(
+                "group",
+                f"Group {group.name} has {units.count(used.deployments, 'deployment')}, as "
+                "many as its quota allows: delete one, or ask a platform admin to raise the "
+                "quota.",
+            )
+        )
+    return fixes
+
+
+def _fix(
+    deployment: Deployment,
+    *,
+    kind: str,
+    what: str,
+    limit: Quantity,
+    mine: Quantity,
+    others: Quantity,
+    per_pod: Quantity,
+) -> FieldProblem:
+    """One resource over the quota: what the deployment needs, what the group has and
+    what its other deployments use, and which field lowers it. Replicas (or the autoscaling
+    maximum) when one replica would fit, the request per pod when not; nothing of this
+    deployment when the others fill the quota alone."""
+
+    def human(value: Quantity) -> str:
+        return value.human_cpu() if kind == "cpu" else value.human_memory()
+
+    spec = deployment.spec
+    extra = surge(deployment)
+    has = f"the group has {human(limit)}, {human(others) if others.value else 'none'} in use"
+    per = f"{what} per pod"
+    if others >= limit or not spec.replicas:
+        return FieldProblem(
+            "",
+            f"The other deployments of group {deployment.group} use {human(others)} of its "
+            f"{human(limit)} of {what}: scale one of them down or stop it, or ask a platform "
+            "admin to raise the quota.",
+        )
+    pods = spec.most_replicas + extra
+    most = (
+        f"up to {units.count(spec.most_replicas, 'autoscaled replica')}"
+        if spec.autoscaling is not None
+        else units.count(spec.replicas, "replica")
+    )
+    counted = f"{most} + {extra} rolling-update pod" if extra else most
+    sidecar = ", frpc sidecar included" if spec.expose else ""
+    each = f"{units.count(pods, 'pod')} of {human(per_pod)} each{sidecar}: {counted}"
+    needs = f"This needs {human(mine)} of {what} ({each})"
+    if others + per_pod * (1 + extra) > limit:
+        return FieldProblem(
+            f"resources.{kind}",
+            f"{needs}; {has}: even 1 replica does not fit — lower the {per}, or ask a "
+            "platform admin to raise the quota.",
+        )
+    if spec.autoscaling is not None:
+        return FieldProblem("autoscaling.max", f"{needs}; {has} — lower the max pods or the {per}.")
+    return FieldProblem("replicas", f"{needs}; {has} — lower the replicas or the {per}.")
 
 
 def _replacement(before: Deployment | None, after: Deployment, *, sidecar: Sidecar) -> str:

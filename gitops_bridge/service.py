@@ -15,7 +15,7 @@ import string
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,9 @@ STATES = 8  # states of recent commits kept (the newest is what most requests re
 # start reads what changed since), and storing 20,000 deployments takes the interpreter
 # for ~0.5 s
 STORE_EVERY = 1800.0
+# the fields that size a deployment against the quota: a request refused for others is
+# checked against the quota too (``Service._and_quota``)
+SIZING = frozenset({"replicas", "resources", "expose", "autoscaling", "volumes"})
 
 
 log = logging.getLogger(__name__)
@@ -368,15 +371,25 @@ class Service:
         def build(snapshot: Snapshot) -> render.Change:
             state = self.state(snapshot)
             if group.name in state.groups:
-                raise Conflict(f"name: group {group.name!r} exists already")
+                raise Conflict(
+                    f"name: group {group.name!r} exists already",
+                    problems=[
+                        FieldProblem(
+                            "name", f"Group {group.name!r} exists already: pick another name."
+                        )
+                    ],
+                )
             folder = layout.group_dir(group.name)
             if snapshot.folder(group.name):  # e.g. its namespace.yaml cannot be read
                 why = state.unreadable.get(f"{folder}/namespace.yaml")
-                raise Conflict(
-                    f"name: the folder {folder}/ exists already"
+                taken = (
+                    f"the folder {folder}/ exists already"
                     + (f" ({folder}/namespace.yaml: {why})" if why else "")
                     + ": creating the group again would take over its deployments and drop "
                     "its files from the platform; fix or remove the folder in Git first"
+                )
+                raise Conflict(
+                    f"name: {taken}", problems=[FieldProblem("name", f"The {taken[4:]}.")]
                 )
             files, index, _ = self._platform(snapshot, group)
             writes = [*files, index]
@@ -574,7 +587,10 @@ class Service:
     def create_deployment(
         self, user: User, group_name: str, data: object, *, key: str | None = None
     ) -> Written:
-        spec = models.parse_deployment(data, limits=self.settings.limits)
+        try:
+            spec = models.parse_deployment(data, limits=self.settings.limits)
+        except InvalidRequest as exc:
+            raise self._and_quota(exc, user, group_name, data, None) from None
 
         def plan(snapshot: Snapshot, state: State) -> Plan:
             return self._plan_create(snapshot, state, user, group_name, spec)
@@ -602,7 +618,10 @@ class Service:
                 [FieldProblem(f, "cannot be changed; deploy a new one instead") for f in fixed]
             )
         current = self.deployment(user, name)
-        models.merge_patch(current.spec, patch, limits=self.settings.limits)  # fail fast
+        try:
+            models.merge_patch(current.spec, patch, limits=self.settings.limits)  # fail fast
+        except InvalidRequest as exc:
+            raise self._and_quota(exc, user, current.group, patch, current) from None
 
         def plan(snapshot: Snapshot, state: State) -> Plan:
             before = self._existing(state, name)
@@ -613,6 +632,48 @@ class Service:
         return self.write(
             user, group=current.group, action="update", plan=plan, key=key, body=patch, target=name
         )
+
+    def _and_quota(
+        self,
+        refused: InvalidRequest,
+        user: User,
+        group_name: str,
+        data: object,
+        before: Deployment | None,
+    ) -> InvalidRequest:
+        """A refused body may not fit the quota either: say both at once, so a form shows
+        every problem at its field in one round. The quota is checked (on the main known
+        now, nothing written) when the fields that size the deployment are valid; the
+        others keep their current value, or a stand-in for a new deployment's name and
+        image. Anything else in the way: the refusal as it was."""
+        fields = {p.field.split(".")[0].split("[")[0] for p in refused.problems}
+        if not isinstance(data, Mapping) or fields & SIZING or "" in fields:
+            return refused
+        kept = {key: value for key, value in data.items() if key not in fields}
+        relaxed = self.settings.limits.model_copy(update={"allowed_registries": []})
+        try:
+            state = self.fresh_state(group=group_name)
+            group = self.member_group(state, user, group_name)
+            if before is None:
+                stand_in = {"name": "sizing", "image": "registry.invalid/sizing:1"}
+                spec = models.parse_deployment(stand_in | kept, limits=relaxed)
+                after = Deployment(group=group_name, id=self.new_id(), spec=spec)
+            else:
+                spec = models.merge_patch(before.spec, kept, limits=relaxed)
+                after = before.model_copy(update={"spec": spec})
+            quota.check(
+                group,
+                current=state.in_group(group_name),
+                used=state.usage(group_name),
+                before=before,
+                after=self.with_volumes(state, after),
+                sidecar=self.sidecar,
+            )
+        except QuotaExceeded as exc:
+            return InvalidRequest.of([*refused.problems, *exc.problems])
+        except BridgeError:
+            return refused
+        return refused
 
     def scale(self, user: User, name: str, replicas: object, *, key: str | None = None) -> Written:
         return self.update_deployment(user, name, {"replicas": replicas}, key=key)
@@ -889,8 +950,12 @@ class Service:
     def check_name_free(self, state: State, group: str, app: str, *, but: str = "") -> None:
         for existing in state.in_group(group):
             if existing.app == app and existing.name != but:
+                taken = f"a deployment named {app!r} exists in group {group} ({existing.name})"
                 raise Conflict(
-                    f"name: a deployment named {app!r} exists in group {group} ({existing.name})"
+                    f"name: {taken}",
+                    problems=[
+                        FieldProblem("name", f"{taken[0].upper()}{taken[1:]}: pick another name.")
+                    ],
                 )
 
     def _unique_id(self, state: State) -> str:

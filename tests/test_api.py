@@ -110,6 +110,22 @@ def test_quota_rejection_says_used_requested_allowed(client: FlaskClient, remote
     message = response.json["message"]
     assert "cpu: used 400m, requested 2200m, allowed 2" in message
     assert "10 replicas + 1 rolling-update pod" in message
+    # the problems say it for people, at the field that can fix it
+    assert response.json["problems"] == [
+        {
+            "field": "replicas",
+            "message": "This needs 2.2 cores of CPU (11 pods of 200m each: 10 replicas + 1 "
+            "rolling-update pod); the group has 2 cores, 400m in use — lower the replicas or "
+            "the CPU per pod.",
+        }
+    ]
+    # a body refused for another field is checked against the quota too: both at once
+    both = client.post(
+        "/api/v1/groups/team-a/deployments",
+        json=web("api", replicas=10, resources={"cpu": "200m"}, env=[{"name": "", "value": "x"}]),
+    )
+    assert both.status_code == 422 and both.json["error"] == "InvalidRequest"
+    assert [p["field"] for p in both.json["problems"]] == ["env[0].name", "replicas"]
     assert head(remote) == before
 
 
@@ -140,6 +156,7 @@ def test_membership_and_existence_rules(client: FlaskClient, remote: Path) -> No
     assert client.get("/api/v1/deployments/web-zzzzzz").status_code == 404
     duplicate = client.post("/api/v1/groups/team-a/deployments", json=web())
     assert duplicate.status_code == 409 and "exists in group team-a" in duplicate.json["message"]
+    assert [p["field"] for p in duplicate.json["problems"]] == ["name"]  # a form shows it there
     name = by_idp_group.json["name"]
     hidden = client.get(f"/api/v1/deployments/{name}", headers=as_user("mallory"))
     assert hidden.status_code == 404 and hidden.json["message"] == f"deployment {name!r} not found"

@@ -167,7 +167,7 @@ def test_a_secret_typed_into_the_form_is_shown_masked_and_kept_when_left_empty(
 
     assert click_and_land(alice, alice.get_by_role("button", name="Deploy")) == 422
     expect(alice.locator(".field-error[data-field=replicas]")).to_have_text(
-        "replicas: must be 0..20, got 50"
+        "Must be 0..20, got 50."
     )
     # plain values and references come back; the secret does not, and the row says so
     expect(row(alice, 0).get_by_label("variable value", exact=True)).to_have_value("hello")

@@ -117,7 +117,7 @@ def test_a_member_manages_volumes_and_images_in_the_storage_tab(
         alice.get_by_role("button", name="Deploy").click()
     assert nav.value is not None and nav.value.status == 422
     expect(alice.locator(".field-error[data-field=replicas]")).to_contain_text(
-        "replicas: must be 0 or 1: volume 'data' is ReadWriteOnce"
+        "Must be 0 or 1: volume 'data' is ReadWriteOnce"
     )
     expect(
         alice.get_by_test_id("mount-row").first.get_by_label("volume", exact=True)

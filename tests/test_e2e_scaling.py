@@ -279,10 +279,10 @@ def test_the_form_names_the_field_that_is_wrong(stack: Stack) -> None:
     response = stack.client.post("/deployments/new", data=bad, headers=ALICE)
     assert response.status_code == 422
     text = response.get_data(as_text=True)
-    assert "command: cannot be split into words like a shell line (No closing quotation)" in text
+    assert "Cannot be split into words like a shell line (No closing quotation)" in text
     assert 'value="sh -c &#39;unclosed"' in text  # shown again as typed
     fixed = bad | {"command": "sh -c 'closed'"}
     response = stack.client.post("/deployments/new", data=fixed, headers=ALICE)
     text = response.get_data(as_text=True)
-    assert "autoscaling.max: must be &gt;= autoscaling.min (3), got 2" in text
-    assert "health.path: must be a URL path starting with" in text
+    assert "Must be &gt;= Min pods (3), got 2." in text  # at Max pods, the field named
+    assert "Must be a URL path starting with" in text

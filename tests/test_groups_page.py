@@ -51,7 +51,12 @@ def test_admin_edits_a_group_through_the_form(tmp_path: Path) -> None:
     before = head(remote)
     refused = client.post("/groups/team-a/edit", data=form(csrf_token=token, deployments="many"))
     assert refused.status_code == 422
-    assert "quota.deployments: must be a whole number" in refused.get_data(as_text=True)
+    shown = refused.get_data(as_text=True)  # at the group's Deployments field
+    assert 'aria-invalid="true" aria-describedby="e-team-a-deployments-error"' in shown
+    assert (
+        'id="e-team-a-deployments-error" data-field="quota.deployments">Must be a whole number'
+        in shown
+    )
     no_token = client.post("/groups/team-a/edit", data=form())
     assert no_token.status_code == 403
     assert head(remote) == before
@@ -83,9 +88,9 @@ def test_the_create_form_offers_review_mode_admins_and_the_default_quota(tmp_pat
     client = make_app(tmp_path / "data").test_client()
     remote = tmp_path / "data" / "remote.git"
     created = _create_form(client.get("/groups").get_data(as_text=True))
-    assert '<input name="admins"' in created and '<select name="review">' in created
+    assert '<input name="admins"' in created and '<select name="review" id="g-review">' in created
     for name, value in (("cpu", "10"), ("memory", "20Gi"), ("storage", "50Gi")):
-        assert f'<input name="{name}" value="{value}">' in created  # the specification's
+        assert f'<input name="{name}" value="{value}" id="g-{name}">' in created  # the spec's
     assert 'name="deployments" type="number" min="0" value="10"' in created
     assert "default: direct commits</option>" in created
 
@@ -111,7 +116,7 @@ def test_a_configured_default_quota_fills_the_create_form(tmp_path: Path) -> Non
     client = make_app(tmp_path / "data", default_quota={"cpu": "4", "memory": "8Gi"}).test_client()
     created = _create_form(client.get("/groups").get_data(as_text=True))
     for name, value in (("cpu", "4"), ("memory", "8Gi"), ("storage", "50Gi")):
-        assert f'<input name="{name}" value="{value}">' in created
+        assert f'<input name="{name}" value="{value}" id="g-{name}">' in created
     refused = client.post("/groups", data=form(csrf_token=csrf(client), name="team-y", admins="-x"))
     assert refused.status_code == 422
     again = _create_form(refused.get_data(as_text=True))

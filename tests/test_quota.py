@@ -279,3 +279,72 @@ def test_check_states_applies_the_same_rule() -> None:
         quota.check_states(LOWERED, before=OVER, after=[restarted, OVER_API], sidecar=SIDECAR)
     shrunk = changed(OVER_WEB, replicas=1)
     quota.check_states(LOWERED, before=OVER, after=[shrunk, OVER_API], sidecar=SIDECAR)
+
+
+# --- for people, at the field that can fix it -------------------------------------------------
+
+
+def refusal(g: Group, current: list[Deployment], before: Any, after: Any) -> list[Any]:
+    with pytest.raises(QuotaExceeded) as excinfo:
+        check(g, current, before, after)
+    return [(p.field, p.message) for p in excinfo.value.problems]
+
+
+def test_a_refusal_is_said_at_the_replicas_in_rounded_units() -> None:
+    web = deployment(replicas=3)  # 4 x 100m = 400m in use
+    api = deployment(id="def456", name="api", replicas=10, resources=Resources(cpu="200m"))
+    assert refusal(group(), [web], None, api) == [
+        (
+            "replicas",
+            "This needs 2.2 cores of CPU (11 pods of 200m each: 10 replicas + 1 rolling-update "
+            "pod); the group has 2 cores, 400m in use — lower the replicas or the CPU per pod.",
+        )
+    ]
+    # memory the same way, with the frpc sidecar counted in each pod
+    big = deployment(id="ghi789", name="big", replicas=5, expose=True)
+    assert refusal(group(memory="1Gi", cpu="8"), [web], None, big) == [
+        (
+            "replicas",
+            "This needs 960Mi of memory (6 pods of 160Mi each, frpc sidecar included: 5 replicas "
+            "+ 1 rolling-update pod); the group has 1Gi, 512Mi in use — lower the replicas or "
+            "the memory per pod.",
+        )
+    ]
+
+
+def test_a_pod_too_big_for_the_group_is_said_at_its_request() -> None:
+    huge = deployment(replicas=1, resources=Resources(cpu="1500m"))  # 2 pods x 1.5 > 2
+    ((field, message),) = refusal(group(), [], None, huge)
+    assert field == "resources.cpu"
+    assert message.startswith("This needs 3 cores of CPU (2 pods of 1.5 cores each: 1 replica")
+    assert "even 1 replica does not fit — lower the CPU per pod" in message
+
+
+def test_autoscaling_is_said_at_its_maximum_and_the_count_at_the_group() -> None:
+    web = deployment(autoscaling=Autoscaling(min=1, max=3))
+    wider = changed(web, autoscaling=Autoscaling(min=1, max=9))
+    ((field, message),) = refusal(group(cpu="800m"), [web], web, wider)
+    assert field == "autoscaling.max" and "up to 9 autoscaled replicas + 1" in message
+    assert message.endswith("none in use — lower the max pods or the CPU per pod.")
+    new = deployment(id="ghi789", name="new", replicas=0)
+    assert refusal(group(deployments=2), OVER, None, new) == [
+        (
+            "group",
+            "Group team-a has 2 deployments, as many as its quota allows: delete one, or ask a "
+            "platform admin to raise the quota.",
+        )
+    ]
+
+
+def test_a_group_the_others_fill_and_a_replayed_commit_name_no_field() -> None:
+    # web alone (400m) is over a quota lowered to 300m: nothing of api can make room
+    restarted = changed(OVER_API, restarted_at="now")
+    ((field, message),) = refusal(group(cpu="300m"), OVER, OVER_API, restarted)
+    assert (field, message) == (
+        "",
+        "The other deployments of group team-a use 400m of its 300m of CPU: scale one of them "
+        "down or stop it, or ask a platform admin to raise the quota.",
+    )
+    with pytest.raises(QuotaExceeded) as excinfo:
+        quota.check_states(LOWERED, before=OVER, after=[restarted, OVER_WEB], sidecar=SIDECAR)
+    assert excinfo.value.problems == ()

@@ -362,8 +362,8 @@ def test_the_deployment_form_mounts_volumes_and_the_card_lists_them(
     page = Page(alice.post("/deployments/new", deployment() | mounts))
     assert page.status == 422
     assert page.errors() == [
-        "volumes[1].path: must be an absolute path other than / (no '..' segment, no ':'; max "
-        "1024), got 'docs'"
+        "Row 2 mount path: must be an absolute path other than / (no '..' segment, no ':'; max "
+        "1024), got 'docs'."
     ]
     rows = page.text.split('data-testid="mount-row"')[1:]
     assert len(rows) == 2  # the empty third row is dropped
@@ -374,14 +374,14 @@ def test_the_deployment_form_mounts_volumes_and_the_card_lists_them(
     page = Page(alice.post("/deployments/new", deployment(replicas="2") | mounts | fixed))
     assert page.status == 422
     assert page.errors() == [
-        "replicas: must be 0 or 1: volume 'data' is ReadWriteOnce (one pod mounts it); put the "
-        "data on a ReadWriteMany class for more replicas"
+        "Must be 0 or 1: volume 'data' is ReadWriteOnce (one pod mounts it); put the "
+        "data on a ReadWriteMany class for more replicas."
     ]
     assert 'data-field="replicas"' in page.text.split('name="replicas"')[1].split("</label>")[0]
     elsewhere = {"mount_volume": ["demo/cache"], "mount_path": ["/cache"], "mount_mode": ["rw"]}
     page = Page(alice.post("/deployments/new", deployment() | elsewhere))
     assert page.errors() == [
-        "volumes[0].volume: demo/cache is a volume of group demo; this deployment is in team-a"
+        "Row 1 volume: demo/cache is a volume of group demo; this deployment is in team-a."
     ]
     assert head(remote) == before
 

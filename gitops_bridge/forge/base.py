@@ -32,6 +32,7 @@ class PullRequest:
     branch: str  # head branch name
     state: PullRequestState  # closed = closed without merge
     merge_commit: str | None = None
+    merged_by: str | None = None  # the forge's user who merged it (its login)
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,12 @@ def require_list(obj: Any, *, forge: str) -> list[Any]:
     if not isinstance(obj, list):
         raise errors.RepoUnavailable(f"{forge}: unexpected response, expected a JSON list")
     return obj
+
+
+def login(obj: Any, key: str) -> str | None:
+    """The login of the user object ``obj[key]`` (GitHub and Gitea alike); None if absent."""
+    value = field(obj, key, "login")
+    return value if isinstance(value, str) and value else None
 
 
 def pr_state(*, state: object, merged: bool) -> PullRequestState:

@@ -93,6 +93,7 @@ class Gitea(common.PullRequestApi):
             branch=common.require_str(data, "head", "ref", forge=self.name),
             state=common.pr_state(state=common.field(data, "state"), merged=merged),
             merge_commit=sha if merged and isinstance(sha, str) and sha else None,
+            merged_by=common.login(data, "merged_by") if merged else None,
         )
 
 

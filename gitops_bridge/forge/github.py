@@ -98,6 +98,7 @@ class GitHub(common.PullRequestApi):
             state=common.pr_state(state=common.field(data, "state"), merged=merged),
             # Before a merge GitHub fills merge_commit_sha with its *test* merge commit.
             merge_commit=sha if merged and isinstance(sha, str) else None,
+            merged_by=common.login(data, "merged_by") if merged else None,
         )
 
 

@@ -9,6 +9,7 @@ rebuilt on the new main (validation and quota included) a bounded number of time
 """
 
 from gitops_bridge.gitrepo.clone import init_bare, init_worktree
+from gitops_bridge.gitrepo.decisions import DecisionLog, Record, RecordPage
 from gitops_bridge.gitrepo.model import (
     CHANGES_PREFIX,
     Author,
@@ -28,11 +29,14 @@ __all__ = [
     "Author",
     "BranchTip",
     "CommitResult",
+    "DecisionLog",
     "Deletion",
     "FileChange",
     "GitRepo",
     "LastChange",
     "LogEntry",
+    "Record",
+    "RecordPage",
     "Snapshot",
     "blob_id",
     "init_bare",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from gitops_bridge import history
+from gitops_bridge import history, review
 from gitops_bridge.errors import BridgeError
+from gitops_bridge.running import LOOKBACK
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import context
 from gitops_bridge.webapp.pages import Action, Page, bp, flash_commit, run_action
@@ -33,6 +34,8 @@ def _history_page(name: str, *, error: BridgeError | None = None) -> str:
         newest=newest[0] if newest else None,
         older=found.next,
         error=error,
+        running=context.monitor().running_of(name),  # which version the cluster runs
+        lookback=LOOKBACK,
     )
 
 
@@ -97,12 +100,25 @@ def changes() -> str:
     return _changes_page()
 
 
+CHANGES = 50  # change requests a page of Changes
+
+
 def _changes_page(*, error: BridgeError | None = None, failed: str | None = None) -> str:
+    """Open (each with its diff and the decisions) or, ``?view=closed``, closed and merged
+    (who proposed, who decided and when), newest first, ``CHANGES`` a page."""
     reviews = context.svc().review
-    found = reviews.open_changes(context.user()) if reviews is not None else []
+    closed = request.args.get("view") == "closed"
+    after = request.args.get("after") or None
+    states = review.DECIDED if closed else ("open",)
+    found = reviews.page(context.user(), states=states, after=after, limit=CHANGES)
+    view = "closed" if closed else None
     return render_template(
         "changes.html",
-        changes=[(change, reviews.diff(change)) for change in found],
+        view=view or "open",
+        changes=[] if closed else [(change, reviews.diff(change)) for change in found.items],
+        decided=found.items if closed else [],
+        next=url_for(".changes", view=view, after=found.next) if found.next else None,
+        first_page=url_for(".changes", view=view) if after else None,
         error=error,
         failed=failed,
     )

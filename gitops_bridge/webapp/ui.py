@@ -17,10 +17,11 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from gitops_bridge import models, podlogs
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
 from gitops_bridge.models import Deployment, EnvVar, argv_line
 from gitops_bridge.service import Written
-from gitops_bridge.webapp import context, listing_pages, storage_pages, views
+from gitops_bridge.webapp import context, fielderrors, listing_pages, storage_pages, views
 from gitops_bridge.webapp.pages import (
     Action,
     Page,
@@ -96,6 +97,8 @@ def deployment_logs(name: str) -> str:
         pods=pods,
         connected=monitor.connected,
         containers=["app", "frpc"] if deployment.spec.expose else ["app"],
+        all_pods=podlogs.ALL,
+        max_pods=podlogs.MAX_PODS,
     )
 
 
@@ -424,7 +427,6 @@ def _form_page(
     editing: dict[str, Any] | None = None,
     error: BridgeError | None = None,
 ) -> str:
-    errors = {p.field: p.message for p in error.problems} if error else {}
     # secrets stored for the deployment edited: a row of one may be left empty to keep it
     stored: dict[str, Any] = {}
     if editing:
@@ -433,9 +435,10 @@ def _form_page(
             var["name"]: set_by.get(var["name"]) for var in editing["env"] if var.get("secret")
         }
     groups = [] if editing else my_groups()
-    rows = len(form.get("volumes") or []) or 1
-    placed = {f"volumes[{i}].{key}" for i in range(rows) for key in ("volume", "path", "readOnly")}
-    loose = {f: m for f, m in errors.items() if f.startswith("volumes") and f not in placed}
+    env = form.get("env") or [{"kind": "plain"}]  # the rows shown: one empty row at least
+    fe = fielderrors.deployment_form(
+        error, env=env, mounts=len(form.get("volumes") or []) or 1, editing=bool(editing)
+    )
     return render_template(
         "deployment_form.html",
         form=form,
@@ -443,10 +446,9 @@ def _form_page(
         editing=editing,
         stored=stored,
         error=error,
-        errors=errors,
+        fe=fe,
         images=_image_choices(editing["group"] if editing else form["group"]),
         volumes=storage_pages.volume_choices([editing["group"]] if editing else groups),
-        mount_errors=loose,  # the volumes' errors no row shows (more mounts than allowed)
     )
 
 
@@ -568,14 +570,27 @@ def _group_defaults() -> dict[str, Any]:
     return {"quota_defaults": settings.default_quota, "review_default": settings.review.mode}
 
 
-def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """The group form: the typed values (to show again) and the API body."""
+GROUP_FIELDS = ("members", "admins", "cpu", "memory", "storage", "deployments", "review")
+
+
+def _group_body(
+    form: MultiDict[str, str], *, name: str | None = None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The group form: the typed values (to show again) and the API body. A count that is
+    not a number is said together with what the rest of the form breaks (checked with
+    the count left out), so every field's problem shows at once; ``name``: the group
+    edited (its form has no name)."""
     problems: list[FieldProblem] = []
     deployments = int_field(form, "deployments", problems)
-    keys = ("name", "members", "admins", "cpu", "memory", "storage", "review")
-    values = {key: form.get(key, "").strip() for key in keys}
+    values = {key: form.get(key, "").strip() for key in ("name", *GROUP_FIELDS)}
     if problems:
-        raise InvalidRequest.of([FieldProblem(f"quota.{p.field}", p.message) for p in problems])
+        problems = [FieldProblem(f"quota.{p.field}", p.message) for p in problems]
+        _, rest = _group_body(MultiDict({**form.to_dict(), "deployments": "0"}), name=name)
+        try:
+            models.parse_group(rest | {"name": name or values["name"]})
+        except InvalidRequest as exc:
+            problems += [p for p in exc.problems if p.field != "quota.deployments"]
+        raise InvalidRequest.of(problems)
 
     def names(text: str) -> list[str]:
         return [m.strip() for m in text.replace("\n", ",").split(",") if m.strip()]
@@ -597,13 +612,17 @@ def _group_body(form: MultiDict[str, str]) -> tuple[dict[str, str], dict[str, An
 def _groups_page(
     *, form: dict[str, str], error: BridgeError | None = None, failed: str | None = None
 ) -> tuple[str, int]:
+    """The page again with the refusal: at the create form's fields, or at those of the
+    group's edit form (``failed``), which shows what was typed."""
     svc = context.svc()
     page = render_template(
         "groups.html",
         groups=views.groups(svc.groups(context.user(), storage=True), monitor=context.monitor()),
-        form=form,
+        form={} if failed else form,
+        edit_form=form if failed else {},
         error=error,
-        errors={p.field: p.message for p in error.problems} if error else {},
+        create_errors=fielderrors.group_form(error, prefix="g-"),
+        edit_errors=fielderrors.group_form(error, prefix=f"e-{failed}-", editing=True),
         failed=failed,
         **_group_defaults(),
     )
@@ -625,10 +644,11 @@ def create_group() -> Page:
 
 @bp.post("/groups/<name>/edit")
 def update_group(name: str) -> Page:
+    typed = {key: request.form.get(key, "").strip() for key in GROUP_FIELDS}
     try:
-        _, body = _group_body(request.form)
+        _, body = _group_body(request.form, name=name)
         written = context.svc().update_group(context.user(), name, body)
     except BridgeError as exc:
-        return _groups_page(form={}, error=exc, failed=name)
+        return _groups_page(form=typed, error=exc, failed=name)
     flash_written(f"Updated group {name}", written)
     return redirect(url_for(".groups"))
