@@ -4,7 +4,10 @@ A follow stream holds a worker (on its own lane, see ``gitops_bridge.serving``) 
 request to the Kubernetes API for as long as it is open. So:
 
 - at most ``server.max_streams`` are open at once, ``server.max_streams_per_user`` per
-  user; one more answers 429 (retryable, ``Retry-After``) naming the limit;
+  user; one more answers 429 (retryable, ``Retry-After``) naming the limit. The server-wide
+  limit counts requests to the API server: a followed merge of all pods is one stream of its
+  user and one request per pod (``podlogs.Followed``), so the connection pool and the open
+  files sized from ``server.max_streams`` still suffice;
 - while the pod is quiet a server-sent-events stream sends a ``: heartbeat`` comment every
   ``server.stream_heartbeat`` seconds, and whether the client is still connected is checked
   every second (waitress notices a closed connection): a client that left is noticed within
@@ -27,7 +30,7 @@ from typing import Protocol
 
 from flask import Flask
 
-from gitops_bridge import metrics
+from gitops_bridge import metrics, podlogs
 from gitops_bridge.config import ServerSettings
 from gitops_bridge.errors import FieldProblem, TooManyRequests
 
@@ -45,7 +48,8 @@ metrics.describe(
 
 
 class Upstream(Protocol):
-    """A log being read (``cluster.LogStream``): chunks; ``close()`` from any thread."""
+    """A log being read (``cluster.LogStream``, ``podlogs.Followed``): chunks; ``close()``
+    from any thread."""
 
     def __iter__(self) -> Iterator[bytes]: ...
 
@@ -88,17 +92,27 @@ class Streams:
             return self._total
 
     def open(
-        self, user: str, read: Callable[[], Upstream], *, sse: bool, gone: Callable[[], bool]
+        self, user: str, read: Callable[[], podlogs.Log], *, sse: bool, gone: Callable[[], bool]
     ) -> Stream:
-        """Take a slot (429 when none is left), then start reading the log."""
+        """Take a slot (429 when none is left), then start reading the log (and take a slot
+        more for each further API server request it holds: 429 when they are not left)."""
         self._acquire(user)
         try:
-            upstream = read()
+            opened = read()
         except BaseException:
             self._release(user)
             raise
+        upstream: Upstream = opened.source
+        extra = max(0, opened.requests - 1)
+        if extra:
+            try:
+                self._acquire_more(extra)
+            except BaseException:
+                upstream.close()
+                self._release(user)
+                raise
         metrics.inc("gitops_bridge_log_streams_total", outcome="opened")
-        return Stream(self, user, upstream, sse=sse, gone=gone)
+        return Stream(self, user, upstream, sse=sse, gone=gone, extra=extra)
 
     def _acquire(self, user: str) -> None:
         with self._lock:
@@ -120,14 +134,31 @@ class Streams:
             f"{refused}: close a log stream or retry later", problems=[refused], retry_after=5
         )
 
-    def _release(self, user: str) -> None:
+    def _acquire_more(self, extra: int) -> None:
+        """Room for the further API server requests of one stream (a merge of all pods)."""
+        with self._lock:
+            if self._total + extra <= self.limit:
+                self._total += extra
+                return
+            free = self.limit - self._total
+        refused = FieldProblem(
+            "follow",
+            f"following {extra + 1} pods takes {extra + 1} of this server's {self.limit} log "
+            f"streams, {free + 1} left",
+        )
+        metrics.inc("gitops_bridge_log_streams_total", outcome="refused")
+        raise TooManyRequests(
+            f"{refused}: follow one pod, or retry later", problems=[refused], retry_after=5
+        )
+
+    def _release(self, user: str, extra: int = 0) -> None:
         with self._lock:
             left = self._by_user.get(user, 0) - 1
             if left > 0:
                 self._by_user[user] = left
             else:
                 self._by_user.pop(user, None)
-            self._total -= 1
+            self._total -= 1 + extra
 
 
 class Stream:
@@ -142,9 +173,11 @@ class Stream:
         *,
         sse: bool,
         gone: Callable[[], bool],
+        extra: int = 0,
     ) -> None:
         self._owner = owner
         self._user = user
+        self._extra = extra  # further API server requests held (``Streams._acquire_more``)
         self._upstream = upstream
         self._sse = sse
         self._gone = gone
@@ -200,7 +233,7 @@ class Stream:
             self._closed.set()
         with contextlib.suppress(Exception):
             self._upstream.close()
-        self._owner._release(self._user)
+        self._owner._release(self._user, self._extra)
 
     # ---- the reading side ---------------------------------------------------------------
 
