@@ -82,7 +82,9 @@ class Runtime:
             if token is None:
                 log.warning("no secret to present to the leader: set secret_key")
                 return
-            poller.follow(pl, url, token=token)
+            reading = poller.follow(pl, url, token=token)
+            if reading is not None:  # the graphs of usage go on while this replica follows
+                self.monitor.usage.feed(reading)
 
     def stop(self) -> None:
         if self.scheduler is not None:

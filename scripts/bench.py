@@ -598,6 +598,104 @@ def bench_rss(writes: int) -> None:
         )
 
 
+def bench_usage(deployments: int, pods_each: int, repeat: int) -> None:
+    """Usage over time (gitops_bridge/usage.py): one reading of ``deployments`` x
+    ``pods_each`` pods folded into the series (the poller's listener, every cycle), the first
+    one making every series; the memory a series takes (tracemalloc, a fresh store); one
+    deployment's page section (history + the two SVGs)."""
+    import dataclasses
+    import functools
+    import tracemalloc
+
+    from gitops_bridge import poller, usage
+    from gitops_bridge.webapp import graphs
+
+    def pod(namespace: str, name: str, ident: str, restarts: int) -> dict[str, object]:
+        app = {"name": "app", "ready": True, "restartCount": restarts}
+        if restarts:
+            app["lastState"] = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+        return {
+            "metadata": {"name": name, "namespace": namespace, "labels": {"id": ident}},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [app, {"name": "frpc", "ready": True, "restartCount": 0}],
+            },
+        }
+
+    keys = [(f"group-g{n % 50}", f"{n:06d}") for n in range(deployments)]
+    names = {key: [f"app-{key[1]}-5d8f7-{p}" for p in range(pods_each)] for key in keys}
+
+    def reading(at: float, variant: int) -> poller.Reading:
+        pods = {
+            key: [pod(key[0], name, key[1], variant // 3) for name in names[key]] for key in keys
+        }
+        metrics = {
+            (key[0], name): {
+                "metadata": {"name": name, "namespace": key[0]},
+                "containers": [
+                    {
+                        "name": "app",
+                        "usage": {
+                            "cpu": f"{1_000_000 + n * 7 + variant}n",
+                            "memory": f"{20_000 + n + variant}Ki",
+                        },
+                    },
+                    {"name": "frpc", "usage": {"cpu": "1043212n", "memory": "10240Ki"}},
+                ],
+            }
+            for n, key in enumerate(keys)
+            for name in names[key]
+        }
+        return poller.Reading(
+            taken_at=at,
+            helmreleases={},
+            deployments={key: {} for key in keys},
+            pods=pods,
+            metrics=metrics,
+            kustomization=None,
+            gitrepository=None,
+            calls=0,
+            duration=0.0,
+            metrics_available=True,
+        )
+
+    settings = config.UsageSettings(max_series=deployments)
+    start = 1_800_000_000.0
+    readings = [reading(start + 10 * i, i) for i in range(6)]  # restarts rise every 3rd
+    store = usage.Usage(settings, clock=lambda: start + 10 * repeat)
+    first = timed(lambda: store.feed(readings[0]), 1)
+    samples, cpu = [], []  # wall clock; this process's CPU time (the machine may be shared)
+    for i in range(1, repeat + 1):
+        taken = start + 10 * i
+        shown = readings[i % len(readings)]
+        later = dataclasses.replace(shown, taken_at=taken)
+        before = time.process_time()
+        samples.extend(timed(functools.partial(store.feed, later), 1))
+        cpu.append(time.process_time() - before)
+    label = f"{deployments:,} deployments x {pods_each} pods"
+    print(
+        f"usage: feed one reading, {label:<28}{median_ms(samples)}  (CPU {median_ms(cpu)}; "
+        f"first, making the series: {first[0] * 1000:.1f} ms)"
+    )
+    fit = usage.Footprint(cpu_request=0.1, cpu_limit=0.2, memory_request=2**27, memory_limit=2**28)
+    key = keys[deployments // 2]
+    pages = timed(lambda: graphs.section(store.history(key), fit), repeat)
+    print(f"usage: one page's section (history + 2 SVGs)          {median_ms(pages)}")
+
+    fresh = usage.Usage(settings, clock=lambda: start)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    fresh.feed(readings[0])
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    arrays = settings.window // settings.step * 14
+    print(
+        f"usage: memory per series ({settings.window // settings.step} steps of "
+        f"{settings.step} s)         {held / deployments:8.0f} B  (its arrays: {arrays} B; "
+        f"{held / 2**20:.1f} MiB for {deployments:,})"
+    )
+
+
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     median = statistics.median(ordered) * 1000
@@ -793,6 +891,7 @@ def main() -> None:
             "history",
             "pollscale",
             "secrets",
+            "usage",
         ],
     )
     parser.add_argument(
@@ -828,6 +927,7 @@ def main() -> None:
         "health",
         "history",
         "secrets",
+        "usage",
     ]
     chosen = set(args.only or everything)
     if "render" in chosen:
@@ -854,6 +954,8 @@ def main() -> None:
         bench_history(1000, args.repeat, args.profile)
     if "secrets" in chosen:
         bench_secrets(args.repeat)
+    if "usage" in chosen:
+        bench_usage(20_000, 2, args.repeat)
     if "pollscale" in chosen:  # only when asked: it loads 120,000 objects (a minute, 3 GB)
         bench_poll_scale(10_000, 5, samples=20)
 
