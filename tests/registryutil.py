@@ -1,5 +1,6 @@
 """A real Docker registry 2.8 (Debian's docker-registry) on 127.0.0.1, and test images pushed
 to it over HTTP with the v2 upload protocol (POST an upload, PUT the blob, PUT the manifest).
+The demo (``tests/demo.py``) runs its registry with this module too, without pytest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -19,9 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urljoin
-
-import pytest
 
 BINARY = Path("/usr/bin/docker-registry")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -74,10 +75,9 @@ class RegistryServer:
     def start(self) -> None:
         """Start (again, on the same port and storage) and wait until ``/v2/`` answers."""
         if not BINARY.is_file():
-            pytest.fail(
+            _fail(
                 f"{BINARY} not found: install Debian's docker-registry package "
-                "(scripts/test does: apt-get install docker-registry)",
-                pytrace=False,
+                "(scripts/test does: apt-get install docker-registry)"
             )
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -86,7 +86,7 @@ class RegistryServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+                _fail(f"docker-registry exited: {self.log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as response:
                     if response.status == 200:
@@ -98,7 +98,15 @@ class RegistryServer:
                 pass
             time.sleep(0.05)
         self.stop()
-        pytest.fail(f"docker-registry did not answer on {self.url}: {self.log.read_text()[-2000:]}")
+        _fail(f"docker-registry did not answer on {self.url}: {self.log.read_text()[-2000:]}")
+
+
+def _fail(message: str) -> NoReturn:
+    """The test fails with the message under pytest; elsewhere (the demo) it is an error."""
+    pytest = sys.modules.get("pytest")
+    if pytest is not None:
+        pytest.fail(message, pytrace=False)
+    raise RuntimeError(message)
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ def _globals() -> dict[str, Any]:
         "open_change_count": _open_change_count,
         "workspaces_url": settings.workspaces_url,  # the nav's Workspaces tab (empty: none)
         "admin_group": settings.admin_group,  # whom a user without a group asks for access
+        "simulated_cluster": settings.kubernetes.simulated,  # the top bar says so (the demo)
         "may_approve": _may_approve,
     }
 
