@@ -29,7 +29,13 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from gitops_bridge import listbody, metrics
-from gitops_bridge.errors import ClusterUnavailable, Conflict, NotFound, ResourceExpired
+from gitops_bridge.errors import (
+    BridgeError,
+    ClusterUnavailable,
+    Conflict,
+    NotFound,
+    ResourceExpired,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ RECEIVERS = ("notification.toolkit.fluxcd.io", "v1", "receivers")
 DEPLOYMENTS = ("apps", "v1", "deployments")
 PODS = ("", "v1", "pods")
 PERSISTENTVOLUMECLAIMS = ("", "v1", "persistentvolumeclaims")
+EVENTS = ("", "v1", "events")
 PODMETRICS = ("metrics.k8s.io", "v1beta1", "pods")
 LEASES = ("coordination.k8s.io", "v1", "leases")
 
@@ -129,8 +136,10 @@ class Cluster:
         content_type: str = "application/json",
         stream: bool = False,
         timeout: float | tuple[float, float] | None = None,
+        refused: type[BridgeError] | None = None,
     ) -> Any:
-        """One API call; the parsed JSON body (or the raw response when streaming)."""
+        """One API call; the parsed JSON body (or the raw response when streaming).
+        ``refused``: what a 400 answer raises (otherwise ClusterUnavailable)."""
         response = self._call(
             method,
             resource_path,
@@ -138,6 +147,7 @@ class Cluster:
             body=body,
             content_type=content_type,
             timeout=timeout,
+            refused=refused,
         )
         if stream:
             return response.response
@@ -152,6 +162,7 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = None,
+        refused: type[BridgeError] | None = None,
     ) -> Any:
         """One API call; the response (status below 400), its body not read yet."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -188,6 +199,8 @@ class Cluster:
                 raise Conflict(message)
             if response.status == 410:
                 raise ResourceExpired(f"cluster {self.name}: {message}")
+            if response.status == 400 and refused is not None:
+                raise refused(message)
             raise ClusterUnavailable(f"cluster {self.name}: {message}")
         return response
 
@@ -305,11 +318,19 @@ class Cluster:
         container: str | None = None,
         tail: int | None = None,
         follow: bool = False,
+        timestamps: bool = False,
+        previous: bool = False,
         timeout: float | None = None,
     ) -> LogStream:
         """A pod's log, requested now (errors raise here) and read as chunks of bytes; with
         follow, until the pod ends, the log is quiet for ``timeout`` seconds or the stream
-        is closed (connecting takes at most the cluster's own timeout)."""
+        is closed (connecting takes at most the cluster's own timeout). ``timestamps``: each
+        line starts with its RFC 3339 time and a space; ``previous``: the container instance
+        that last terminated (``kubectl logs --previous``).
+
+        The API server answers 400 when the container has no such log now (waiting to start,
+        no terminated instance: the kubelet's ``validateContainerLogStatus``): NotFound with
+        its message, not a cluster that is unavailable."""
         query: list[tuple[str, str]] = []
         if container:
             query.append(("container", container))
@@ -317,9 +338,15 @@ class Cluster:
             query.append(("tailLines", str(tail)))
         if follow:
             query.append(("follow", "true"))
+        if timestamps:
+            query.append(("timestamps", "true"))
+        if previous:
+            query.append(("previous", "true"))
         resource_path = path(PODS, namespace, pod) + "/log"
         limit = None if timeout is None else (self.timeout, timeout)
-        response = self.request("GET", resource_path, query=query, stream=True, timeout=limit)
+        response = self.request(
+            "GET", resource_path, query=query, stream=True, timeout=limit, refused=NotFound
+        )
         return LogStream(response, what=f"the log of {pod}", follow=follow)
 
 

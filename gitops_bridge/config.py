@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -199,6 +199,9 @@ class KubernetesSettings(BaseModel):
     lease_seconds: float = 15.0
     identity: str = ""  # this replica's name (default: host name + pid)
     advertise_url: str = ""  # how other replicas reach this one (leader's readings)
+    # the cluster is the demo's simulation (scripts/run --demo): every page says so, so no
+    # one takes its pods, logs and usage for a real cluster's
+    simulated: bool = False
 
 
 class RegistrySettings(BaseModel):
@@ -240,6 +243,30 @@ class ServerSettings(BaseModel):
     max_streams_per_user: int = Field(default=4, ge=1)
     stream_heartbeat: float = Field(default=5.0, gt=0, le=60)  # seconds between SSE comments
     stream_max_seconds: float = Field(default=3600.0, gt=0)  # a stream ends after this
+
+
+class UsageSettings(BaseModel):
+    """Usage over time on a deployment's page (``gitops_bridge.usage``): one sample per
+    ``step`` seconds (the peak of the readings in it), ``window`` seconds of them, for at
+    most ``max_series`` deployments: a series is 14 bytes a step and ~500 bytes besides,
+    ~2.1 KiB at the defaults (``scripts/bench --only usage``). A step shorter than
+    ``kubernetes.poll_interval`` leaves steps without a reading: gaps in the graph."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(default=30, ge=1, le=3600)  # seconds
+    window: int = Field(default=3600, ge=3600, le=86_400)  # seconds: at least the last hour
+    max_series: int = Field(default=20_000, ge=1, le=200_000)
+
+    @model_validator(mode="after")
+    def _steps(self) -> UsageSettings:
+        if self.window % self.step:
+            raise ValueError(f"window: must be a multiple of step ({self.step}), got {self.window}")
+        if self.window // self.step > 2880:
+            raise ValueError(
+                f"window / step: at most 2880 steps a series, got {self.window // self.step}"
+            )
+        return self
 
 
 class ApiToken(BaseModel):
@@ -324,6 +351,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
     helm_interval: str = "10m"
     remediation_retries: int = 3
     helm_bin: str | None = None

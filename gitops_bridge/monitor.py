@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import jsonbody, models, quantity, render, status
+from gitops_bridge import jsonbody, models, podlogs, quantity, render, status, usage
+from gitops_bridge import running as live
 from gitops_bridge.cache import Bounded
 from gitops_bridge.config import Settings
 from gitops_bridge.errors import (
@@ -34,6 +36,7 @@ from gitops_bridge.models import Deployment, Volume
 from gitops_bridge.poller import Poller
 from gitops_bridge.render import layout
 from gitops_bridge.service import Service
+from gitops_bridge.status import ClusterView, EventView
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,13 @@ class Monitor:
         self._lock = threading.Lock()
         frp = self.settings.frp
         self.sidecar = (quantity.parse(frp.cpu), quantity.parse(frp.memory))
+        # usage over time, fed by every reading (a follower's too: ``runtime.cycle``); its
+        # clock is the poller's, read when asked, so the graph's "now" is the readings' time
+        self.usage = usage.Usage(
+            self.settings.usage, clock=(lambda: poller.clock()) if poller else time.time
+        )
+        if poller is not None:
+            poller.on_reading(self.usage.feed)
 
     @property
     def connected(self) -> bool:
@@ -161,6 +171,22 @@ class Monitor:
         ]
         return status.problems_of(pods, secret=self.settings.frp.token_secret)
 
+    def running(self, deployment: Deployment, *, commit: str | None) -> live.Running | None:
+        """What the cluster's Deployment runs against main (``commit``: the last commit that
+        changed the deployment's file); None when no reading has its Deployment."""
+        reading = self.poller.state.reading if self.poller is not None else None
+        if reading is None:
+            return None
+        found = reading.deployments.get((deployment.namespace, deployment.id))
+        return live.lookup(self.svc, deployment, cluster=found, commit=commit)
+
+    def running_of(self, name: str) -> live.Running | None:
+        """What runs for a deployment on main, by name (None: not on main, or not running)."""
+        deployment = self.svc.state().deployments.get(name)
+        if deployment is None:
+            return None
+        return self.running(deployment, commit=live.last_commit(self.svc, deployment))
+
     def orphans(self, groups: set[str]) -> list[Deployment]:
         """HelmReleases still in the cluster whose file is gone from Git: being deleted."""
         if self.poller is None or self.poller.state.reading is None:
@@ -180,6 +206,26 @@ class Monitor:
 
     def recent_events(self, deployment: Deployment) -> list[FluxEvent]:
         return list(self.events.get((deployment.namespace, deployment.name), []))[-5:]
+
+    def cluster_view(self, deployment: Deployment) -> ClusterView | None:
+        """What the latest reading says about the deployment (its pods, its newest Kubernetes
+        events); None when no cluster is connected or none was read yet."""
+        if self.poller is None:
+            return None
+        return self.poller.view(
+            namespace=deployment.namespace, name=deployment.name, deployment_id=deployment.id
+        )
+
+    def cluster_events(self, user: User, name: str) -> tuple[EventView, ...]:
+        """The Kubernetes events of a deployment, its ReplicaSets, pods and autoscaler, newest
+        first, from the latest reading; only members of the deployment's group may read them."""
+        deployment = self.svc.deployment(user, name)
+        if self.poller is None:
+            raise ClusterUnavailable("no cluster is connected: no events to read")
+        view = self.cluster_view(deployment)
+        if view is None:
+            raise ClusterUnavailable("the cluster has not been read yet: try again shortly")
+        return tuple(status.event_view(event) for event in view.events)
 
     # ---- fast feedback ---------------------------------------------------------------
 
@@ -319,41 +365,63 @@ class Monitor:
         container: str | None,
         tail: int,
         follow: bool,
-    ) -> kube.LogStream:
-        """A pod's log, requested now; only members of the deployment's group may read it."""
+        timestamps: bool = False,
+        previous: bool = False,
+    ) -> podlogs.Log:
+        """A pod's log, or every pod's merged (``pod`` ``*``: ``podlogs.read_all``), requested
+        now; only members of the deployment's group may read it. ``timestamps``: each line
+        starts with its time; ``previous``: the container instance that last terminated, as
+        ``kubectl logs --previous`` (a pod without one is a 404, not the API server's 400)."""
         deployment = self.svc.deployment(user, name)
-        if self.cluster is None:
+        cluster = self.cluster
+        if cluster is None:
             raise ClusterUnavailable("no cluster is connected: no logs to read")
         if not 0 <= tail <= MAX_TAIL:
             raise InvalidRequest.field("tail", f"must be 0..{MAX_TAIL}, got {tail}")
         if container not in (None, "app", "frpc"):
             raise InvalidRequest.field("container", f"must be app or frpc, got {container!r}")
+        selected = container or "app"
         pods = self._pods(deployment)
+
+        def read(pod: str, stamped: bool) -> kube.LogStream:
+            return cluster.logs(
+                deployment.namespace,
+                pod,
+                container=selected,
+                tail=tail,
+                follow=follow,
+                timestamps=stamped,
+                previous=previous,
+                timeout=self.settings.server.stream_max_seconds + 60 if follow else None,
+            )
+
+        if pod == podlogs.ALL:
+            return podlogs.read_all(
+                pods,
+                read,
+                name=name,
+                container=selected,
+                follow=follow,
+                timestamps=timestamps,
+                previous=previous,
+            )
         if pod is None:
             if not pods:
                 raise NotFound(f"{name} has no pods")
             pod = min(pods)
         elif pod not in pods:
             raise NotFound(f"pod {pod!r} does not belong to {name}")
-        container = container or "app"
-        if container not in pods[pod]:  # the API server would answer 400: not a 503
-            unexposed = ": the deployment is not exposed" if container == "frpc" else ""
-            raise NotFound(f"pod {pod} has no container {container}{unexposed}")
-        return self.cluster.logs(
-            deployment.namespace,
-            pod,
-            container=container,
-            tail=tail,
-            follow=follow,
-            timeout=self.settings.server.stream_max_seconds + 60 if follow else None,
-        )
+        problem = pods[pod].unreadable(selected, previous=previous)
+        if problem is not None:  # the API server would answer 400: not a 503
+            raise NotFound(problem)
+        return podlogs.Log(pod, read(pod, timestamps))
 
     def pods_of(self, deployment: Deployment) -> list[str]:
         """The deployment's pods, listed live (a log request must see new pods)."""
         return sorted(self._pods(deployment))
 
-    def _pods(self, deployment: Deployment) -> dict[str, set[str]]:
-        """The deployment's pods, listed live, with the names of their containers."""
+    def _pods(self, deployment: Deployment) -> dict[str, podlogs.Pod]:
+        """The deployment's pods, listed live: their containers and terminated instances."""
         if self.cluster is None:
             return {}
         listing = self.cluster.list(
@@ -361,12 +429,8 @@ class Monitor:
             namespace=deployment.namespace,
             label_selector=f"{render.layout.LABEL_ID}={deployment.id}",
         )
-        return {
-            (p.get("metadata") or {}).get("name", ""): {
-                str(c.get("name", "")) for c in (p.get("spec") or {}).get("containers") or ()
-            }
-            for p in listing.items
-        }
+        pods = (podlogs.Pod.of(item) for item in listing.items)
+        return {pod.name: pod for pod in pods}
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -3,14 +3,27 @@
 The first cycle lists HelmReleases, Deployments and Pods cluster-wide with one label
 selector (``gitops-bridge.code-hub.com/deployment-id``), the groups' own Kustomizations
 (``gitops-bridge.code-hub.com/group``), the volumes' PersistentVolumeClaims
-(``app.kubernetes.io/managed-by=gitops-bridge``) and PodMetrics, and reads the platform
-Kustomization and GitRepository by name: 8 calls (more when a list needs several pages of
-``page_size``), however many deployments, groups and volumes there are. From then on the
-first five kinds are kept current by a watch each (``watcher``): a change is in
-``state.reading`` as soon as its event arrives, and every later cycle makes 3 calls,
-PodMetrics (metrics.k8s.io serves no watch:
-https://github.com/kubernetes-sigs/metrics-server/issues/87) and the two named objects.
-Every object is reduced to the fields the bridge reads (``slim``) as soon as it is decoded.
+(``app.kubernetes.io/managed-by=gitops-bridge``), core v1 Events (cluster-wide, no selector:
+Events carry no labels) and PodMetrics, and reads the platform Kustomization and
+GitRepository by name: 9 calls (more when a list needs several pages of ``page_size``),
+however many deployments, groups and volumes there are. From then on the first six kinds
+are kept current by a watch each (``watcher``): a change is in ``state.reading`` as soon as
+its event arrives, and every later cycle makes 3 calls, PodMetrics (metrics.k8s.io serves no
+watch: https://github.com/kubernetes-sigs/metrics-server/issues/87) and the two named
+objects. Every object is reduced to the fields the bridge reads (``slim``) as soon as it is
+decoded.
+
+Events are indexed by the deployment they are about, (namespace, ``<app>-<id>``), derived
+from ``involvedObject``: a Deployment or HorizontalPodAutoscaler by its name (the chart
+names both after the release), a ReplicaSet by its name without the last
+``-<pod-template-hash>``, a Pod by its name without the last two segments (a Deployment's
+pods are ``<replicaset>-<5 chars>``: kubernetes ``pkg/controller/controller_utils.go``).
+An event of anything else (another kind, a name that is not ``<app>-<id>``, a namespace that
+is not a group's ``group-...``) is dropped as soon as it is decoded. What stays is bounded
+by the API server itself: it deletes every Event ``--event-ttl`` after its last update
+(default 1h: https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/),
+and the recorders fold repeats into one Event (a count or a series) instead of writing new
+ones; a deployment's view returns at most its ``EVENTS_SHOWN`` newest.
 
 Failures never stop the poller: the last good reading is kept with its age, and the next
 attempts back off. ``stop()`` ends the watches (a follower keeps none); the next cycle
@@ -21,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 import urllib.request
@@ -32,7 +46,7 @@ from typing import Any
 import orjson
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import listbody, metrics, slim
+from gitops_bridge import listbody, metrics, models, slim, status
 from gitops_bridge.errors import BridgeError, ClusterUnavailable, NotFound
 from gitops_bridge.render import layout
 from gitops_bridge.status import ClusterView
@@ -43,9 +57,14 @@ log = logging.getLogger(__name__)
 SELECTOR = layout.LABEL_ID  # "exists": every object the chart or the bridge made
 CLAIM_SELECTOR = f"{layout.LABEL_MANAGED_BY}={layout.MANAGED_BY}"  # the volumes' claims
 Key = tuple[str, str]  # namespace, name / deployment id
-WATCHED = ("helmreleases", "deployments", "pods", "groups", "claims")
-LIST_ORDER = ("pods", "deployments", "helmreleases", "groups", "claims")  # largest first
+WATCHED = ("helmreleases", "deployments", "pods", "groups", "claims", "events")
+LIST_ORDER = ("pods", "events", "deployments", "helmreleases", "groups", "claims")  # largest first
+EVENTS_SHOWN = 30  # a deployment's newest events in its view
 _NOTHING: dict[str, Any] = {}  # what a list keeps of a PodMetrics once its sample is stored
+_FOREIGN: dict[str, Any] = {}  # what a list keeps of an Event about none of the deployments
+# a deployment's name: the app (a DNS label) and the id (models.Deployment.name)
+_DEPLOYMENT_NAME = re.compile(rf"^[a-z]([-a-z0-9]*[a-z0-9])?-[a-z0-9]{{{models.ID_LENGTH}}}$")
+_OWN_NAME = {"Deployment": 0, "HorizontalPodAutoscaler": 0, "ReplicaSet": 1, "Pod": 2}
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,8 @@ class Reading:
         default_factory=dict
     )  # namespace -> its apps Kustomization
     claims: dict[Key, dict[str, Any]] = field(default_factory=dict)  # (namespace, name)
+    # (namespace, deployment name): its Events, by name (see the module docstring)
+    events: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class PollerState:
@@ -119,6 +140,32 @@ def _by_deployment_id(obj: dict[str, Any]) -> Key:
 def _group_sync(obj: dict[str, Any]) -> Hashable | None:
     namespace, name = _ns_name(obj)
     return namespace if name == layout.GROUP_KUSTOMIZATION else None
+
+
+def event_owner(obj: dict[str, Any]) -> Key | None:
+    """(namespace, deployment name) of the deployment an Event is about, from its
+    involvedObject; None when it cannot be one of ours (see the module docstring)."""
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    if not isinstance(namespace, str) or not namespace.startswith(models.NAMESPACE_PREFIX):
+        return None
+    involved = obj.get("involvedObject") or {}
+    name, suffixes = involved.get("name"), _OWN_NAME.get(str(involved.get("kind")))
+    if not isinstance(name, str) or suffixes is None:
+        return None
+    parts = name.rsplit("-", suffixes) if suffixes else [name]
+    if len(parts) != suffixes + 1 or not all(parts):
+        return None
+    owner = parts[0]
+    if len(owner) > models.RELEASE_NAME_MAX or not _DEPLOYMENT_NAME.fullmatch(owner):
+        return None
+    return namespace, owner
+
+
+def _keep_event(obj: dict[str, Any]) -> dict[str, Any]:
+    """The slim Event, or one shared empty dict for an event about none of the deployments
+    (a cluster-wide list is mostly those: kube-system's, other namespaces'), which the index
+    drops (its key is None)."""
+    return slim.event(obj) if event_owner(obj) is not None else _FOREIGN
 
 
 class Poller:
@@ -213,6 +260,7 @@ class Poller:
                 slim.persistentvolumeclaim,
                 CLAIM_SELECTOR,
             ),
+            "events": watcher(kube.EVENTS, Index(event_owner, many=True), _keep_event, ""),
         }
 
     def _read(self, watchers: dict[str, Watcher], samples: dict[Key, dict[str, Any]]) -> _Sampled:
@@ -310,6 +358,7 @@ class Poller:
             metrics_available=sampled.metrics_available,
             groups=kept["groups"],
             claims=kept["claims"],
+            events=kept["events"],
         )
 
     def _changed(self) -> None:
@@ -391,7 +440,10 @@ class Poller:
             self.state.cycles += 1
             self.state.durations = [*self.state.durations[-99:], reading.duration]
         for listener in self._listeners:
-            listener(reading)
+            try:
+                listener(reading)
+            except Exception:  # one listener's bug must not cost the others their reading
+                log.exception("a reading's listener failed")
         return reading
 
     # ---- for the status of one deployment ----------------------------------------------
@@ -419,6 +471,9 @@ class Poller:
             applied_revision=applied,
             age=age,
             stale=age > 3 * self.interval or bool(self.state.error) or bool(self.watch_errors()),
+            events=status.newest_events(
+                reading.events.get((namespace, name), ()), limit=EVENTS_SHOWN
+            ),
         )
 
 
@@ -445,6 +500,7 @@ def reading_to_json(reading: Reading) -> bytes:
             "metrics_available": reading.metrics_available,
             "groups": reading.groups,
             "claims": _pairs(reading.claims),
+            "events": _pairs(reading.events),
         }
     )
 
@@ -471,6 +527,7 @@ def reading_from_json(data: bytes) -> Reading:
         metrics_available=bool(raw["metrics_available"]),
         groups=dict(raw.get("groups") or {}),
         claims=keyed_since("claims"),
+        events=keyed_since("events"),
     )
 
 

@@ -17,18 +17,27 @@ What each kind keeps:
   restartedAt; ``status`` observedGeneration, the Ready, Stalled, Reconciling and
   Remediated conditions (type, status, reason, message) and history (chartVersion,
   status, firstDeployed, lastDeployed, configDigest);
-- Deployment: the deployment-id label; the ReplicaFailure condition (type, status, reason,
-  message);
-- Pod: the deployment-id label, deletionTimestamp; status phase, the PodScheduled condition
-  when it is not True (the only one read), and per container name, ready, restartCount,
-  state.waiting / state.terminated (reason, message) and lastState.terminated (reason,
-  exitCode);
+- Deployment: the deployment-id label and the spec-digest annotation (``render.digest``:
+  which committed settings run); ``spec`` replicas (what an autoscaler set) and the name and
+  image of the app container (``template.spec.containers``, the one named ``app``); the
+  ReplicaFailure condition (type, status, reason, message);
+- Pod: the deployment-id label, creationTimestamp, deletionTimestamp; ``spec.nodeName``;
+  status phase, startTime, the PodScheduled condition when it is not True (the only one
+  read), and per container name, ready, restartCount, state.waiting / state.terminated
+  (reason, message) and lastState.terminated (reason, exitCode, finishedAt): the pods table
+  of a deployment's page (age, node, the last termination such as OOMKilled 137);
 - PodMetrics: per container name and usage;
 - Kustomization: status lastAppliedRevision; GitRepository: status.artifact.revision;
 - PersistentVolumeClaim: metadata resourceVersion and the bridge's labels (managed-by,
   group, volume); ``spec`` resources.requests.storage, accessModes, storageClassName;
   ``status`` phase, capacity.storage, accessModes and every condition (type, status,
-  reason, message: Resizing, FileSystemResizePending...).
+  reason, message: Resizing, FileSystemResizePending...);
+- core v1 Event: type, reason, message (at most ``EVENT_MESSAGE_MAX`` characters), count,
+  firstTimestamp, lastTimestamp, eventTime, series (count, lastObservedTime),
+  involvedObject kind and name, source.component and reportingComponent (the JSON name of
+  core v1's ``ReportingController``). Events written through events.k8s.io/v1 read back in
+  core v1 with eventTime and series and null first/lastTimestamp; older writers set
+  count and first/lastTimestamp: both shapes are kept as they are, null values dropped.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import sys
 from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
-from gitops_bridge.render import layout, volume
+from gitops_bridge.render import digest, layout, volume
 
 Obj = dict[str, Any]
 
@@ -47,11 +56,16 @@ VALUES = ("image", "replicas", "port", "env", "resources", "expose", "restartedA
 CONDITION = ("type", "status", "reason", "message")
 USAGE = ("cpu", "memory")
 MESSAGE = ("reason", "message")
-EXIT = ("reason", "exitCode")
+EXIT = ("reason", "exitCode", "finishedAt")
 RELEASE_CONDITIONS = frozenset({"Ready", "Stalled", "Reconciling", "Remediated"})
 HISTORY = ("chartVersion", "status", "firstDeployed", "lastDeployed", "configDigest")
 CLAIM_LABELS = (layout.LABEL_MANAGED_BY, layout.LABEL_GROUP, volume.LABEL_VOLUME)
 STORAGE = ("storage",)
+APP = "app"  # the chart's app container
+EVENT_MESSAGE_MAX = 1024  # characters; the events.k8s.io API's own note limit is 1 kB
+EVENT_FIELDS = ("type", "reason", "count", "firstTimestamp", "lastTimestamp", "eventTime")
+SERIES = ("count", "lastObservedTime")
+INVOLVED = ("kind", "name")
 
 
 def _intern(value: Any) -> Any:
@@ -131,7 +145,17 @@ def _values(values: Mapping[str, Any]) -> Obj:
 
 
 def deployment(obj: Mapping[str, Any]) -> Obj:
-    slim: Obj = {"metadata": _metadata(obj, labels=(layout.LABEL_ID,))}
+    slim: Obj = {
+        "metadata": _metadata(obj, labels=(layout.LABEL_ID,), annotations=(digest.ANNOTATION,))
+    }
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        kept = _pick(spec, ("replicas",))
+        pod = ((spec.get("template") or {}).get("spec") or {}).get("containers")
+        app = [c for c in pod or () if isinstance(c, dict) and c.get("name") == APP]
+        if app:
+            kept["template"] = {"spec": {"containers": [_pick(app[0], ("name", "image"))]}}
+        slim["spec"] = kept
     status = obj.get("status")
     if isinstance(status, dict):
         conditions = _conditions(status, ("ReplicaFailure",))
@@ -159,13 +183,20 @@ def _container_status(item: Mapping[str, Any]) -> Obj:
 
 def pod(obj: Mapping[str, Any]) -> Obj:
     slim: Obj = {
-        "metadata": _metadata(obj, labels=(layout.LABEL_ID,), extra=("deletionTimestamp",))
+        "metadata": _metadata(
+            obj, labels=(layout.LABEL_ID,), extra=("creationTimestamp", "deletionTimestamp")
+        )
     }
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and "nodeName" in spec:
+        slim["spec"] = {"nodeName": _intern(spec["nodeName"])}
     status = obj.get("status")
     if isinstance(status, dict):
         kept: Obj = {}
         if "phase" in status:
             kept["phase"] = _intern(status["phase"])
+        if "startTime" in status:
+            kept["startTime"] = status["startTime"]
         unscheduled = [
             _pick(c, CONDITION, intern=True)
             for c in status.get("conditions") or ()
@@ -240,4 +271,30 @@ def persistentvolumeclaim(obj: Mapping[str, Any]) -> Obj:
                 _pick(item, CONDITION, intern=True) for item in status["conditions"] or ()
             ]
         slim["status"] = observed
+    return slim
+
+
+def event(obj: Mapping[str, Any]) -> Obj:
+    """A core v1 Event: what the events table of a deployment's page shows."""
+    slim: Obj = {"metadata": _metadata(obj)}
+    for key in EVENT_FIELDS:
+        if obj.get(key) is not None:
+            slim[key] = _intern(obj[key]) if key in ("type", "reason") else obj[key]
+    message = obj.get("message")
+    if isinstance(message, str):
+        slim["message"] = (
+            message
+            if len(message) <= EVENT_MESSAGE_MAX
+            else message[: EVENT_MESSAGE_MAX - 1] + "\u2026"
+        )
+    if isinstance(series := obj.get("series"), dict):
+        slim["series"] = {k: series[k] for k in SERIES if series.get(k) is not None}
+    if isinstance(involved := obj.get("involvedObject"), dict):
+        slim["involvedObject"] = _pick(involved, INVOLVED)
+        if "kind" in involved:
+            slim["involvedObject"]["kind"] = _intern(involved["kind"])
+    if isinstance(source := obj.get("source"), dict) and source.get("component"):
+        slim["source"] = {"component": _intern(source["component"])}
+    if obj.get("reportingComponent"):
+        slim["reportingComponent"] = _intern(obj["reportingComponent"])
     return slim

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gitops_bridge import quantity
@@ -49,6 +50,18 @@ _MISSING_SECRET = re.compile(r'^secret "(?P<name>[^"]+)" not found$')
 _MISSING_KEY = re.compile(
     r"^couldn't find key (?P<key>\S+) in Secret (?P<ns>[^/\s]+)/(?P<name>\S+)$"
 )
+_NEVER = datetime.min.replace(tzinfo=UTC)  # what a missing time sorts as
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How a container of a pod ended the last time (its ``lastState.terminated``): what a
+    person needs to see why a pod restarts (``OOMKilled`` 137, ``Error`` 1)."""
+
+    container: str
+    reason: str
+    exit_code: int | None
+    finished_at: str  # RFC 3339, "" when not reported
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,29 @@ class PodView:
     restarts: int
     reason: str = ""  # why a container is not ready (CrashLoopBackOff, OOMKilled...)
     message: str = ""
+    ready_containers: int = 0
+    containers: int = 0
+    node: str = ""  # spec.nodeName ("" until scheduled)
+    created: str = ""  # metadata.creationTimestamp
+    started: str = ""  # status.startTime (the kubelet accepted the pod)
+    last_termination: Termination | None = None  # the latest of its containers'
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One Kubernetes Event about a deployment, its ReplicaSets, pods or autoscaler, the same
+    whether it was written the old way (count, first/lastTimestamp) or through
+    events.k8s.io/v1 (eventTime, series; firstTimestamp null)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+    kind: str  # of the object it is about
+    name: str
+    count: int
+    first_seen: str  # RFC 3339 ("" when the event carries no time at all)
+    last_seen: str
+    source: str  # the component that reported it (kubelet, replicaset-controller...)
 
 
 @dataclass(frozen=True)
@@ -111,6 +147,7 @@ class ClusterView:
     applied_revision: str | None  # Kustomization status.lastAppliedRevision
     age: float
     stale: bool
+    events: tuple[Object, ...] = ()  # core v1 Events (slim), newest first (see newest_events)
 
 
 def condition(obj: Object | None, kind: str) -> Object | None:
@@ -129,6 +166,41 @@ def revision_commit(revision: str | None) -> str | None:
     return value if sep else algo
 
 
+def instant(value: object) -> datetime | None:
+    """An API server timestamp (RFC 3339 ``Time``, or ``MicroTime`` with microseconds) as an
+    aware datetime; None for null, empty or unreadable values."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        found = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+
+
+def _last_termination(statuses: Iterable[Object]) -> Termination | None:
+    """The most recent ``lastState.terminated`` of the pod's containers (the first listed
+    when they finished at the same time, or say no time)."""
+    found: Termination | None = None
+    found_at = _NEVER
+    for item in statuses:
+        last = (item.get("lastState") or {}).get("terminated")
+        if not last:
+            continue
+        code = last.get("exitCode")
+        finished = str(last.get("finishedAt") or "")
+        at = instant(finished) or _NEVER
+        if found is None or at > found_at:
+            found_at = at
+            found = Termination(
+                container=str(item.get("name", "")),
+                reason=str(last.get("reason") or ""),
+                exit_code=code if type(code) is int else None,
+                finished_at=finished,
+            )
+    return found
+
+
 def pod_view(pod: Object) -> PodView:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
@@ -141,9 +213,9 @@ def pod_view(pod: Object) -> PodView:
             reason, message = waiting.get("reason", ""), waiting.get("message", "")
             last = (item.get("lastState") or {}).get("terminated")
             if last and last.get("reason") and reason == "CrashLoopBackOff":
-                message = (
-                    message or f"last exit: {last.get('reason')} (code {last.get('exitCode')})"
-                )
+                # why it ended (OOMKilled, Error) matters more than the back-off's timing
+                exit_note = f"last exit: {last.get('reason')} (code {last.get('exitCode')})"
+                message = f"{exit_note}; {message}" if message else exit_note
             break
         terminated = (item.get("state") or {}).get("terminated")
         if terminated and not item.get("ready"):
@@ -160,7 +232,62 @@ def pod_view(pod: Object) -> PodView:
         restarts=restarts,
         reason=reason,
         message=message,
+        ready_containers=sum(1 for s in statuses if s.get("ready")),
+        containers=len(statuses),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        created=str(meta.get("creationTimestamp") or ""),
+        started=str(status.get("startTime") or ""),
+        last_termination=_last_termination(statuses),
     )
+
+
+def _event_times(event: Object) -> tuple[str, str]:
+    """(first seen, last seen): old-style events say firstTimestamp/lastTimestamp; those
+    written through events.k8s.io/v1 say eventTime, and series.lastObservedTime once they
+    repeat (kubernetes/kubernetes ``staging/src/k8s.io/client-go/tools/events``)."""
+    series = event.get("series") or {}
+    last = (
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or ""
+    )
+    first = event.get("firstTimestamp") or event.get("eventTime") or last
+    return str(first), str(last)
+
+
+def event_view(event: Object) -> EventView:
+    involved = event.get("involvedObject") or {}
+    series = event.get("series") or {}
+    count = series.get("count") if series else event.get("count")
+    first, last = _event_times(event)
+    return EventView(
+        type=str(event.get("type") or ""),
+        reason=str(event.get("reason") or ""),
+        message=str(event.get("message") or ""),
+        kind=str(involved.get("kind") or ""),
+        name=str(involved.get("name") or ""),
+        count=count if isinstance(count, int) and count > 0 else 1,
+        first_seen=first,
+        last_seen=last,
+        source=str(
+            event.get("reportingComponent") or (event.get("source") or {}).get("component") or ""
+        ),
+    )
+
+
+def newest_events(events: Iterable[Object], *, limit: int) -> tuple[Object, ...]:
+    """The ``limit`` most recently seen events, newest first (ties: by name, for a stable
+    order); events without any time count as the oldest."""
+
+    def seen(event: Object) -> datetime:
+        return instant(_event_times(event)[1]) or _NEVER
+
+    ordered = sorted(
+        events, key=lambda e: str((e.get("metadata") or {}).get("name", "")), reverse=True
+    )
+    return tuple(sorted(ordered, key=seen, reverse=True)[: max(limit, 0)])
 
 
 def exposure_problem(pod: Object, *, secret: str = DEFAULT_FRP_SECRET) -> str | None:

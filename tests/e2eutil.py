@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,8 +102,11 @@ def stack(tmp_path: Path, helm: str, kubectl: str) -> Iterator[Stack]:
         assert rt.scheduler is None, "the background scheduler must not run: tests poll"
         remote = tmp_path / "data" / "remote.git"
         flux = FluxStandIn(fake, remote=remote, helm=helm, kubectl=kubectl)
-        with serve(app) as url:
-            yield Stack(url=url, app=app, rt=rt, remote=remote, fake=fake, flux=flux)
+        try:
+            with serve(app) as url:
+                yield Stack(url=url, app=app, rt=rt, remote=remote, fake=fake, flux=flux)
+        finally:
+            rt.stop()  # the watches end before the fake does
 
 
 # ---- the user's side -----------------------------------------------------------------------
@@ -162,3 +166,19 @@ def deploy_running(page: Page, stack: Stack) -> tuple[str, str]:
     sha7 = stack.reconcile()[:7]
     expect(badge(page, name)).to_have_text("running 2/2", timeout=WAIT)
     return name, sha7
+
+
+STEP = 30  # usage.step's default: one sample of the usage graphs a step
+
+
+class Later:
+    """A clock the test moves on, a step at a time, from a minute past the wall clock's now:
+    its steps follow each other exactly, it never falls behind the time the watches stamp
+    their changes with, and the readings taken before it are a step apart from its own."""
+
+    def __init__(self) -> None:
+        self.start = time.time() + 2 * STEP
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return self.start + self.ahead

@@ -85,7 +85,9 @@ helm-controller (``internal/controller/helmrelease_controller.go``, ``internal/r
   - Rendered objects are authorized for the release's service account and dry-run through
     the API server; a refusal is a failed install (uninstalled) or upgrade (rolled back).
   - Scenarios keyed by HelmRelease name (``success``, ``failed-upgrade``, ``crashloop``,
-    ``stalled``, ``progressing``) force the documented outcomes of a release.
+    ``oomkilled``, ``stalled``, ``progressing``) force the documented outcomes of a release;
+    ``crashloop`` and ``oomkilled`` install it, and the kubelet (``tests/kubelet.py``) then
+    crash-loops its app container, exiting with 1 or killed out of memory (137).
   - A pruned HelmRelease is deleted gracefully (finalizer), then uninstalled;
     ``hold_deletes=True`` leaves it in that deleting state until the next reconcile.
 
@@ -158,7 +160,9 @@ KS_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
 RELEASE_NAME = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-SCENARIOS = frozenset({"success", "failed-upgrade", "crashloop", "stalled", "progressing"})
+SCENARIOS = frozenset(
+    {"success", "failed-upgrade", "crashloop", "oomkilled", "stalled", "progressing"}
+)
 # Kinds gitops-bridge writes under tenants/ (checked for pruning besides the inventory).
 TENANT_KINDS: tuple[Key, ...] = (
     NAMESPACE,
@@ -1080,7 +1084,7 @@ class FluxStandIn:
                 run,
                 hr,
                 chart,
-                health="crashloop" if scenario == "crashloop" else "ok",
+                health=scenario if scenario in ("crashloop", "oomkilled") else "ok",
                 account=account,
             )
         status["history"] = history[:HISTORY_LIMIT]

@@ -27,7 +27,21 @@ subresources (PUT/PATCH on the object keeps its status, on ``/status`` only the 
 changes), merge, strategic-merge (maps merged, lists replaced; 415 for custom resources,
 as the real server) and JSON patches, pod logs (``container``, ``tailLines``,
 ``sinceSeconds``, ``timestamps``, ``follow`` streamed until the pod is deleted or the
-client leaves) and error ``Status`` objects.
+client leaves, ``previous``; see "pod logs" below) and error ``Status`` objects.
+
+Pod logs: each container has a current log and the log of its last terminated instance
+(``set_logs``, ``append_log``, ``terminate_log``: the kubelet keeps only the last
+terminated instance, the one ``status.containerStatuses[].lastState.terminated`` names).
+Which one a request reads, or the 400 it gets, follows the kubelet's
+``validateContainerLogStatus`` (pkg/kubelet/kubelet_pods.go) on the pod's container status:
+``previous`` needs ``lastState.terminated.containerID`` (else ``previous terminated
+container "c" in pod "p" not found``); otherwise a running container reads its current
+log, a terminated or waiting one with a terminated instance reads that instance's, and a
+waiting one without is ``container "c" in pod "p" is waiting to start: <reason>``. A pod
+without container statuses (written by a test, no kubelet) reads its current log. Each line
+gets its own moment (never the same as the line before, as a container runtime stamps
+lines in nanoseconds), written with ``timestamps`` as RFC 3339 with nine decimals; a
+terminated instance's log is complete, so following it ends after its lines.
 
 Writes (HTTP POST/PUT/PATCH and ``apply()``, which raises the same ``ApiError``) go through
 what kube-apiserver checks, in its order; each rule names its Kubernetes source at the code:
@@ -103,7 +117,7 @@ server-side apply (``application/apply-patch+yaml`` answers 415), ``dryRun`` ove
 Python ``apply(dry_run=True)`` runs validation and admission and stores nothing),
 ``deletecollection``, ``resourceVersion``/``resourceVersionMatch`` on GET/LIST (always the
 latest state), the ``sendInitialEvents`` watch-list, Table/protobuf/CBOR output,
-``previous`` container logs (400 as for a container that never restarted), ``limitBytes``,
+logs of init and ephemeral containers, ``sinceTime``, ``limitBytes``,
 set-based ``>``/``<`` label operators, garbage collection through ownerReferences
 (deleting a Namespace removes what is in it, nothing else cascades), graceful deletion of
 pods over HTTP (a DELETE removes the pod at once; ``delete(graceful=True)`` keeps it for its
@@ -2212,6 +2226,42 @@ def _truthy(value: str | None) -> bool:
     return value in ("1", "true", "True")
 
 
+def _terminated_instance(pod: Obj, container: str, *, previous: bool) -> bool:
+    """Whether a log request reads the container's last terminated instance (else its
+    current one), or the 400 the kubelet answers: pkg/kubelet/kubelet_pods.go
+    ``validateContainerLogStatus``, on the container's status in the pod."""
+    name = pod["metadata"]["name"]
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    status = next((s for s in statuses if s.get("name") == container), None)
+    last = ((status or {}).get("lastState") or {}).get("terminated") or {}
+    where = f'container "{container}" in pod "{name}"'
+    if previous:
+        if not last.get("containerID"):
+            raise ApiError(400, f"previous terminated {where} not found")
+        return True
+    if not statuses:
+        return False  # a pod a test wrote, with no kubelet: its current log
+    if status is None:
+        raise ApiError(400, f"{where} is not available")
+    state = status.get("state") or {}
+    if "running" in state:
+        return False
+    if "terminated" in state and (state["terminated"] or {}).get("containerID"):
+        return False
+    if "terminated" in state or last:
+        if not last.get("containerID"):
+            raise ApiError(400, f"{where} is terminated")
+        return True
+    if "waiting" in state:
+        reason = str((state["waiting"] or {}).get("reason", ""))
+        reason = {
+            "ErrImagePull": "image can't be pulled",
+            "ImagePullBackOff": "trying and failing to pull image",
+        }.get(reason, reason)
+        raise ApiError(400, f"{where} is waiting to start: {reason}")
+    raise ApiError(400, f"{where} is waiting to start - no logs yet")
+
+
 def _encode_continue(snapshot: str | None, start: str, rv: int) -> str:
     token = {"v": "meta.k8s.io/v1", "rv": rv, "start": start, "snapshot": snapshot}
     return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
@@ -2313,6 +2363,8 @@ class FakeKube:
         self._metrics_encodings: dict[tuple[str, str], tuple[Obj, Any, bytes, bytes]] = {}
         self._watch_epoch = 0  # drop_watches() ends the watches of earlier epochs
         self._logs: dict[tuple[str, str, str], list[_LogLine]] = {}
+        self._previous_logs: dict[tuple[str, str, str], list[_LogLine]] = {}
+        self._log_stamp = 0.0  # the moment of the last log line written
         self._metrics: dict[tuple[str, str], tuple[str, dict[str, dict[str, str]]]] = {}
         self._requests: list[tuple[str, str, dict[str, str]]] = []
         self._failures: list[_Failure] = []
@@ -2509,17 +2561,34 @@ class FakeKube:
             self._lock.notify_all()
 
     def set_logs(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
-        stamp = time.time()
+        """The current log of a container: ``lines`` replace what it had, each line stamped
+        now (one after the other)."""
         with self._lock:
-            self._logs[(namespace, pod, container)] = [_LogLine(stamp, line) for line in lines]
+            stamped = [_LogLine(self._next_log_stamp(), line) for line in lines]
+            self._logs[(namespace, pod, container)] = stamped
             self._lock.notify_all()
 
     def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
         with self._lock:
             self._logs.setdefault((namespace, pod, container), []).append(
-                _LogLine(time.time(), line)
+                _LogLine(self._next_log_stamp(), line)
             )
             self._lock.notify_all()
+
+    def terminate_log(self, namespace: str, pod: str, container: str) -> None:
+        """The container's current instance terminated: its log becomes the previous one,
+        replacing the one before (the kubelet keeps only the last terminated instance, the
+        one ``lastState.terminated`` names), and the next instance's log starts empty."""
+        with self._lock:
+            key = (namespace, pod, container)
+            self._previous_logs[key] = self._logs.pop(key, [])
+            self._lock.notify_all()
+
+    def _next_log_stamp(self) -> float:
+        """Now, but after the last line written (by 2 µs, so the two differ once written in
+        microseconds); the caller holds the lock."""
+        self._log_stamp = max(time.time(), self._log_stamp + 2e-6)
+        return self._log_stamp
 
     def set_metrics(self, namespace: str, pod: str, containers: dict[str, dict[str, str]]) -> None:
         """Usage per container, e.g. ``{"app": {"cpu": "250m", "memory": "300Mi"}}``.
@@ -2669,8 +2738,9 @@ class FakeKube:
         if key == ("v1", "Pod"):
             self._metrics.pop((namespace, name), None)
             self._metrics_encodings.pop((namespace, name), None)
-            for log_key in [k for k in self._logs if k[:2] == (namespace, name)]:
-                del self._logs[log_key]
+            for logs in (self._logs, self._previous_logs):
+                for log_key in [k for k in logs if k[:2] == (namespace, name)]:
+                    del logs[log_key]
         if key == ("v1", "Namespace"):
             for other_key, objects in list(self._objects.items()):
                 for inner in sorted(objects.values(), key=_sort_key):
@@ -3505,10 +3575,7 @@ class FakeKube:
             )
         elif container not in containers:
             raise ApiError(400, f"container {container} is not valid for pod {name}")
-        if _truthy(query.get("previous")):
-            raise ApiError(
-                400, f'previous terminated container "{container}" in pod "{name}" not found'
-            )
+        terminated = _terminated_instance(pod, container, previous=_truthy(query.get("previous")))
         try:
             tail = int(query["tailLines"]) if query.get("tailLines") else None
             since = float(query["sinceSeconds"]) if query.get("sinceSeconds") else None
@@ -3522,15 +3589,16 @@ class FakeKube:
                 return "".join(f"{_nano(line.ts)} {line.text}\n" for line in lines).encode()
             return "".join(f"{line.text}\n" for line in lines).encode()
 
+        logs = self._previous_logs if terminated else self._logs
         with self._lock:
-            lines = list(self._logs.get(key, []))
+            lines = list(logs.get(key, []))
         sent = len(lines)
         if since is not None:
             lines = [line for line in lines if line.ts >= time.time() - since]
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         handler = request.handler
-        if not _truthy(query.get("follow")):
+        if not _truthy(query.get("follow")) or terminated:  # a terminated log is complete
             return self._send(handler, 200, render(lines), content_type="text/plain")
         self._start_stream(handler, "text/plain")
         with self._lock:

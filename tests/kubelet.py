@@ -34,11 +34,27 @@ container got, byte for byte. Behaviour and where it comes from (kubernetes/kube
   (an identical event again raises ``count`` and ``lastTimestamp`` instead).
 
 ``health="crashloop"`` makes the first container of each pod crash-loop once it can start
-(the Flux stand-in's scenario); a ``CreateContainerConfigError`` comes first. Not modelled:
-probes, image pulls, mounting volumes (the frpc ConfigMap and bound claims always mount; a pod
-whose claims are missing or unbound never reaches the kubelet: the scheduler keeps it Pending
-and unbound, ``tests/kubecontrollers.py`` ``Scheduler``), container restarts other than that
-scenario, ``previous`` logs.
+(the Flux stand-in's scenario): it exited with code 1 (``lastState.terminated`` reason
+``Error``); ``health="oomkilled"`` the same, killed for exceeding its memory limit: reason
+``OOMKilled``, exit code 137 (128 + SIGKILL; the kernel's OOM killer, as the container runtime
+reports it: https://kubernetes.io/docs/tasks/configure-pod-container/assign-memory-resource/).
+Either way the container waits in ``CrashLoopBackOff`` with the kubelet's message ``back-off
+<delay> restarting failed container=<c> pod=<pod>_<ns>(<uid>)``, its ``restartCount`` grows by
+one on every sync (at least 5 on the first: it crashed before anyone looked), and each sync
+records the Warning Event ``BackOff`` ``Back-off restarting failed container <c> in pod
+<pod>_<ns>(<uid>)`` on the pod, fieldPath ``spec.containers{<c>}`` (an identical event again
+raises its count): ``pkg/kubelet/kuberuntime/kuberuntime_manager.go`` ``doBackOff``,
+``pkg/kubelet/events/event.go`` ``BackOffStartContainer``, ``pkg/kubelet/util/format/pod.go``
+``PodDesc``. A ``CreateContainerConfigError`` comes first. Not modelled: probes, image pulls,
+mounting volumes (the frpc ConfigMap and bound claims always mount; a pod whose claims are
+missing or unbound never reaches the kubelet: the scheduler keeps it Pending and unbound,
+``tests/kubecontrollers.py`` ``Scheduler``), the back-off delay growing (always 2m40s),
+container restarts other than those scenarios.
+
+Logs: a started container's instance logs a few lines (``FakeKube.set_logs``); a crashed one
+logged its crash and terminated (``FakeKube.terminate_log``): its log is the previous one, as
+``pkg/kubelet/kubelet_pods.go`` ``validateContainerLogStatus`` finds it through
+``lastState.terminated`` (``kubectl logs --previous``, and ``kubectl logs`` while waiting).
 """
 
 from __future__ import annotations
@@ -65,6 +81,8 @@ EVENT = ("v1", "Event")
 NODE = "kind-worker"
 HOST_IP = "172.18.0.2"
 CONFIG_ERROR = "CreateContainerConfigError"
+# health -> how the crash-looping container ended last (reason, exit code)
+CRASHES = {"crashloop": ("Error", 1), "oomkilled": ("OOMKilled", 137)}
 # What kind's API server creates as default/kubernetes (service CIDR 10.96.0.0/16).
 MASTER_SERVICE: Obj = {
     "metadata": {"name": "kubernetes", "namespace": "default"},
@@ -369,10 +387,24 @@ def _usage(container: Obj, *, crashing: bool) -> dict[str, str]:
 
 
 def health_of(pod: Obj) -> str:
-    """``crashloop`` when the pod's first container is crash-looping, else ``ok``."""
+    """``crashloop`` or ``oomkilled`` when the pod's first container is crash-looping (by how
+    it ended last), else ``ok``."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     waiting = (statuses[0].get("state") or {}).get("waiting") or {} if statuses else {}
-    return "crashloop" if waiting.get("reason") == "CrashLoopBackOff" else "ok"
+    if waiting.get("reason") != "CrashLoopBackOff":
+        return "ok"
+    last = (statuses[0].get("lastState") or {}).get("terminated") or {}
+    return "oomkilled" if last.get("reason") == "OOMKilled" else "crashloop"
+
+
+def _pod_desc(pod: Obj) -> str:
+    """``pkg/kubelet/util/format/pod.go`` ``PodDesc``: ``<name>_<namespace>(<uid>)``."""
+    meta = pod["metadata"]
+    return f"{meta['name']}_{meta['namespace']}({meta.get('uid', '')})"
+
+
+def _restarts(statuses: list[Obj]) -> list[int]:
+    return [int(s.get("restartCount", 0)) for s in statuses]
 
 
 def is_ready(pod: Obj) -> bool:
@@ -421,6 +453,8 @@ class Kubelet:
     def sync(self, pod: Obj, *, release: str, health: str) -> Obj:
         """One syncPod: start the containers that can start, write the status if it changed,
         logs for containers that just started, and PodMetrics; the stored pod."""
+        if health != "ok" and health not in CRASHES:
+            raise ValueError(f"unknown health {health!r}; choose from ok, {', '.join(CRASHES)}")
         namespace, name, uid = (pod["metadata"][k] for k in ("namespace", "name", "uid"))
         containers = pod["spec"]["containers"]
         sources = _Sources(self.fake, namespace)
@@ -438,13 +472,19 @@ class Kubelet:
                 except ConfigError as exc:
                     statuses.append(self._waiting(pod, container, str(exc)))
                     continue
-            crashing = health == "crashloop" and index == 0
+            crash = CRASHES.get(health) if index == 0 else None
             before = previous.get(cname)
             statuses.append(
-                self._running(pod, container, crashing=crashing, before=before, moment=moment)
+                self._running(pod, container, crash=crash, before=before, moment=moment)
             )
+            if crash is not None:
+                self._back_off(pod, cname)
         current = (pod.get("status") or {}).get("containerStatuses") or []
-        if _shape(statuses) != _shape(current) or not (pod.get("status") or {}).get("conditions"):
+        if (
+            _shape(statuses) != _shape(current)
+            or _restarts(statuses) != _restarts(current)
+            or not (pod.get("status") or {}).get("conditions")
+        ):
             status = self._pod_status(pod, statuses, moment)
             pod = self.fake.set_status(*POD, namespace, name, status)
         crashing_pod = any(
@@ -457,7 +497,14 @@ class Kubelet:
             usage[container["name"]] = _usage(container, crashing=crashing_pod)
             before = previous.get(container["name"])
             if before is None or _shape([before]) != _shape([status]):
-                self._logs(pod, container, release=release, crashing="waiting" in status["state"])
+                ended = (status.get("lastState") or {}).get("terminated") or {}
+                self._logs(
+                    pod,
+                    container,
+                    release=release,
+                    crashing="waiting" in status["state"],
+                    killed=ended.get("reason") == "OOMKilled",
+                )
         if usage:
             self.fake.set_metrics(namespace, name, usage)
         return pod
@@ -484,9 +531,22 @@ class Kubelet:
             "lastState": {},
         }
 
+    def _back_off(self, pod: Obj, container: str) -> None:
+        """``doBackOff``: the Warning event of a container waiting to be restarted."""
+        record_event(
+            self.fake,
+            involved=pod,
+            type_="Warning",
+            reason="BackOff",
+            message=f"Back-off restarting failed container {container} in pod {_pod_desc(pod)}",
+            component="kubelet",
+            host=NODE,
+            field_path=f"spec.containers{{{container}}}",
+        )
+
     @staticmethod
     def _running(
-        pod: Obj, container: Obj, *, crashing: bool, before: Obj | None, moment: str
+        pod: Obj, container: Obj, *, crash: tuple[str, int] | None, before: Obj | None, moment: str
     ) -> Obj:
         cname, image = container["name"], container.get("image", "")
         name = pod["metadata"]["name"]
@@ -497,23 +557,24 @@ class Kubelet:
             "image": image,
             "imageID": _image_id(image),
             "containerID": f"containerd://{_sha256(name + '/' + cname)}",
-            "ready": not crashing,
-            "started": not crashing,
-            "restartCount": max(restarts, 5) if crashing else restarts,
+            "ready": crash is None,
+            "started": crash is None,
+            "restartCount": restarts if crash is None else max(restarts + 1, 5),
             "state": {"running": {"startedAt": moment}},
             "lastState": {},
         }
-        if was_running and not crashing:
+        if was_running and crash is None:
             assert before is not None
             entry["state"] = copy.deepcopy(before["state"])
             entry["lastState"] = copy.deepcopy(before.get("lastState") or {})
-        if crashing:
-            back_off = f"back-off 2m40s restarting failed container={cname} pod={name}"
+        if crash is not None:
+            reason, code = crash
+            back_off = f"back-off 2m40s restarting failed container={cname} pod={_pod_desc(pod)}"
             entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": back_off}}
             entry["lastState"] = {
                 "terminated": {
-                    "exitCode": 1,
-                    "reason": "Error",
+                    "exitCode": code,
+                    "reason": reason,
                     "startedAt": moment,
                     "finishedAt": moment,
                     "containerID": entry["containerID"],
@@ -566,7 +627,9 @@ class Kubelet:
             "containerStatuses": statuses,
         }
 
-    def _logs(self, pod: Obj, container: Obj, *, release: str, crashing: bool) -> None:
+    def _logs(
+        self, pod: Obj, container: Obj, *, release: str, crashing: bool, killed: bool = False
+    ) -> None:
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         cname = container["name"]
         ports = container.get("ports") or [{"containerPort": 8080}]
@@ -579,6 +642,12 @@ class Kubelet:
                 f"get run id [{run_id}]",
                 f"[I] [proxy/proxy_manager.go:177] [{run_id}] proxy added: [{release}]",
                 f"[I] [client/control.go:172] [{run_id}] [{name}.{release}] start proxy success",
+            ]
+        elif crashing and killed:  # SIGKILLed by the OOM killer: no last words of its own
+            lines = [
+                f"starting {container.get('image', cname)}",
+                f"listening on 0.0.0.0:{ports[0]['containerPort']}",
+                "loading the catalogue into memory (2,400,000 items)",
             ]
         elif crashing:
             lines = [
@@ -593,3 +662,8 @@ class Kubelet:
                 "GET / 200 1.2ms",
             ]
         self.fake.set_logs(namespace, name, cname, lines)
+        if crashing:
+            # the instance that logged these lines terminated (lastState.terminated): the
+            # kubelet keeps its log as the previous one, replacing the one before, and reads it
+            # for `kubectl logs` too while the container waits (validateContainerLogStatus)
+            self.fake.terminate_log(namespace, name, cname)

@@ -369,6 +369,9 @@ MATRIX: dict[str, list[Entry]] = {
     ],
     # no cluster is connected: members get past the check to a 503
     "api.deployment_logs": [Entry("GET", f"{API}{WEB}/logs", members(503, ui=False))],
+    # usage over time is kept in memory: without a cluster, members get a series of no points
+    "api.deployment_usage": [Entry("GET", f"{API}{WEB}/usage", members(200, ui=False))],
+    "api.deployment_events": [Entry("GET", f"{API}{WEB}/events", members(503, ui=False))],
     "api.retry_deployment": [
         Entry("POST", f"{API}{WEB}/retry", members(503, ui=False), json={}),
     ],
@@ -388,6 +391,7 @@ MATRIX: dict[str, list[Entry]] = {
     "api.list_changes": [
         Entry("GET", f"{API}/changes", signed_in(200, ui=False)),
         Entry("GET", f"{API}/changes?group=team-a", signed_in(200, ui=False)),
+        Entry("GET", f"{API}/changes?state=all&group=team-a", signed_in(200, ui=False)),
     ],
     "api.get_change": [Entry("GET", f"{API}/changes/{{change}}", members(200, ui=False))],
     "api.approve_change": [
@@ -516,7 +520,10 @@ MATRIX: dict[str, list[Entry]] = {
             "POST", "/storage/team-a/images/retention", members(409, ui=True), form={"keep": "1"}
         ),
     ],
-    "ui.changes": [Entry("GET", "/changes", signed_in(200, ui=True))],
+    "ui.changes": [
+        Entry("GET", "/changes", signed_in(200, ui=True)),
+        Entry("GET", "/changes?view=closed", signed_in(200, ui=True)),
+    ],
     "ui.change": [Entry("GET", "/changes/{change}", members(200, ui=True))],
     "ui.approve_change": [
         Entry(

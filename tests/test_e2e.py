@@ -93,7 +93,7 @@ def test_form_commit_flux_then_the_card_runs_live_with_usage_and_url(
     assert name.startswith("web-")
     expect(badge(page, name)).to_have_text(f"committed {sha7}")
     applied = card(page, name).locator("[data-field=applied]")
-    expect(applied).not_to_contain_text("applied")
+    expect(applied).not_to_contain_text("live")  # nothing runs yet
     mark_document(page)
 
     commit = stack.reconcile()
@@ -101,7 +101,7 @@ def test_form_commit_flux_then_the_card_runs_live_with_usage_and_url(
     assert len(stack.pods(name)) == 2
 
     expect(badge(page, name)).to_have_text("running 2/2", timeout=WAIT)
-    expect(applied).to_contain_text(f"{sha7} · applied {sha7}")
+    expect(applied).to_contain_text(f"{sha7} · live {sha7}")  # the version the cluster runs
     used_cpu, used_memory = pod_usage(stack)
     limit_cpu, limit_memory = pod_limits(stack, name)
     assert 0 < used_cpu.value < limit_cpu.value and 0 < used_memory.value < limit_memory.value
@@ -234,7 +234,8 @@ def test_logs_show_the_pod_log_and_follow_new_lines_members_only(
 
     card(page, name).get_by_role("link", name="Logs").click()
     expect(page.get_by_role("heading", name=f"Logs {name}")).to_be_visible()
-    expect(page.locator("select[name=pod] option")).to_have_text(pods)
+    expect(page.locator("select[name=pod] option")).to_have_text(["All pods", *pods])
+    expect(page.locator("select[name=pod]")).to_have_value(pods[0])  # one pod first, as before
     log = page.get_by_test_id("log")
     for line in published:
         expect(log).to_contain_text(line)

@@ -310,6 +310,16 @@ def test_crashloop_stalled_and_progressing(bridge: Bridge) -> None:
         assert frpc["ready"] is True and pod["status"]["phase"] == "Running"
         ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False" and ready["reason"] == "ContainersNotReady"
+        meta = pod["metadata"]
+        [back_off] = [
+            e
+            for e in bridge.fake.items("v1", "Event", NS)
+            if e["involvedObject"]["name"] == meta["name"] and e["reason"] == "BackOff"
+        ]
+        assert (back_off["type"], back_off["source"]["component"]) == ("Warning", "kubelet")
+        assert back_off["message"] == (
+            f"Back-off restarting failed container app in pod {meta['name']}_{NS}({meta['uid']})"
+        )
     deployment = bridge.fake.get("apps/v1", "Deployment", NS, crashing)
     assert deployment is not None
     assert deployment["status"].get("readyReplicas", 0) == 0
@@ -332,6 +342,12 @@ def test_crashloop_stalled_and_progressing(bridge: Bridge) -> None:
     assert found["Ready"]["status"] == "Unknown"
     assert release["status"]["observedGeneration"] < release["metadata"]["generation"]
     assert assert_flux_objects_valid(bridge.fake) == 3 + 4 + 3
+
+    # the same scenarios again: each sync restarts the crashing container once more
+    bridge.flux.reconcile(scenario={crashing: "crashloop", stuck: "stalled", slow: "progressing"})
+    for pod in bridge.pods(crashing):
+        app = pod["status"]["containerStatuses"][0]
+        assert (app["restartCount"], app["lastState"]["terminated"]["reason"]) == (6, "Error")
 
     # A later successful reconcile heals all three; transition times move only on change.
     before = conditions(bridge.release(crashing))["Ready"]["lastTransitionTime"]

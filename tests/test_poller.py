@@ -157,7 +157,7 @@ def test_a_cycle_reads_every_kind_once(fake: FakeKube, connection: kube.Cluster)
     assert len(reading.helmreleases) == 3 and len(reading.deployments) == 3
     assert sum(len(p) for p in reading.pods.values()) == 6 and len(reading.metrics) == 6
     assert reading.kustomization is not None and reading.gitrepository is None
-    assert reading.calls == 8 == len(fake.requests)
+    assert reading.calls == 9 == len(fake.requests)  # Events: one cluster-wide LIST
     selectors = {q.get("labelSelector") for _, _, q in fake.requests if "labelSelector" in q}
     # the groups' Kustomizations, the volumes' claims
     assert selectors == {layout.LABEL_ID, layout.LABEL_GROUP, poller.CLAIM_SELECTOR}
@@ -185,10 +185,10 @@ def test_api_calls_do_not_grow_with_deployments(
     assert first is not None and steady is not None
     assert first_small is not None and steady_small is not None
     assert sum(len(p) for p in first.pods.values()) == 10_000
-    assert first_small.calls == 8
+    assert first_small.calls == 9
     # 2,000 HelmReleases and Deployments, 10,000 pods in pages of 500; group Kustomizations,
-    # claims, PodMetrics (metrics-server does not page) and the two objects read by name
-    assert first.calls == 4 + 4 + 20 + 1 + 1 + 1 + 2
+    # claims, Events, PodMetrics (metrics-server does not page) and the two objects by name
+    assert first.calls == 4 + 4 + 20 + 1 + 1 + 1 + 1 + 2
     assert steady.calls == steady_small.calls == 3  # PodMetrics and the two by name
     assert steady_reads == [
         "/apis/metrics.k8s.io/v1beta1/pods",
@@ -486,7 +486,7 @@ def test_stop_ends_the_watches_and_keeps_the_last_reading(
     fake.reset_requests()
     again = reader.run_once()  # the next cycle lists anew
     try:
-        assert again is not None and again.calls == 8
+        assert again is not None and again.calls == 9
         assert ("group-g1", "app1-000001") not in again.helmreleases
     finally:
         reader.stop()
@@ -598,7 +598,7 @@ def test_the_volumes_claims_are_listed_slim_then_watched(
     fake.apply(claim("scratch", managed=False))
     fake.reset_requests()
     first = reader.run_once()
-    assert first is not None and first.calls == 8  # one LIST more than without claims
+    assert first is not None and first.calls == 9  # one LIST more than without claims
     [listed] = lists(fake, "/persistentvolumeclaims")
     assert listed["labelSelector"] == "app.kubernetes.io/managed-by=gitops-bridge"
     eventually(lambda: bool(watches(fake, "/persistentvolumeclaims")), "the claims watched")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gitops_bridge import config, models, slim, status
-from gitops_bridge.render import layout, volume
+from gitops_bridge.render import digest, layout, volume
 from gitops_bridge.render.helmrelease import document, parse_helmrelease
 from tests import realobjects
 from tests.test_status import CASES, DEPLOYMENT, PROBLEM_CASES, ancestry, view
@@ -72,11 +72,14 @@ def test_a_real_pod_keeps_only_what_is_read() -> None:
     assert kept == {
         "metadata": {
             "name": full["metadata"]["name"],
+            "creationTimestamp": realobjects.T0,
             "namespace": NS,
             "labels": {layout.LABEL_ID: "k3x9q2"},
         },
+        "spec": {"nodeName": "worker-1"},  # the pods table: where it runs, its age, ...
         "status": {
             "phase": "Running",
+            "startTime": realobjects.T0,
             "containerStatuses": [
                 {
                     "ready": False,
@@ -88,12 +91,19 @@ def test_a_real_pod_keeps_only_what_is_read() -> None:
                             "message": "back-off 5m0s restarting failed container=app",
                         }
                     },
-                    "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+                    "lastState": {
+                        "terminated": {
+                            "reason": "Error",
+                            "exitCode": 1,
+                            "finishedAt": realobjects.T1,
+                        }
+                    },  # ... and how it ended last, when
                 },
                 {"ready": True, "restartCount": 0, "name": "frpc"},
             ],
         },
     }
+    # the same budget as before the pods table: a tenth of the pod at most
     assert realobjects.size(full) > 4000 and realobjects.size(kept) * 10 < realobjects.size(full)
 
 
@@ -137,9 +147,19 @@ def test_a_real_helmrelease_keeps_only_what_is_read() -> None:
 def test_deployment_metrics_and_flux_objects() -> None:
     template = realobjects.pod_template(name=NAME, **IDS)
     full = realobjects.deployment(namespace=NS, name=NAME, replicas=2, template=template, **IDS)
+    full["metadata"]["annotations"][digest.ANNOTATION] = "0123456789abcdef"
     kept = slim.deployment(full)
-    assert kept["metadata"]["labels"] == {layout.LABEL_ID: "k3x9q2"} and "spec" not in kept
+    assert kept["metadata"]["labels"] == {layout.LABEL_ID: "k3x9q2"}
+    # which committed settings run, and the image the app container runs
+    assert kept["metadata"]["annotations"] == {digest.ANNOTATION: "0123456789abcdef"}
+    app = next(c for c in full["spec"]["template"]["spec"]["containers"] if c["name"] == "app")
+    assert kept["spec"] == {
+        "replicas": 2,
+        "template": {"spec": {"containers": [{"name": "app", "image": app["image"]}]}},
+    }
     assert kept["status"] == {"conditions": []}  # only ReplicaFailure is read
+    assert slim.deployment(kept) == kept
+    assert realobjects.size(kept) * 8 < realobjects.size(full)
     sample = realobjects.pod_metrics(namespace=NS, pod_name="p", labels_of_pod={"a": "b"})
     assert slim.pod_metrics(sample) == {
         "metadata": {"name": "p", "namespace": NS},
@@ -326,3 +346,64 @@ def test_an_orphan_parses_back_the_same_from_its_slim_helmrelease(expose: bool) 
     )
     written = document(deployment, settings=config.Settings())
     assert parse_helmrelease(slim.helmrelease(written)) == parse_helmrelease(written) == deployment
+
+
+def real_event() -> dict[str, Any]:
+    """A kubelet BackOff Event as the API server sends it in a list (client-go's recorder
+    creates it, then PATCHes count and lastTimestamp; managedFields of both writes)."""
+    pod_name = "web-k3x9q2-34c3b01d9b-b8a17"
+    uid = "a521c352-36c2-8a78-3679-daa2e26a15f3"
+    written = {
+        "involvedObject": {
+            "kind": "Pod",
+            "namespace": NS,
+            "name": pod_name,
+            "uid": uid,
+            "apiVersion": "v1",
+            "resourceVersion": "88121",
+            "fieldPath": "spec.containers{app}",
+        },
+        "reason": "BackOff",
+        "message": f"Back-off restarting failed container app in pod {pod_name}_{NS}({uid})",
+        "source": {"component": "kubelet", "host": "worker-1"},
+        "firstTimestamp": realobjects.T0,
+        "lastTimestamp": realobjects.T1,
+        "count": 7,
+        "type": "Warning",
+        "eventTime": None,
+        "reportingComponent": "kubelet",
+        "reportingInstance": "worker-1",
+    }
+    return {
+        "metadata": {
+            "name": f"{pod_name}.18b7e6f0c3a2d1e4",
+            "namespace": NS,
+            "uid": "c0ffee00-1234-4c1e-9a7b-0badc0de0001",
+            "resourceVersion": "90412",
+            "creationTimestamp": realobjects.T0,
+            "managedFields": [
+                realobjects._managed("kubelet", "Update", "v1", realobjects.fields_v1(written)),
+            ],
+        },
+        **written,
+    }
+
+
+def test_a_real_event_keeps_what_the_events_table_shows() -> None:
+    full = real_event()
+    kept = slim.event(full)
+    assert kept == {
+        "metadata": {"name": full["metadata"]["name"], "namespace": NS},
+        "type": "Warning",
+        "reason": "BackOff",
+        "count": 7,
+        "firstTimestamp": realobjects.T0,
+        "lastTimestamp": realobjects.T1,
+        "message": full["message"],
+        "involvedObject": {"kind": "Pod", "name": full["involvedObject"]["name"]},
+        "source": {"component": "kubelet"},
+        "reportingComponent": "kubelet",
+    }  # no uids, versions, fieldPath, host, null eventTime
+    assert slim.event(kept) == kept
+    # what stays is mostly the message and the names the table shows: under half of it
+    assert realobjects.size(kept) * 2 < realobjects.size(full)

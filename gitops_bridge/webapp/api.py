@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
-from gitops_bridge import deletions, history, jsonbody, storage
+from gitops_bridge import deletions, history, jsonbody, podlogs, review, storage, usage
 from gitops_bridge.errors import BadRequest, InvalidRequest
 from gitops_bridge.service import Written
 from gitops_bridge.webapp import apidoc, context, listing, streams, views
@@ -382,7 +383,9 @@ def deployment_history(name: str) -> Response:
         limit=limit,
         before=request.args.get("before") or None,
     )
-    response = jsonify([views.version(v, diffs=diffs) for v in page.versions])
+    found = context.monitor().running_of(name)  # the version the cluster runs is "live"
+    live = found.commit if found is not None else None
+    response = jsonify([views.version(v, diffs=diffs, live=live) for v in page.versions])
     if page.next is not None:
         args: dict[str, Any] = {"limit": limit, "before": page.next}
         if diffs:
@@ -414,9 +417,25 @@ def _commit_field(body: Any) -> str:
 
 @bp.get("/changes")
 def list_changes() -> Response:
+    """A page of change requests, newest first: ``state`` open (the default), closed,
+    merged or all (the open ones first); ``Link: <...>; rel="next"`` while there are more."""
     reviews = context.svc().review
-    changes = reviews.open_changes(context.user(), request.args.get("group") or None)
-    return jsonify([views.change(c) for c in changes])
+    group = request.args.get("group") or None
+    state = request.args.get("state") or None
+    limit = _int_arg("limit", review.PAGE)
+    page = reviews.page(
+        context.user(),
+        states=review.parse_states(state),
+        group=group,
+        after=request.args.get("after") or None,
+        limit=limit,
+    )
+    response = jsonify([views.change(c) for c in page.items])
+    if page.next is not None:
+        query = {"group": group, "state": state, "limit": limit, "after": page.next}
+        link = url_for(".list_changes", **{k: v for k, v in query.items() if v is not None})
+        response.headers["Link"] = f'<{link}>; rel="next"'
+    return response
 
 
 @bp.get("/changes/<change:change_id>")
@@ -471,7 +490,9 @@ def _int_arg(name: str, default: int) -> int:
 
 @bp.get("/deployments/<name>/logs")
 def deployment_logs(name: str) -> Response:
-    """A pod's log: ``pod``, ``container`` (app|frpc), ``tail`` lines, ``follow``.
+    """A pod's log: ``pod`` (``*``: every pod's, merged in time order and tagged ``[pod]``),
+    ``container`` (app|frpc), ``tail`` lines (per pod), ``timestamps``, ``previous`` (the
+    instance that last terminated), ``follow``, ``download`` (an attachment, never followed).
 
     With ``follow`` the log streams as server-sent events (one ``data:`` per line, and a
     ``: heartbeat`` comment while the pod is quiet) when the client accepts
@@ -480,17 +501,38 @@ def deployment_logs(name: str) -> Response:
     seconds.
     """
     follow = request.args.get("follow") in ("1", "true", "yes")
+    timestamps, previous, download = _flag("timestamps"), _flag("previous"), _flag("download")
+    if download and follow:
+        raise InvalidRequest.field("follow", "a download is never followed: leave out follow")
     user = context.user()
     monitor = context.monitor()
     pod = request.args.get("pod") or None
     container = request.args.get("container") or None
     tail = _int_arg("tail", 200)
 
-    def read() -> Any:
-        return monitor.logs(user, name, pod=pod, container=container, tail=tail, follow=follow)
+    def read() -> podlogs.Log:
+        return monitor.logs(
+            user,
+            name,
+            pod=pod,
+            container=container,
+            tail=tail,
+            follow=follow,
+            timestamps=timestamps,
+            previous=previous,
+        )
 
+    if download:
+        opened = read()
+        moment = monitor.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        filename = f"{name}-{opened.pod}-{moment}.log"  # names and pods are DNS names
+        return Response(
+            opened.source,
+            mimetype="text/plain",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
     if not follow:
-        return Response(read(), mimetype="text/plain")
+        return Response(read().source, mimetype="text/plain")
     sse = "text/event-stream" in request.headers.get("Accept", "")
     stream = streams.of(current_app).open(
         user.name,
@@ -505,6 +547,24 @@ def deployment_logs(name: str) -> Response:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     return Response(stream, mimetype="text/plain", headers={"X-Accel-Buffering": "no"})
+
+
+@bp.get("/deployments/<name>/events")
+def deployment_events(name: str) -> Response:
+    """Kubernetes events of the deployment, its ReplicaSets, pods and autoscaler, newest
+    first, as the latest reading has them (at most ``poller.EVENTS_SHOWN``)."""
+    found = context.monitor().cluster_events(context.user(), name)
+    return jsonify({"items": [views.cluster_event(event) for event in found]})
+
+
+@bp.get("/deployments/<name>/usage")
+def deployment_usage(name: str) -> Response:
+    """CPU and memory of the app container over the usage window, step by step, with the
+    restarts and the requests and limits per pod (``usage.document``); from memory: no
+    points before the poller has read the cluster, or without one."""
+    deployment = context.svc().deployment(context.user(), name)
+    history = context.monitor().usage.history((deployment.namespace, deployment.id))
+    return jsonify(usage.document(deployment.name, history, usage.footprint(deployment)))
 
 
 @bp.post("/flux/events")

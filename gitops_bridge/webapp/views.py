@@ -14,8 +14,9 @@ from gitops_bridge.monitor import FluxEvent, Monitor
 from gitops_bridge.quantity import Quantity
 from gitops_bridge.render import app_path
 from gitops_bridge.review import ChangeRequest
+from gitops_bridge.running import LOOKBACK, Running
 from gitops_bridge.service import GroupView, Problem, Service
-from gitops_bridge.status import DeploymentStatus, Usage
+from gitops_bridge.status import DeploymentStatus, EventView, PodView, Usage
 
 
 def group(view: GroupView, *, problems: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -181,9 +182,26 @@ def cards(
         )
         if monitor is not None:
             data["events"] = [event_json(e) for e in monitor.recent_events(item)]
+            data["running"] = running(monitor.running(item, commit=commit))
         return data
 
     return card
+
+
+def running(value: Running | None) -> dict[str, Any] | None:
+    """What the cluster's Deployment runs: its image, the digest of the settings it was
+    rendered from, the commit live for this deployment, and whether that is what main holds;
+    null when the cluster has no Deployment of it (yet)."""
+    if value is None:
+        return None
+    return {
+        "image": value.image or None,
+        "digest": value.digest or None,
+        "commit": value.commit,
+        "matches": value.matches,
+        "committedDigest": value.committed_digest or None,
+        "olderThan": LOOKBACK if value.older else None,
+    }
 
 
 def _quantity(value: Quantity | None, *, kind: str) -> str | None:
@@ -227,22 +245,53 @@ def cluster_status(observed: DeploymentStatus) -> dict[str, Any]:
             }
             for v in observed.history
         ],
-        "pods": [
-            {
-                "name": p.name,
-                "phase": p.phase,
-                "ready": p.ready,
-                "restarts": p.restarts,
-                "reason": p.reason,
-                "message": p.message,
-            }
-            for p in observed.pods
-        ],
+        "pods": [pod(p) for p in observed.pods],
         "cpu": _usage(observed.cpu, "cpu"),
         "memory": _usage(observed.memory, "memory"),
         "age": None if observed.age is None else round(observed.age, 1),
         "stale": observed.stale,
         "problems": list(observed.problems),
+    }
+
+
+def pod(value: PodView) -> dict[str, Any]:
+    """A pod as the latest reading has it; ``lastTermination``: how a container of it ended
+    last (OOMKilled 137...), null when none has."""
+    last = value.last_termination
+    return {
+        "name": value.name,
+        "phase": value.phase,
+        "ready": value.ready,
+        "restarts": value.restarts,
+        "reason": value.reason,
+        "message": value.message,
+        "readyContainers": value.ready_containers,
+        "containers": value.containers,
+        "node": value.node or None,
+        "created": value.created or None,
+        "started": value.started or None,
+        "lastTermination": None
+        if last is None
+        else {
+            "container": last.container,
+            "reason": last.reason,
+            "exitCode": last.exit_code,
+            "finishedAt": last.finished_at or None,
+        },
+    }
+
+
+def cluster_event(value: EventView) -> dict[str, Any]:
+    """A Kubernetes event of a deployment (``GET /deployments/<name>/events``)."""
+    return {
+        "type": value.type,
+        "reason": value.reason,
+        "message": value.message,
+        "object": {"kind": value.kind, "name": value.name},
+        "count": value.count,
+        "firstSeen": value.first_seen or None,
+        "lastSeen": value.last_seen or None,
+        "source": value.source,
     }
 
 
@@ -281,10 +330,14 @@ def change(value: ChangeRequest) -> dict[str, Any]:
         "url": value.url,
         "state": value.state,
         "number": value.number,
+        "decidedBy": value.decided_by or None,
+        "decidedAt": value.decided_at,
+        "mergeCommit": value.merge_commit,
     }
 
 
-def version(value: Version, *, diffs: bool = False) -> dict[str, Any]:
+def version(value: Version, *, diffs: bool = False, live: str | None = None) -> dict[str, Any]:
+    """One version of a deployment; ``live``: the commit the cluster runs for it."""
     data = {
         "commit": value.sha,
         "author": value.author,
@@ -294,6 +347,7 @@ def version(value: Version, *, diffs: bool = False) -> dict[str, Any]:
         "action": value.action,
         "summary": value.summary,
         "exists": value.exists,
+        "live": value.sha == live,
     }
     if diffs:
         data["diff"] = value.diff

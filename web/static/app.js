@@ -161,9 +161,17 @@
   function appliedText(item, elapsed) {
     const st = item.status || {};
     let text = (item.commit || "").slice(0, 7) || "—";
-    if (st.appliedCommit) text += " · applied " + st.appliedCommit.slice(0, 7);
+    if (item.running && item.running.commit) text += " · live " + item.running.commit.slice(0, 7);
     if (st.age !== null && st.age !== undefined) text += " · read " + Math.round(st.age + elapsed) + "s ago" + (st.stale ? " (stale)" : "");
     return text;
+  }
+  function runningNote(item) {  // the server's running_note filter, for the same JSON
+    const run = item.running;
+    if (!run || run.matches !== false) return "";
+    const live = run.commit ? "commit " + run.commit.slice(0, 7)
+      : run.olderThan ? "older than the last " + run.olderThan + " versions" : "commit unknown";
+    return "Running " + (run.image || "an unknown image") + " (" + live + ") · committed " +
+      item.image + " (" + ((item.commit || "").slice(0, 7) || "—") + ")";
   }
   function update(card, item) {
     const st = item.status || {};
@@ -210,6 +218,11 @@
     if (applied) applied.textContent = appliedText(item, 0);
     const retry = card.querySelector("[data-field=retry]");
     if (retry) retry.classList.toggle("hidden", st.state !== "failed");
+    const running = card.querySelector("[data-field=running]");
+    if (running) {  // what runs, when it is not what was committed
+      running.textContent = runningNote(item);
+      running.classList.toggle("hidden", !running.textContent);
+    }
   }
   let known = null;  // {etag, items, at}: the page when last sent
   async function fetchPage() {
@@ -267,33 +280,161 @@
   setInterval(refresh, 3000);
 })();
 
-// The log viewer: follow streams server-sent events; otherwise one plain fetch.
+// The log viewer: one pod, or all pods merged (each line tagged [pod], notes [all pods]);
+// optional timestamps (shown muted) and the previous container. Follow reads the server-sent
+// events from a fetch body, so a refusal (no previous container, too many streams) shows its
+// message; otherwise one plain fetch. At most MAX_LINES lines stay on the page (the oldest
+// go); the download link asks for what is shown, without following.
 (function () {
   const form = document.getElementById("log-controls");
   const out = document.getElementById("log");
   if (!form || !out) return;
-  let stream = null;
-  function show(event) {
+  const problem = document.getElementById("log-problem");
+  const download = document.getElementById("log-download");
+  const MAX_LINES = 20000;
+  const TAG = /^\[([^\]\s]+|all pods)\] /;
+  const STAMP = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) /;
+  const colours = new Map();
+  let reading = null;  // the AbortController of the read in progress
+
+  function colour(pod) {
+    if (!colours.has(pod)) colours.set(pod, "pod-" + (colours.size % 6));
+    return colours.get(pod);
+  }
+
+  function row(text, view) {
+    const line = document.createElement("span");
+    line.className = "log-line";
+    let rest = text;
+    let found = view.tagged ? TAG.exec(rest) : null;
+    if (found) {
+      const tag = document.createElement("span");
+      tag.className = found[1] === "all pods" ? "log-note" : "log-pod " + colour(found[1]);
+      tag.textContent = "[" + found[1] + "]";
+      line.append(tag, " ");
+      rest = rest.slice(found[0].length);
+    }
+    found = view.stamped ? STAMP.exec(rest) : null;
+    if (found) {
+      const time = document.createElement("time");
+      time.className = "log-time";
+      time.dateTime = found[1];
+      time.textContent = found[1];
+      line.append(time, " ");
+      rest = rest.slice(found[0].length);
+    }
+    line.append(rest + "\n");
+    return line;
+  }
+
+  function append(texts, view) {
+    if (!texts.length) return;
+    const atBottom = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+    const fragment = document.createDocumentFragment();
+    texts.slice(-MAX_LINES).forEach(function (text) { fragment.append(row(text, view)); });
+    out.append(fragment);
+    for (let extra = out.childElementCount - MAX_LINES; extra > 0; extra--) out.firstElementChild.remove();
+    if (atBottom) out.scrollTop = out.scrollHeight;
+  }
+
+  async function refused(response) {
+    let message = "The log could not be read (" + response.status + ").";
+    try {
+      const body = await response.json();
+      if (body && body.message) message = body.message;
+    } catch (error) { /* not JSON: the status says enough */ }
+    problem.textContent = message;
+    problem.hidden = false;
+  }
+
+  async function events(response, view, controller) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    let data = [];
+    let kind = "message";
+    for (;;) {
+      const part = await reader.read();
+      if (part.done) return;
+      pending += part.value;
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      const shown = [];
+      for (const raw of lines) {
+        const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+        if (line === "") {  // the end of an event
+          if (kind === "end") { append(shown, view); controller.abort(); return; }
+          if (data.length) shown.push(data.join("\n"));
+          data = [];
+          kind = "message";
+        } else if (line.startsWith("data:")) {
+          data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+        } else if (line.startsWith("event:")) {
+          kind = line.slice(6).trim();
+        }  // ":" comments are heartbeats
+      }
+      append(shown, view);
+    }
+  }
+
+  async function show(event) {
     if (event) event.preventDefault();
-    if (stream) { stream.close(); stream = null; }
-    out.textContent = "";
+    if (reading) reading.abort();
+    const controller = new AbortController();
+    reading = controller;
+    out.replaceChildren();
+    problem.hidden = true;
     const data = new FormData(form);
     const params = new URLSearchParams({ pod: data.get("pod"), container: data.get("container"), tail: data.get("tail") || "200" });
-    const url = form.dataset.source + "?" + params;
-    if (data.get("follow")) {
-      params.set("follow", "1");
-      stream = new EventSource(form.dataset.source + "?" + params);
-      stream.onmessage = function (message) {
-        const atBottom = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-        out.textContent += message.data + "\n";
-        if (atBottom) out.scrollTop = out.scrollHeight;
-      };
-      stream.addEventListener("end", function () { stream.close(); });
-      stream.onerror = function () { if (stream) stream.close(); };
-    } else {
-      fetch(url).then(function (r) { return r.text(); }).then(function (text) { out.textContent = text; });
+    if (data.get("timestamps")) params.set("timestamps", "1");
+    if (data.get("previous")) params.set("previous", "1");
+    const view = { tagged: data.get("pod") === "*", stamped: Boolean(data.get("timestamps")) };
+    if (download) download.href = form.dataset.source + "?" + params + "&download=1";
+    const follow = Boolean(data.get("follow"));
+    if (follow) params.set("follow", "1");
+    try {
+      const response = await fetch(form.dataset.source + "?" + params, {
+        headers: { Accept: follow ? "text/event-stream" : "text/plain" },
+        signal: controller.signal,
+      });
+      if (!response.ok) { await refused(response); return; }
+      if (follow) {
+        await events(response, view, controller);
+      } else {
+        const lines = (await response.text()).split("\n");
+        if (lines[lines.length - 1] === "") lines.pop();
+        append(lines, view);
+      }
+    } catch (error) {
+      if (error.name !== "AbortError") {
+        problem.textContent = "The log could not be read: " + error.message;
+        problem.hidden = false;
+      }
     }
   }
   form.addEventListener("submit", show);
   show();
+})();
+
+// Errors at the field: a row added by copying a refused one starts clean (no id of the
+// original, no aria-invalid, no message). Runs after the rows' own click handlers above.
+(function () {
+  [["add-env", "env-rows"], ["add-mount", "mount-rows"]].forEach(function (ids) {
+    const add = document.getElementById(ids[0]);
+    const rows = document.getElementById(ids[1]);
+    if (!add || !rows) return;
+    add.addEventListener("click", function () {
+      const row = rows.lastElementChild;
+      if (!row) return;
+      row.querySelectorAll(".field-error, .row-errors").forEach(function (el) { el.remove(); });
+      row.querySelectorAll("[aria-invalid]").forEach(function (el) {
+        el.removeAttribute("aria-invalid");
+        el.removeAttribute("autofocus");
+        el.removeAttribute("id");
+        const rest = (el.getAttribute("aria-describedby") || "").split(" ")
+          .filter(function (id) { return id && !id.endsWith("-error"); });
+        if (rest.length) el.setAttribute("aria-describedby", rest.join(" "));
+        else el.removeAttribute("aria-describedby");
+      });
+    });
+  });
 })();
