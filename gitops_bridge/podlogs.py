@@ -340,10 +340,18 @@ class Followed:
             self._put(None)
 
     def _put(self, item: bytes | None) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._queue.put(item, timeout=TICK)
-            except queue.Full:
-                continue
-            return True
-        return False
+        return offer(self._queue, item, self._closed, tick=TICK)
+
+
+def offer(
+    into: queue.Queue[bytes | None], item: bytes | None, closed: threading.Event, *, tick: float
+) -> bool:
+    """Put ``item`` into a bounded queue, waiting while it is full; False once ``closed`` is
+    set (the reader went away: nothing will make room)."""
+    while not closed.is_set():
+        try:
+            into.put(item, timeout=tick)
+        except queue.Full:
+            continue
+        return True
+    return False

@@ -156,9 +156,9 @@ def test_scale_from_the_card_commits_the_new_replicas_by_the_user(
     web.get_by_label(f"Replicas of {name}").fill("50")
     assert click_and_land(alice, web.get_by_role("button", name="Scale")) == 422
     expect(alice.get_by_test_id("action-error")).to_have_text(
-        f"{name}: replicas: must be 0..20, got 50"
+        f"{name}: Replicas: must be 0..20, got 50."
     )
-    expect(web.get_by_test_id("card-error")).to_have_text("replicas: must be 0..20, got 50")
+    expect(web.get_by_test_id("card-error")).to_have_text("Replicas: must be 0..20, got 50.")
     expect(web.get_by_label(f"Replicas of {name}")).to_have_value("50")
     alice.screenshot(path=str(artifacts / "manage-card-error.png"), full_page=True)
     assert head(remote) == before

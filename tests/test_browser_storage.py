@@ -143,7 +143,7 @@ def test_a_member_manages_volumes_and_images_in_the_storage_tab(
     row.get_by_test_id("confirm-data").fill("data")
     row.get_by_role("button", name="Delete data").click()
     expect(alice.get_by_test_id("volume-error")).to_have_text(
-        f"volume data is mounted by {name}: unmount it there first"
+        f"Volume data is mounted by {name}: unmount it there first."
     )
     expect(alice.get_by_test_id("storage-error")).to_be_visible()
     alice.screenshot(path=str(artifacts / "storage-delete-refused.png"), full_page=True)

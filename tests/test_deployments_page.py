@@ -204,4 +204,4 @@ def test_a_card_action_returns_to_the_page_it_was_on(client: FlaskClient) -> Non
     )
     assert refused.status_code == 422
     assert Page(refused).cards() == second.cards()  # the same page, with the message
-    assert "replicas: must be 0..20, got 50" in refused.get_data(as_text=True)
+    assert "Replicas: must be 0..20, got 50." in refused.get_data(as_text=True)

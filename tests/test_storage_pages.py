@@ -293,18 +293,18 @@ def test_refused_volume_forms_show_the_message_at_the_form_and_write_nothing(
     # grow: only up, and only on an expandable class (the shared one has no Grow form)
     page = Page(alice.post("/storage/team-a/volumes/data/resize", {"size": "1Gi"}))
     assert page.status == 422
-    assert page.testid("volume-error") == ["size: must not shrink: volumes only grow (now 2Gi)"]
+    assert page.testid("volume-error") == ["Size: must not shrink: volumes only grow (now 2Gi)."]
     assert 'id="size-data" name="size" value="1Gi"' in page.text
     assert 'id="size-docs"' not in page.text and "fixed size" in page.text
     page = Page(alice.post("/storage/team-a/volumes/docs/resize", {"size": "2Gi"}))
     assert page.status == 422
-    assert page.testid("volume-error") == ["size: class shared does not allow volumes to grow"]
+    assert page.testid("volume-error") == ["Size: class shared does not allow volumes to grow."]
 
     # delete: the name must be typed
     page = Page(alice.post("/storage/team-a/volumes/data/delete", {"confirm": "dat"}))
     assert page.status == 422
     assert page.testid("volume-error") == [
-        "confirm: type the volume's name (data) to delete it and all its data"
+        "Confirm: type the volume's name (data) to delete it and all its data."
     ]
     assert re.search(r'<details class="delete-volume" open>\s*<summary>Delete…', page.text)
     missing = Page(alice.post("/storage/team-a/volumes/nope/delete", {"confirm": "nope"}))
@@ -413,7 +413,7 @@ def test_the_deployment_form_mounts_volumes_and_the_card_lists_them(
     page = Page(alice.post("/storage/team-a/volumes/data/delete", {"confirm": "data"}))
     assert page.status == 409
     assert page.testid("volume-error") == [
-        f"volume data is mounted by {name}: unmount it there first"
+        f"Volume data is mounted by {name}: unmount it there first."
     ]
 
 

@@ -97,7 +97,7 @@ def of(
             text = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.])", label, text)
         where = locate(problem.field)
         if where is None:
-            label = _spoken(problem.field)
+            label = spoken(problem.field)
             general.append(f"{label}: {text}" if label else text)
             continue
         target, label, rank, row = where
@@ -239,7 +239,20 @@ def group_form(error: BridgeError | None, *, prefix: str, editing: bool = False)
 # ---- words ---------------------------------------------------------------------------------
 
 
-def _spoken(name: str) -> str:
+def said(error: BridgeError) -> str:
+    """A refusal as one line where there is no form of fields to put it at (a card's Scale):
+    each problem after the field's name as people say it ("Replicas: must be 0..20, got 50.")."""
+    if not error.problems:
+        return _sentence(error.message)
+    parts = []
+    for problem in error.problems:
+        label = spoken(problem.field)
+        text = _sentence(problem.message, capital=not label)
+        parts.append(f"{label[:1].upper()}{label[1:]}: {text}" if label else text)
+    return " ".join(parts)
+
+
+def spoken(name: str) -> str:
     """A field no input shows, as people would name it: ``quota.cpu`` -> ``quota CPU``,
     ``env[1].name`` -> ``Environment row 2 name``; "" for the body itself."""
     text = re.sub(r"^env\b", "Environment", re.sub(r"^volumes\b", "Volumes", name))

@@ -248,13 +248,7 @@ class Stream:
             self._offer(None)
 
     def _offer(self, item: bytes | None) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._queue.put(item, timeout=TICK)
-            except queue.Full:
-                continue
-            return True
-        return False
+        return podlogs.offer(self._queue, item, self._closed, tick=TICK)
 
     # ---- formatting -----------------------------------------------------------------------
 

@@ -85,6 +85,19 @@ def retry_deployment(name: str) -> Page:
     return redirect(where.link())
 
 
+@bp.app_template_filter("said")
+def said(error: BridgeError) -> str:
+    """A refusal in words on a card (see fielderrors.said)."""
+    return fielderrors.said(error)
+
+
+@bp.app_template_filter("spoken")
+def spoken(field: str) -> str:
+    """An API field as people name it (``quota.cpu`` -> ``Quota CPU``)."""
+    words = fielderrors.spoken(field)
+    return words[:1].upper() + words[1:]
+
+
 @bp.get("/deployments/<name>/logs")
 def deployment_logs(name: str) -> str:
     """The log viewer: the page streams from the API (server-sent events)."""
