@@ -567,6 +567,10 @@ class Kubelet:
             assert before is not None
             entry["state"] = copy.deepcopy(before["state"])
             entry["lastState"] = copy.deepcopy(before.get("lastState") or {})
+        elif before is not None and crash is None:
+            # started again after a crash: lastState keeps the instance that terminated until
+            # the next one does (``pkg/kubelet/kubelet_pods.go`` convertToAPIContainerStatuses)
+            entry["lastState"] = copy.deepcopy(before.get("lastState") or {})
         if crash is not None:
             reason, code = crash
             back_off = f"back-off 2m40s restarting failed container={cname} pod={_pod_desc(pod)}"

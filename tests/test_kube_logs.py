@@ -75,6 +75,16 @@ def test_a_crashed_container_s_log_is_the_previous_one(fake: FakeKube) -> None:
     # what the running instance logged before is gone: the kubelet keeps the last terminated one
     assert "listening" not in read_log(fake, "web-1", previous="true")[1]
 
+    # started again and running: its own log now, and the crashed one is still the previous
+    crashed = fake.get("v1", "Pod", NS, "web-1")
+    assert crashed is not None
+    recovered = kubelet.sync(crashed, release="web", health="ok")
+    [app] = recovered["status"]["containerStatuses"]
+    assert "running" in app["state"] and app["lastState"]["terminated"]["reason"] == "Error"
+    status, running = read_log(fake, "web-1")
+    assert status == 200 and "listening on 0.0.0.0:8080" in running
+    assert read_log(fake, "web-1", previous="true") == (200, crash)
+
 
 def test_previous_needs_a_terminated_instance_in_the_status(fake: FakeKube) -> None:
     new_pod(fake, "bare")  # written without a kubelet: no container statuses

@@ -320,7 +320,11 @@ def test_degraded_names_the_pod_and_the_container_reason() -> None:
         is_applied=ancestry,
     )
     assert result.reason == "CrashLoopBackOff"
-    assert result.message == "pod web-2: back-off restarting failed container"
+    # why it ended first, then the back-off
+    assert (
+        result.message
+        == "pod web-2: last exit: Error (code 1); back-off restarting failed container"
+    )
     assert [(p.name, p.ready, p.restarts) for p in result.pods] == [
         ("web-1", True, 0),
         ("web-2", False, 5),
