@@ -67,23 +67,27 @@ class Index:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def put(self, obj: Obj) -> None:
+    def put(self, obj: Obj) -> bool:
+        """Hold ``obj`` (or drop it: its key is None); whether what the index holds changed."""
         ident = identity(obj)
         key = self._key(obj)
         old = self._keys.get(ident)
         if old is not None and old != key:
             self._discard(ident, old)
         if key is None:
-            return
+            return old is not None
         self._keys[ident] = key
         self._members.setdefault(key, {})[ident] = obj
         self._dirty.add(key)
+        return True
 
-    def remove(self, obj: Obj) -> None:
+    def remove(self, obj: Obj) -> bool:
+        """Forget ``obj``; whether the index held it."""
         ident = identity(obj)
         key = self._keys.get(ident)
         if key is not None:
             self._discard(ident, key)
+        return key is not None
 
     def reset(self, objects: list[Obj]) -> None:
         self._keys, self._members, self._dirty = {}, {}, set()
@@ -288,17 +292,23 @@ class Watcher:
         return received
 
     def _apply(self, event: kube.WatchEvent) -> None:
+        """One event into the index. Only a change of what the index holds counts as a
+        change: an object the index drops (an Event about none of the deployments) moves
+        the resourceVersion on and nothing else, so it neither rebuilds the reading nor
+        makes it look newer."""
         with self.lock:
             if event.type in ("ADDED", "MODIFIED"):
-                self.index.put(event.object)
+                changed = self.index.put(event.object)
             elif event.type == "DELETED":
-                self.index.remove(event.object)
-            elif event.type != "BOOKMARK":
+                changed = self.index.remove(event.object)
+            elif event.type == "BOOKMARK":
+                changed = False
+            else:
                 log.debug("%s: ignoring a %s event", self.name, event.type)
                 return
             if event.resource_version:
                 self.version = event.resource_version
-            if event.type == "BOOKMARK":
+            if not changed:
                 return
             self.changed_at = self.clock()
         self.on_change()

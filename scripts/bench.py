@@ -332,24 +332,37 @@ def bench_race(repeat: int) -> None:
         print(f"create deployment after a lost push race         {median_ms(samples)}")
 
 
-def bench_poll(deployments: int, pods_each: int, repeat: int) -> None:
-    """One poll cycle against the HTTP-level fake API (tests/kubefake.py) of this size."""
+def bench_poll(deployments: int, pods_each: int, repeat: int, *, events: int = 0) -> None:
+    """One poll cycle against the HTTP-level fake API (tests/kubefake.py) of this size; with
+    ``events`` Events in the cluster, four in five about objects that are none of the
+    deployments' (kube-system's, a Node's), as a cluster-wide list mostly is."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from gitops_bridge import cluster, poller
     from tests.kubefake import FakeKube
     from tests.test_poller import populate
+    from tests.test_poller_events import old_style
 
     with FakeKube() as fake, tempfile.TemporaryDirectory() as tmp:
         populate(fake, deployments, pods_each)
+        for n in range(events):
+            if n % 5:
+                pod = f"coredns-7db6d8ff4d-{n:05d}"
+                fake.apply(old_style(f"e.{n}", kind="Pod", obj=pod, namespace="kube-system"))
+            else:
+                owner = f"app{n % deployments}-{n % deployments:06d}"
+                namespace = f"group-g{(n % deployments) % 7}"  # populate()'s layout
+                fake.apply(old_style(f"e.{n}", kind="Deployment", obj=owner, namespace=namespace))
         connection = cluster.Cluster.connect(kubeconfig=str(fake.kubeconfig(Path(tmp) / "kc")))
         assert connection is not None
         watcher = poller.Poller(connection)
         readings = []
         samples = timed(lambda: readings.append(watcher.poll()), repeat)
         calls = readings[-1].calls
+        kept = sum(len(found) for found in readings[-1].events.values())
+        with_events = f", {events:,} events ({kept:,} kept)" if events else ""
         print(
-            f"poll cycle, {deployments:>5} deployments / {deployments * pods_each:>6} pods "
-            f"({calls} API calls)  {median_ms(samples)}"
+            f"poll cycle, {deployments:>5} deployments / {deployments * pods_each:>6} pods"
+            f"{with_events} ({calls} API calls)  {median_ms(samples)}"
         )
 
 
@@ -944,6 +957,7 @@ def main() -> None:
     if "poll" in chosen:
         bench_poll(10, 5, args.repeat)
         bench_poll(2000, 5, max(3, args.repeat // 3))
+        bench_poll(2000, 5, max(3, args.repeat // 3), events=20_000)
     if "rss" in chosen:
         sys.stdout.flush()
         command = [sys.executable, __file__, "--rss-child", str(args.rss_writes)]

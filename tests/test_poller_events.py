@@ -216,6 +216,26 @@ def test_events_are_listed_once_then_watched_and_foreign_ones_dropped(
     assert later is not None and later.calls == 3  # events cost a later cycle nothing
 
 
+def test_a_foreign_event_changes_nothing_read(fake: FakeKube, reader: poller.Poller) -> None:
+    """Most of a cluster's events are about none of the deployments: they move the watch on
+    and leave the reading as it was (not rebuilt, not newer)."""
+    populate(fake, 1, 1)
+    assert reader.run_once() is not None
+    eventually(lambda: bool(reader.watching.get("events")), "the events watched")
+    caught_up(reader)
+    before = reading_of(reader)
+    fake.apply(
+        old_style("dns.1", kind="Pod", obj="coredns-7db6d8ff4d-x2x9z", namespace="kube-system")
+    )
+    fake.apply(old_style("node.1", kind="Node", obj="kind-worker", namespace="default"))
+    caught_up(reader)
+    assert reading_of(reader) is before
+    fake.apply(old_style("pod.1", kind="Pod", obj=POD))  # one of ours: a new reading
+    caught_up(reader)
+    after = reading_of(reader)
+    assert after is not before and [e["reason"] for e in after.events[(NS, OWNER)]] == ["BackOff"]
+
+
 def test_both_kinds_of_event_read_alike_newest_first() -> None:
     old = old_style("pod.1", kind="Pod", obj=POD, first=2, last=50, count=7)
     new = new_style("hpa.1", kind="HorizontalPodAutoscaler", obj=OWNER, first=3, last=40, count=3)
