@@ -270,25 +270,25 @@ def test_refused_volume_forms_show_the_message_at_the_form_and_write_nothing(
     assert page.status == 422
     assert page.testid("storage-error") == ["1 field needs attention: see the messages below."]
     assert page.errors() == [
-        "name: must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter or "
-        "digit; max 59), got 'My_Data'"
+        "Must be a DNS label (a-z, 0-9, '-'; start with a letter, end with a letter or "
+        "digit; max 59), got 'My_Data'."
     ]
     assert 'name="name" value="My_Data"' in page.text  # typed values shown again
 
     page = Page(alice.post("/storage/team-a/volumes", new_volume("big", "20Gi")))
     assert page.status == 422
     assert page.testid("create-error") == [
-        "storage quota of group team-a exceeded: volumes 3Gi + images 0 + requested "
+        "Storage quota of group team-a exceeded: volumes 3Gi + images 0 + requested "
         "20Gi = 23Gi, allowed 10Gi; free space in the Storage tab (old image tags, unused "
-        "volumes), or ask a platform admin to raise the quota"
+        "volumes), or ask a platform admin to raise the quota."
     ]
     page = Page(alice.post("/storage/team-a/volumes", new_volume("x", accessMode="ReadWriteMany")))
     assert page.status == 422
-    assert page.errors() == ["accessMode: class standard offers ReadWriteOnce, got ReadWriteMany"]
+    assert page.errors() == ["Class standard offers ReadWriteOnce, got ReadWriteMany."]
     assert '<option value="ReadWriteMany" selected>' in page.text
     page = Page(alice.post("/storage/team-a/volumes", new_volume("data")))
     assert page.status == 409
-    assert page.testid("create-error") == ["name: a volume named 'data' exists in group team-a"]
+    assert page.testid("create-error") == ["Name: a volume named 'data' exists in group team-a."]
 
     # grow: only up, and only on an expandable class (the shared one has no Grow form)
     page = Page(alice.post("/storage/team-a/volumes/data/resize", {"size": "1Gi"}))

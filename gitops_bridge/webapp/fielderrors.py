@@ -45,13 +45,13 @@ class Shown:
     def message(self) -> str:
         """What the page says next to the input (in a row: which one, first)."""
         if self.row:
-            return f"{self.row}: " + " ".join(_sentence(t, capital=False) for t in self.messages)
+            return f"{self.row}: " + " ".join(sentence(t, capital=False) for t in self.messages)
         return self.text
 
     @property
     def text(self) -> str:
         """The messages alone, for the summary (which names the field in its link)."""
-        return " ".join(_sentence(text) for text in self.messages)
+        return " ".join(sentence(text) for text in self.messages)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def of(
             target: Shown(target, name, label, tuple(messages), rank, row)
             for target, (name, label, messages, rank, row) in placed.items()
         },
-        general=tuple(_sentence(text) for text in general),
+        general=tuple(sentence(text) for text in general),
     )
 
 
@@ -243,11 +243,11 @@ def said(error: BridgeError) -> str:
     """A refusal as one line where there is no form of fields to put it at (a card's Scale):
     each problem after the field's name as people say it ("Replicas: must be 0..20, got 50.")."""
     if not error.problems:
-        return _sentence(error.message)
+        return sentence(error.message)
     parts = []
     for problem in error.problems:
         label = spoken(problem.field)
-        text = _sentence(problem.message, capital=not label)
+        text = sentence(problem.message, capital=not label)
         parts.append(f"{label[:1].upper()}{label[1:]}: {text}" if label else text)
     return " ".join(parts)
 
@@ -260,7 +260,7 @@ def spoken(name: str) -> str:
     return text.replace(".", " ").replace("cpu", "CPU").strip()
 
 
-def _sentence(text: str, *, capital: bool = True) -> str:
+def sentence(text: str, *, capital: bool = True) -> str:
     """A message as a sentence: a capital first letter (unless it follows a label) and a
     full stop."""
     text = text.strip()

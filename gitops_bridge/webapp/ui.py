@@ -91,6 +91,12 @@ def said(error: BridgeError) -> str:
     return fielderrors.said(error)
 
 
+@bp.app_template_filter("sentence")
+def sentence(text: str) -> str:
+    """A message next to its field, as a sentence."""
+    return fielderrors.sentence(text)
+
+
 @bp.app_template_filter("spoken")
 def spoken(field: str) -> str:
     """An API field as people name it (``quota.cpu`` -> ``Quota CPU``)."""
