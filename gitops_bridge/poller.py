@@ -23,7 +23,9 @@ is not a group's ``group-...``) is dropped as soon as it is decoded. What stays 
 by the API server itself: it deletes every Event ``--event-ttl`` after its last update
 (default 1h: https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/),
 and the recorders fold repeats into one Event (a count or a series) instead of writing new
-ones; a deployment's view returns at most its ``EVENTS_SHOWN`` newest.
+ones; and the index holds at most ``EVENTS_PER_NAMESPACE`` a namespace (a group that writes
+Events of its own loses its oldest, nobody else's). A deployment's view returns at most its
+``EVENTS_SHOWN`` newest.
 
 Failures never stop the poller: the last good reading is kept with its age, and the next
 attempts back off. ``stop()`` ends the watches (a follower keeps none); the next cycle
@@ -60,6 +62,9 @@ Key = tuple[str, str]  # namespace, name / deployment id
 WATCHED = ("helmreleases", "deployments", "pods", "groups", "claims", "events")
 LIST_ORDER = ("pods", "events", "deployments", "helmreleases", "groups", "claims")  # largest first
 EVENTS_SHOWN = 30  # a deployment's newest events in its view
+# Events held per group namespace, the least recently seen going first: anyone who may write
+# Events in a namespace (the group's own manifests) can fill only that much of the index
+EVENTS_PER_NAMESPACE = 2000
 _NOTHING: dict[str, Any] = {}  # what a list keeps of a PodMetrics once its sample is stored
 _FOREIGN: dict[str, Any] = {}  # what a list keeps of an Event about none of the deployments
 # a deployment's name: the app (a DNS label) and the id (models.Deployment.name)
@@ -260,7 +265,17 @@ class Poller:
                 slim.persistentvolumeclaim,
                 CLAIM_SELECTOR,
             ),
-            "events": watcher(kube.EVENTS, Index(event_owner, many=True), _keep_event, ""),
+            "events": watcher(
+                kube.EVENTS,
+                Index(
+                    event_owner,
+                    many=True,
+                    per_namespace=EVENTS_PER_NAMESPACE,
+                    order=status.event_last_seen,
+                ),
+                _keep_event,
+                "",
+            ),
         }
 
     def _read(self, watchers: dict[str, Watcher], samples: dict[Key, dict[str, Any]]) -> _Sampled:

@@ -277,17 +277,19 @@ def event_view(event: Object) -> EventView:
     )
 
 
+def event_last_seen(event: Object) -> datetime:
+    """When an event was last seen (never: the oldest possible)."""
+    return instant(_event_times(event)[1]) or _NEVER
+
+
 def newest_events(events: Iterable[Object], *, limit: int) -> tuple[Object, ...]:
     """The ``limit`` most recently seen events, newest first (ties: by name, for a stable
     order); events without any time count as the oldest."""
 
-    def seen(event: Object) -> datetime:
-        return instant(_event_times(event)[1]) or _NEVER
-
     ordered = sorted(
         events, key=lambda e: str((e.get("metadata") or {}).get("name", "")), reverse=True
     )
-    return tuple(sorted(ordered, key=seen, reverse=True)[: max(limit, 0)])
+    return tuple(sorted(ordered, key=event_last_seen, reverse=True)[: max(limit, 0)])
 
 
 def exposure_problem(pod: Object, *, secret: str = DEFAULT_FRP_SECRET) -> str | None:

@@ -54,15 +54,29 @@ class Index:
     several share a key) or to the list of objects sorted by name (``many=True``). It is
     copied on write: a snapshot handed out is never changed, and the next one copies the
     previous and replaces only the keys that changed since.
+
+    ``per_namespace`` bounds what one namespace may hold: past it, the object lowest by
+    ``order`` goes (for Events, the least recently seen), so objects anyone in a namespace
+    can create cost the index at most that much there, however many are made.
     """
 
-    def __init__(self, key: Callable[[Obj], Hashable | None], *, many: bool) -> None:
+    def __init__(
+        self,
+        key: Callable[[Obj], Hashable | None],
+        *,
+        many: bool,
+        per_namespace: int | None = None,
+        order: Callable[[Obj], Any] = lambda obj: 0,
+    ) -> None:
         self._key = key
         self._many = many
         self._keys: dict[Identity, Hashable] = {}
         self._members: dict[Hashable, dict[Identity, Obj]] = {}
         self._dirty: set[Hashable] = set()
         self._published: dict[Any, Any] | None = None
+        self._bound = per_namespace
+        self._order = order
+        self._ranks: dict[str, dict[Identity, Any]] = {}  # namespace -> its held, by order
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -79,6 +93,12 @@ class Index:
         self._keys[ident] = key
         self._members.setdefault(key, {})[ident] = obj
         self._dirty.add(key)
+        if self._bound is not None:
+            ranks = self._ranks.setdefault(ident[0], {})
+            ranks[ident] = self._order(obj)
+            if len(ranks) > self._bound:
+                oldest = min(ranks, key=lambda held: (ranks[held], held))
+                self._discard(oldest, self._keys[oldest])
         return True
 
     def remove(self, obj: Obj) -> bool:
@@ -90,7 +110,7 @@ class Index:
         return key is not None
 
     def reset(self, objects: list[Obj]) -> None:
-        self._keys, self._members, self._dirty = {}, {}, set()
+        self._keys, self._members, self._dirty, self._ranks = {}, {}, set(), {}
         for obj in objects:
             self.put(obj)
         self._published = None
@@ -111,6 +131,10 @@ class Index:
 
     def _discard(self, ident: Identity, key: Hashable) -> None:
         del self._keys[ident]
+        if (ranks := self._ranks.get(ident[0])) is not None:
+            ranks.pop(ident, None)
+            if not ranks:
+                del self._ranks[ident[0]]
         members = self._members[key]
         del members[ident]
         if not members:

@@ -236,6 +236,32 @@ def test_a_foreign_event_changes_nothing_read(fake: FakeKube, reader: poller.Pol
     assert after is not before and [e["reason"] for e in after.events[(NS, OWNER)]] == ["BackOff"]
 
 
+def test_a_namespace_holds_at_most_its_bound_of_events_the_least_recent_going(
+    fake: FakeKube, reader: poller.Poller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group that writes Events of its own (its manifests may) fills only its own share:
+    past the bound, its least recently seen go, in the list as in the watch; another
+    namespace's stay."""
+    monkeypatch.setattr(poller, "EVENTS_PER_NAMESPACE", 3)
+    populate(fake, 2, 1)
+    for n in range(4):
+        fake.apply(old_style(f"flood.{n}", kind="Pod", obj=POD, first=n, last=10 + n))
+    fake.apply(
+        old_style("other.1", kind="Pod", obj="app1-000001-5d8f7c9b4-abcde", namespace="group-g1")
+    )
+    assert reader.run_once() is not None
+    held = reading_of(reader).events
+    assert [e["metadata"]["name"] for e in held[(NS, OWNER)]] == ["flood.1", "flood.2", "flood.3"]
+    assert [e["metadata"]["name"] for e in held[("group-g1", "app1-000001")]] == ["other.1"]
+    eventually(lambda: bool(reader.watching.get("events")), "the events watched")
+    fake.apply(old_style("flood.4", kind="Pod", obj=POD, first=4, last=30))
+    fake.apply(old_style("flood.5", kind="Pod", obj=POD, first=5, last=5))  # seen long ago
+    caught_up(reader)
+    held = reading_of(reader).events
+    assert [e["metadata"]["name"] for e in held[(NS, OWNER)]] == ["flood.2", "flood.3", "flood.4"]
+    assert [e["metadata"]["name"] for e in held[("group-g1", "app1-000001")]] == ["other.1"]
+
+
 def test_both_kinds_of_event_read_alike_newest_first() -> None:
     old = old_style("pod.1", kind="Pod", obj=POD, first=2, last=50, count=7)
     new = new_style("hpa.1", kind="HorizontalPodAutoscaler", obj=OWNER, first=3, last=40, count=3)
