@@ -250,13 +250,26 @@ class UsageSettings(BaseModel):
     ``step`` seconds (the peak of the readings in it), ``window`` seconds of them, for at
     most ``max_series`` deployments: a series is 14 bytes a step and ~500 bytes besides,
     ~2.1 KiB at the defaults (``scripts/bench --only usage``). A step shorter than
-    ``kubernetes.poll_interval`` leaves steps without a reading: gaps in the graph."""
+    ``kubernetes.poll_interval`` leaves steps without a reading: gaps in the graph.
+
+    With ``prometheus_url`` (a Prometheus that scrapes the kubelets' cAdvisor metrics) the
+    points are read from it instead (``gitops_bridge.usagehistory``), so a graph survives a
+    restart of the bridge; ``prometheus_timeout`` bounds what one page waits for it."""
 
     model_config = ConfigDict(extra="forbid")
 
     step: int = Field(default=30, ge=1, le=3600)  # seconds
     window: int = Field(default=3600, ge=3600, le=86_400)  # seconds: at least the last hour
     max_series: int = Field(default=20_000, ge=1, le=200_000)
+    prometheus_url: str = ""  # e.g. http://prometheus-k8s.monitoring.svc:9090; empty: off
+    prometheus_timeout: float = Field(default=3.0, gt=0, le=60)  # seconds, all queries of a page
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http or https URL (or empty: off), got {value!r}")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _steps(self) -> UsageSettings:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_bridge import cluster as kube
-from gitops_bridge import jsonbody, models, podlogs, quantity, render, status, usage
+from gitops_bridge import jsonbody, models, podlogs, quantity, render, status, usage, usagehistory
 from gitops_bridge import running as live
 from gitops_bridge.cache import Bounded
 from gitops_bridge.config import Settings
@@ -87,6 +87,8 @@ class Monitor:
         )
         if poller is not None:
             poller.on_reading(self.usage.feed)
+        # what a page draws: Prometheus' points when configured, the ring's otherwise
+        self.usage_history = usagehistory.Reader(self.settings.usage, ring=self.usage)
 
     @property
     def connected(self) -> bool:

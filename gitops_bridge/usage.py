@@ -32,7 +32,9 @@ measures it for 20,000 deployments.
 
 The series live in this process only, like the readings they come from: a replica that
 starts (or starts to follow) draws from then on; the cluster keeps no history to read back
-(metrics-server serves the newest sample alone).
+(metrics-server serves the newest sample alone). Where a Prometheus keeps one
+(``usage.prometheus_url``), ``usagehistory`` reads the points from it and takes only the
+restarts from here.
 """
 
 from __future__ import annotations
@@ -105,13 +107,14 @@ def amount(text: Any) -> float | None:
 @dataclass(frozen=True)
 class Point:
     """One step: ``t`` its start (Unix seconds); CPU in cores and memory in bytes, the peak
-    of the step (None: no metrics); the pods sampled; the restart total."""
+    of the step (None: no metrics); the pods sampled; the restart total (None: not known, a
+    step read from Prometheus before this replica read the cluster)."""
 
     t: float
     cpu: float | None
     memory: float | None
     pods: int
-    restarts: int
+    restarts: int | None
 
 
 @dataclass(frozen=True)
@@ -392,12 +395,23 @@ class Usage:
         )
 
 
-def document(name: str, history: History, fit: Footprint) -> dict[str, Any]:
+def document(
+    name: str,
+    history: History,
+    fit: Footprint,
+    *,
+    source: str = "poller",
+    note: str | None = None,
+) -> dict[str, Any]:
     """The API's answer: the series as numbers (cores, bytes), and the app container's
-    requests and limits per pod (a step's total is per pod x its ``pods``)."""
+    requests and limits per pod (a step's total is per pod x its ``pods``); ``source``: where
+    the points came from (``prometheus`` or this replica's ``poller``), ``note`` why not from
+    the configured one."""
     return {
         "name": name,
         "container": APP,
+        "source": source,
+        "note": note,
         "step": history.step,
         "window": history.window,
         "start": round(history.start, 3),

@@ -560,11 +560,14 @@ def deployment_events(name: str) -> Response:
 @bp.get("/deployments/<name>/usage")
 def deployment_usage(name: str) -> Response:
     """CPU and memory of the app container over the usage window, step by step, with the
-    restarts and the requests and limits per pod (``usage.document``); from memory: no
-    points before the poller has read the cluster, or without one."""
+    restarts and the requests and limits per pod (``usage.document``): from Prometheus when
+    one is configured and answers, else from memory (no points before the poller has read
+    the cluster, or without one); ``source`` says which."""
     deployment = context.svc().deployment(context.user(), name)
-    history = context.monitor().usage.history((deployment.namespace, deployment.id))
-    return jsonify(usage.document(deployment.name, history, usage.footprint(deployment)))
+    found = context.monitor().usage_history.read(deployment)
+    fit = usage.footprint(deployment)
+    body = usage.document(deployment.name, found.history, fit, source=found.source, note=found.note)
+    return jsonify(body)
 
 
 @bp.post("/flux/events")

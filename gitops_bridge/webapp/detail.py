@@ -129,9 +129,16 @@ def running_note(card: dict[str, Any]) -> str:
 
 
 def _usage(monitor: Monitor, deployment: Deployment) -> dict[str, Any] | None:
-    """CPU and memory over time against requests and limits; None without samples."""
-    history = monitor.usage.history((deployment.namespace, deployment.id))
-    return graphs.section(history, usage.footprint(deployment))
+    """CPU and memory over time against requests and limits, and where they came from;
+    None without samples, unless there is a note to make (Prometheus did not answer)."""
+    found = monitor.usage_history.read(deployment)
+    where = {"source": found.source, "note": found.note, "rate_window": found.rate_window}
+    shown = graphs.section(found.history, usage.footprint(deployment))
+    if shown is None:
+        if found.note is None:
+            return None
+        return where | {"window": graphs.window_text(found.history.window), "graphs": []}
+    return shown | where
 
 
 def _pods(monitor: Monitor, deployment: Deployment) -> list[dict[str, Any]] | None:

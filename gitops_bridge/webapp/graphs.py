@@ -280,7 +280,7 @@ def section(history: History, fit: Footprint) -> dict[str, Any] | None:
                 "cpu": _shown(cpu, p.cpu),
                 "memory": _shown(memory, p.memory),
                 "pods": p.pods,
-                "restarts": p.restarts,
+                "restarts": "—" if p.restarts is None else p.restarts,
             }
             for p in reversed(history.points)
         ],
