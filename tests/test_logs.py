@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitops_bridge import podlogs
-from tests import kubelet
-from tests.apputil import create_group, make_app, web
+from tests import connected
+from tests.apputil import web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
 
@@ -33,33 +33,24 @@ CRASH = ["error: connect to postgres:5432: connection refused", "exit status 1"]
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval=0.05) as server:
+    with connected.fake_cluster() as server:
         yield server
 
 
 @pytest.fixture
 def app(tmp_path: Path, fake: FakeKube) -> Iterator[Flask]:
-    built = make_app(
-        tmp_path / "data",
-        kubernetes={"mode": "kubeconfig", "kubeconfig": str(fake.kubeconfig(tmp_path / "kc"))},
-        server={"max_streams": 3},
-    )
-    yield built
-    built.extensions["gitops_bridge.runtime"].stop()
+    with connected.connected_app(tmp_path, fake, server={"max_streams": 3}) as built:
+        yield built
 
 
 @pytest.fixture
 def client(app: Flask, fake: FakeKube) -> FlaskClient:
-    client = app.test_client()
-    create_group(client)
-    fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    fake.apply(kubelet.frp_token(NS))
-    return client
+    return connected.team_client(app, fake)
 
 
 @pytest.fixture
 def standin(fake: FakeKube, tmp_path: Path, helm: str, kubectl: str) -> FluxStandIn:
-    return FluxStandIn(fake, remote=tmp_path / "data" / "remote.git", helm=helm, kubectl=kubectl)
+    return connected.flux(fake, tmp_path, helm, kubectl)
 
 
 @pytest.fixture

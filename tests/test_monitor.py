@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from gitops_bridge import monitor, poller
 from gitops_bridge.runtime import Runtime
-from tests import kubelet
+from tests import connected, kubelet
 from tests.apputil import create_group, make_app, web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
@@ -33,24 +33,16 @@ EVENTS_TOKEN = "events-secret"
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval=0.05) as server:  # quiet watches catch up quickly
+    with connected.fake_cluster() as server:
         yield server
 
 
 @pytest.fixture
 def app(tmp_path: Path, fake: FakeKube) -> Iterator[Flask]:
-    kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
-    built = make_app(
-        tmp_path / "data",
-        secret_key="peer-secret",
-        kubernetes={
-            "mode": "kubeconfig",
-            "kubeconfig": str(kubeconfig),
-            "events_token": EVENTS_TOKEN,
-        },
-    )
-    yield built
-    built.extensions["gitops_bridge.runtime"].stop()  # the poller's watches end here
+    with connected.connected_app(
+        tmp_path, fake, secret_key="peer-secret", kubernetes={"events_token": EVENTS_TOKEN}
+    ) as built:
+        yield built
 
 
 @pytest.fixture
@@ -61,17 +53,12 @@ def rt(app: Flask) -> Runtime:
 
 @pytest.fixture
 def client(app: Flask, fake: FakeKube) -> FlaskClient:
-    client = app.test_client()
-    create_group(client)
-    # what the platform provisions out of band for exposure (never in Git)
-    fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    fake.apply(kubelet.frp_token(NS))
-    return client
+    return connected.team_client(app, fake)
 
 
 @pytest.fixture
 def standin(fake: FakeKube, tmp_path: Path, helm: str, kubectl: str) -> FluxStandIn:
-    return FluxStandIn(fake, remote=tmp_path / "data" / "remote.git", helm=helm, kubectl=kubectl)
+    return connected.flux(fake, tmp_path, helm, kubectl)
 
 
 def deploy(client: FlaskClient, **fields: Any) -> str:

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 
 from gitops_bridge import status
 from gitops_bridge.runtime import Runtime
-from tests import kubelet
-from tests.apputil import create_group, make_app, web
+from tests import connected, kubelet
+from tests.apputil import web
 from tests.fluxstandin import FluxStandIn
 from tests.kubefake import FakeKube
 from tests.test_poller import caught_up
@@ -29,18 +29,14 @@ NS = "group-team-a"
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval=0.05) as server:
+    with connected.fake_cluster() as server:
         yield server
 
 
 @pytest.fixture
 def app(tmp_path: Path, fake: FakeKube) -> Iterator[Flask]:
-    kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
-    built = make_app(
-        tmp_path / "data", kubernetes={"mode": "kubeconfig", "kubeconfig": str(kubeconfig)}
-    )
-    yield built
-    built.extensions["gitops_bridge.runtime"].stop()
+    with connected.connected_app(tmp_path, fake) as built:
+        yield built
 
 
 @pytest.fixture
@@ -51,16 +47,12 @@ def rt(app: Flask) -> Runtime:
 
 @pytest.fixture
 def client(app: Flask, fake: FakeKube) -> FlaskClient:
-    client = app.test_client()
-    create_group(client)
-    fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    fake.apply(kubelet.frp_token(NS))
-    return client
+    return connected.team_client(app, fake)
 
 
 @pytest.fixture
 def standin(fake: FakeKube, tmp_path: Path, helm: str, kubectl: str) -> FluxStandIn:
-    return FluxStandIn(fake, remote=tmp_path / "data" / "remote.git", helm=helm, kubectl=kubectl)
+    return connected.flux(fake, tmp_path, helm, kubectl)
 
 
 def poll(rt: Runtime) -> None:

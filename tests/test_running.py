@@ -22,8 +22,8 @@ from gitops_bridge import config, models, running
 from gitops_bridge.render import digest, yamlio
 from gitops_bridge.render.helmrelease import document, parse_helmrelease, values
 from gitops_bridge.runtime import Runtime
-from tests import kubelet
-from tests.apputil import create_group, make_app, web
+from tests import connected
+from tests.apputil import web
 from tests.bridgeutil import edit_by_hand
 from tests.fluxstandin import FluxStandIn
 from tests.gitutil import show
@@ -102,32 +102,24 @@ def test_diffs_people_read_do_not_show_the_digest() -> None:
 
 @pytest.fixture
 def fake() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval=0.05) as server:
+    with connected.fake_cluster() as server:
         yield server
 
 
 @pytest.fixture
 def app(tmp_path: Path, fake: FakeKube) -> Iterator[Flask]:
-    kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig")
-    built = make_app(
-        tmp_path / "data", kubernetes={"mode": "kubeconfig", "kubeconfig": str(kubeconfig)}
-    )
-    yield built
-    built.extensions["gitops_bridge.runtime"].stop()
+    with connected.connected_app(tmp_path, fake) as built:
+        yield built
 
 
 @pytest.fixture
 def client(app: Flask, fake: FakeKube) -> FlaskClient:
-    client = app.test_client()
-    create_group(client)
-    fake.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    fake.apply(kubelet.frp_token(NS))
-    return client
+    return connected.team_client(app, fake)
 
 
 @pytest.fixture
 def standin(fake: FakeKube, tmp_path: Path, helm: str, kubectl: str) -> FluxStandIn:
-    return FluxStandIn(fake, remote=tmp_path / "data" / "remote.git", helm=helm, kubectl=kubectl)
+    return connected.flux(fake, tmp_path, helm, kubectl)
 
 
 def answer(response: TestResponse) -> Any:
