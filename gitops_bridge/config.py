@@ -263,6 +263,8 @@ class UsageSettings(BaseModel):
     max_series: int = Field(default=20_000, ge=1, le=200_000)
     prometheus_url: str = ""  # e.g. http://prometheus-k8s.monitoring.svc:9090; empty: off
     prometheus_timeout: float = Field(default=3.0, gt=0, le=60)  # seconds, all queries of a page
+    # sent as "Authorization: Bearer ..." (a Prometheus behind kube-rbac-proxy or a gateway)
+    prometheus_token: SecretStr = SecretStr("")
 
     @field_validator("prometheus_url")
     @classmethod

@@ -58,8 +58,11 @@ def body_limit(*, max_series: int, max_points: int) -> int:
 class Prometheus:
     """One Prometheus server (``url``: its base, e.g. ``http://prometheus:9090``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, token: str = "") -> None:
         self.url = url.rstrip("/")
+        self._headers = {"Accept": "application/json"}
+        if token:  # never in a message: errors name the host only
+            self._headers["Authorization"] = f"Bearer {token}"
 
     def query_range(
         self,
@@ -86,7 +89,7 @@ class Prometheus:
         left = deadline - time.monotonic()
         if left <= 0:
             raise PrometheusUnavailable(f"{where}: no time left to ask")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        request = urllib.request.Request(url, headers=self._headers)
         chunks: list[bytes] = []
         size = 0
         try:

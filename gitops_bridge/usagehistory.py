@@ -151,7 +151,11 @@ class Reader:
         self.step = settings.step
         self.timeout = settings.prometheus_timeout
         self.client = (
-            prometheus.Prometheus(settings.prometheus_url) if settings.prometheus_url else None
+            prometheus.Prometheus(
+                settings.prometheus_url, token=settings.prometheus_token.get_secret_value()
+            )
+            if settings.prometheus_url
+            else None
         )
         self._lock = threading.Lock()
         self._failing = False  # in a streak of failures (logged once, at its start)

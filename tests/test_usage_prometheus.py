@@ -153,6 +153,7 @@ class Failing(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _FailingHandler)
         self.mode = "500"
         self.asked = 0
+        self.authorization: list[str | None] = []
         self.release = threading.Event()
 
     @property
@@ -165,6 +166,7 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.asked += 1
+        self.server.authorization.append(self.headers.get("Authorization"))
         mode = self.server.mode
         if mode == "slow":
             self.server.release.wait(30)
@@ -204,6 +206,26 @@ def ring_deployment() -> Deployment:
     found = spec()
     assert (found.namespace, found.id) == KEY
     return found
+
+
+def test_a_token_is_sent_as_a_bearer_and_said_nowhere(
+    failing: Failing, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "pr0m-s3cret-t0ken"
+    settings = config.UsageSettings(
+        prometheus_url=failing.url, prometheus_timeout=0.5, prometheus_token=token
+    )
+    assert token not in repr(settings)
+    ring = usage.Usage(settings, clock=Clock(1_800_000_000.0))
+    caplog.set_level(logging.DEBUG)
+    found = usagehistory.Reader(settings, ring=ring).read(ring_deployment())
+    assert failing.authorization == [f"Bearer {token}"]
+    assert found.note == usagehistory.UNAVAILABLE and token not in (found.note or "")
+    assert all(token not in record.getMessage() for record in caplog.records)
+    without = config.UsageSettings(prometheus_url=failing.url, prometheus_timeout=0.5)
+    later = usage.Usage(without, clock=Clock(1_800_000_000.0 + 3600))
+    usagehistory.Reader(without, ring=later).read(ring_deployment())
+    assert failing.authorization[-1] is None
 
 
 def test_a_failing_prometheus_leaves_the_rings_points_said_and_logged_once(
