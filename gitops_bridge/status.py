@@ -46,6 +46,9 @@ BAD_WAITING = {
 CONFIG_ERROR = "CreateContainerConfigError"
 FRPC = "frpc"  # the chart's sidecar container
 DEFAULT_FRP_SECRET = "frp-token"
+# the kubelet's back-off message ends with the pod as ``pod=<name>_<namespace>(<uid>)``
+# (kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff, format.Pod)
+_BACK_OFF_POD = re.compile(r"\s+pod=\S+_\S+\([0-9a-f-]+\)$")
 _MISSING_SECRET = re.compile(r'^secret "(?P<name>[^"]+)" not found$')
 _MISSING_KEY = re.compile(
     r"^couldn't find key (?P<key>\S+) in Secret (?P<ns>[^/\s]+)/(?P<name>\S+)$"
@@ -212,6 +215,8 @@ def pod_view(pod: Object) -> PodView:
         if waiting and not item.get("ready"):
             reason, message = waiting.get("reason", ""), waiting.get("message", "")
             last = (item.get("lastState") or {}).get("terminated")
+            if reason == "CrashLoopBackOff":  # the pod is named already: not its uid again
+                message = _BACK_OFF_POD.sub("", message)
             if last and last.get("reason") and reason == "CrashLoopBackOff":
                 # why it ended (OOMKilled, Error) matters more than the back-off's timing
                 exit_note = f"last exit: {last.get('reason')} (code {last.get('exitCode')})"

@@ -331,6 +331,26 @@ def test_degraded_names_the_pod_and_the_container_reason() -> None:
     ]
 
 
+def test_the_back_off_message_does_not_name_the_pod_twice() -> None:
+    """The kubelet ends its back-off message with ``pod=<name>_<namespace>(<uid>)``; the card
+    names the pod already."""
+    crashing = pod("web-2", ready=False, waiting="CrashLoopBackOff", restarts=5)
+    [app, _] = crashing["status"]["containerStatuses"]
+    app["state"]["waiting"]["message"] = (
+        "back-off 2m40s restarting failed container=app "
+        "pod=web-2_group-team-a(474fae62-cf97-4b53-9009-db94725e311e)"
+    )
+    result = status.interpret(
+        DEPLOYMENT,
+        view=view(helmrelease(READY), (pod("web-1"), crashing)),
+        last_commit=COMMIT,
+        is_applied=ancestry,
+    )
+    assert result.message == (
+        "pod web-2: last exit: Error (code 1); back-off 2m40s restarting failed container=app"
+    )
+
+
 def test_usage_against_limits_sums_every_container_of_every_pod() -> None:
     samples = {
         "web-1": metrics("web-1", "120m", "100Mi"),
