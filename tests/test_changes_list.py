@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect
 
@@ -25,6 +24,7 @@ from tests.apputil import TEAM_A, create_group, make_app, web
 from tests.forgefakes import FakeGitea, FakeGitHub
 from tests.gitutil import git, head
 from tests.test_browser_manage import serve
+from tests.test_review import review_app
 
 ALICE = {"X-Forwarded-User": "alice"}
 BOB = {"X-Forwarded-User": "bob"}
@@ -36,10 +36,6 @@ RECORD = "refs/reviews/decided"
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
     return tmp_path / "data" / "remote.git"
-
-
-def review_app(tmp_path: Path, **review: Any) -> Flask:
-    return make_app(tmp_path / "data", review={"mode": "pull-request", **review})
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from gitops_bridge import models, podlogs
+from gitops_bridge import models, podlogs, status
 from gitops_bridge.errors import BridgeError, FieldProblem, InvalidRequest
 from gitops_bridge.models import Deployment, EnvVar, argv_line
 from gitops_bridge.service import Written
@@ -476,13 +476,8 @@ RECENT_IMAGES = 5
 
 def _age(created: str | None) -> str:
     """How long ago an image was built ("" when its config says nothing)."""
-    if not created:
-        return ""
-    try:
-        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return ""
-    return ago(int(moment.timestamp()))
+    moment = status.instant(created)
+    return ago(int(moment.timestamp())) if moment is not None else ""
 
 
 def _image_choices(group: str) -> dict[str, Any] | None:
